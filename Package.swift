@@ -1,0 +1,70 @@
+// swift-tools-version:6.0
+// ClipKit: CLIP-family training, evaluation, embedding and export on libtorch, driven by TAO specs.
+import Foundation
+import PackageDescription
+
+// libtorch 2.11.0 (from the PyPI wheel; scripts/setup.sh installs it). LIBTORCH_DIR overrides.
+let packageDir = Context.packageDirectory
+let libtorch = Context.environment["LIBTORCH_DIR"] ?? "\(packageDir)/.deps/libtorch"
+
+let torchCxx: [CXXSetting] = [
+  .unsafeFlags([
+    "-I\(libtorch)/include",
+    "-D_GLIBCXX_USE_CXX11_ABI=1",
+    "-Wno-deprecated-declarations",
+    "-O2",
+  ])
+]
+// Only torch_cpu and c10 are linked, so the binary runs on CPU-only machines; libtorch_cuda.so is
+// loaded at run time where present. $ORIGIN rpaths let a deployed binary find the .so files
+// beside it (or in lib/ beside it).
+let torchLink: [LinkerSetting] = [
+  .unsafeFlags([
+    "-L\(libtorch)/lib",
+    "-Xlinker", "-rpath", "-Xlinker", "\(libtorch)/lib",
+    "-Xlinker", "-rpath", "-Xlinker", "$ORIGIN",
+    "-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/lib",
+    "-Xlinker", "--no-as-needed",
+  ]),
+  .linkedLibrary("torch_cpu"),
+  .linkedLibrary("c10"),
+  .linkedLibrary("stdc++"),
+]
+
+let package = Package(
+  name: "ClipKit",
+  platforms: [.macOS(.v14)],
+  products: [
+    .executable(name: "clipkit", targets: ["clipkit"]),
+    .library(name: "Torch", targets: ["Torch"]),
+    .library(name: "Spec", targets: ["Spec"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+  ],
+  targets: [
+    .target(name: "CTorch", cxxSettings: torchCxx, linkerSettings: torchLink),
+    .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg",
+                   providers: [.apt(["libturbojpeg0-dev"])]),
+    .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+    .systemLibrary(name: "CWebP", pkgConfig: "libwebp", providers: [.apt(["libwebp-dev"])]),
+    .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+
+    .target(name: "Torch", dependencies: ["CTorch"]),
+    .target(name: "Spec", dependencies: [.product(name: "Yams", package: "Yams")]),
+    .executableTarget(
+      name: "clipkit",
+      dependencies: [
+        "Torch", "Spec",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+
+    .testTarget(name: "TorchTests", dependencies: ["Torch"], resources: [.copy("Fixtures")]),
+    .testTarget(name: "SpecTests", dependencies: ["Spec"], resources: [.copy("Fixtures")]),
+    .testTarget(name: "SystemLibraryTests",
+                dependencies: ["CTurboJPEG", "CPNG", "CWebP", "CHDF5"]),
+    .testTarget(name: "CLITests", dependencies: ["clipkit"]),
+  ],
+  cxxLanguageStandard: .cxx17
+)

@@ -1,0 +1,763 @@
+// Implementation of ctorch.h. Only ATen headers (twice as fast to compile as torch/torch.h).
+// Every entry point is wrapped in CK_BEGIN/CK_END so that no C++ exception reaches Swift.
+#include "ctorch.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/GradMode.h>
+#include <dlfcn.h>
+#include <torch/headeronly/version.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+struct ck_tensor_s { at::Tensor t; };
+struct ck_generator_s { at::Generator g; };
+
+namespace {
+
+ck_error message(const char *m) {
+  size_t n = std::strlen(m);
+  char *p = static_cast<char *>(std::malloc(n + 1));
+  if (p) std::memcpy(p, m, n + 1);
+  return p;
+}
+
+// Keeps the first line-block of a c10 message: what_without_backtrace() still carries
+// "Exception raised from ..." on some builds.
+ck_error c10_message(const c10::Error &e) {
+  std::string m = e.what_without_backtrace();
+  auto cut = m.find("\nException raised from");
+  if (cut != std::string::npos) m.resize(cut);
+  return message(m.c_str());
+}
+
+#define CK_BEGIN try {
+#define CK_END                                                          \
+  return nullptr;                                                       \
+  }                                                                     \
+  catch (const c10::Error &e) { return c10_message(e); }                \
+  catch (const std::exception &e) { return message(e.what()); }         \
+  catch (...) { return message("unknown C++ exception in libtorch"); }
+
+const at::Tensor &T(ck_tensor h) {
+  if (!h) throw std::invalid_argument("null tensor handle");
+  if (!h->t.defined()) throw std::invalid_argument("undefined tensor");
+  return h->t;
+}
+c10::optional<at::Tensor> OT(ck_tensor h) {
+  if (!h) return c10::nullopt;
+  return T(h);
+}
+void put(ck_tensor *out, at::Tensor t) {
+  if (!out) throw std::invalid_argument("null output pointer");
+  *out = new ck_tensor_s{std::move(t)};
+}
+
+at::ScalarType dtype(int code) {
+  switch (code) {
+    case CK_F32: return at::kFloat;
+    case CK_F16: return at::kHalf;
+    case CK_BF16: return at::kBFloat16;
+    case CK_F64: return at::kDouble;
+    case CK_I64: return at::kLong;
+    case CK_I32: return at::kInt;
+    case CK_U8: return at::kByte;
+    case CK_BOOL: return at::kBool;
+    case CK_I8: return at::kChar;
+    case CK_I16: return at::kShort;
+  }
+  throw std::invalid_argument("unknown dtype code " + std::to_string(code));
+}
+int dtype_code(at::ScalarType s) {
+  switch (s) {
+    case at::kFloat: return CK_F32;
+    case at::kHalf: return CK_F16;
+    case at::kBFloat16: return CK_BF16;
+    case at::kDouble: return CK_F64;
+    case at::kLong: return CK_I64;
+    case at::kInt: return CK_I32;
+    case at::kByte: return CK_U8;
+    case at::kBool: return CK_BOOL;
+    case at::kChar: return CK_I8;
+    case at::kShort: return CK_I16;
+    default: return -1;
+  }
+}
+at::Device device(int type, int index) {
+  if (type == CK_CPU) return at::Device(at::kCPU);
+  if (type == CK_CUDA) {
+    if (index < 0) throw std::invalid_argument("negative CUDA device index");
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw std::invalid_argument("unknown device type code " + std::to_string(type));
+}
+at::DeviceType device_type(int type) { return device(type, 0).type(); }
+
+at::IntArrayRef ints(const int64_t *p, int64_t n) {
+  if (n < 0 || (n > 0 && !p)) throw std::invalid_argument("bad integer list");
+  return at::IntArrayRef(p, static_cast<size_t>(n));
+}
+at::TensorOptions options(int dt, int dev_type, int dev_index) {
+  return at::TensorOptions().dtype(dtype(dt)).device(device(dev_type, dev_index));
+}
+c10::optional<at::Generator> gen(ck_generator g) {
+  if (!g) return c10::nullopt;
+  return g->g;
+}
+void check_shape(const int64_t *shape, int64_t ndim) {
+  for (int64_t i = 0; i < ndim; i++)
+    if (shape[i] < 0) throw std::invalid_argument("negative dimension " + std::to_string(shape[i]));
+}
+
+}  // namespace
+
+extern "C" {
+
+void ck_free(void *p) { std::free(p); }
+void ck_tensor_free(ck_tensor t) { delete t; }
+
+const char *ck_torch_version(void) { return TORCH_VERSION; }
+
+ck_error ck_load_library(const char *path) {
+  CK_BEGIN
+  if (!path) throw std::invalid_argument("null path");
+  if (!dlopen(path, RTLD_NOW | RTLD_GLOBAL)) {
+    const char *e = dlerror();
+    throw std::runtime_error(e ? e : "dlopen failed");
+  }
+  CK_END
+}
+
+int ck_cuda_available(void) {
+  try { return at::hasCUDA() ? 1 : 0; } catch (...) { return 0; }
+}
+int ck_cuda_device_count(void) {
+  try {
+    if (!at::hasCUDA()) return 0;
+    return static_cast<int>(at::detail::getCUDAHooks().deviceCount());
+  } catch (...) { return 0; }
+}
+void ck_set_num_threads(int n) {
+  try { if (n > 0) at::set_num_threads(n); } catch (...) {}
+}
+int ck_get_num_threads(void) {
+  try { return at::get_num_threads(); } catch (...) { return 1; }
+}
+ck_error ck_manual_seed(uint64_t seed) {
+  CK_BEGIN
+  at::manual_seed(seed);
+  CK_END
+}
+ck_error ck_cuda_synchronize(int device_index) {
+  CK_BEGIN
+  if (!at::hasCUDA()) throw std::runtime_error("CUDA is not available");
+  at::detail::getCUDAHooks().deviceSynchronize(static_cast<c10::DeviceIndex>(device_index));
+  CK_END
+}
+
+int ck_grad_enabled(void) { return c10::GradMode::is_enabled() ? 1 : 0; }
+void ck_set_grad_enabled(int enabled) { c10::GradMode::set_enabled(enabled != 0); }
+
+ck_error ck_autocast_set(int dev_type, int enabled, int dt) {
+  CK_BEGIN
+  auto d = device_type(dev_type);
+  if (enabled) {
+    auto s = dtype(dt);
+    if (s != at::kHalf && s != at::kBFloat16)
+      throw std::invalid_argument("autocast dtype must be float16 or bfloat16");
+    at::autocast::set_autocast_dtype(d, s);
+  }
+  at::autocast::set_autocast_enabled(d, enabled != 0);
+  CK_END
+}
+int ck_autocast_enabled(int dev_type) {
+  try { return at::autocast::is_autocast_enabled(device_type(dev_type)) ? 1 : 0; } catch (...) { return 0; }
+}
+int ck_autocast_dtype(int dev_type) {
+  try { return dtype_code(at::autocast::get_autocast_dtype(device_type(dev_type))); } catch (...) { return -1; }
+}
+void ck_autocast_enter(void) { at::autocast::increment_nesting(); }
+void ck_autocast_exit(void) {
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+}
+
+int ck_tensor_defined(ck_tensor t) { return t && t->t.defined() ? 1 : 0; }
+int64_t ck_tensor_dim(ck_tensor t) { return ck_tensor_defined(t) ? t->t.dim() : 0; }
+void ck_tensor_sizes(ck_tensor t, int64_t *out) {
+  if (!ck_tensor_defined(t)) return;
+  auto s = t->t.sizes();
+  for (size_t i = 0; i < s.size(); i++) out[i] = s[i];
+}
+void ck_tensor_strides(ck_tensor t, int64_t *out) {
+  if (!ck_tensor_defined(t)) return;
+  auto s = t->t.strides();
+  for (size_t i = 0; i < s.size(); i++) out[i] = s[i];
+}
+int64_t ck_tensor_numel(ck_tensor t) { return ck_tensor_defined(t) ? t->t.numel() : 0; }
+int ck_tensor_dtype(ck_tensor t) { return ck_tensor_defined(t) ? dtype_code(t->t.scalar_type()) : -1; }
+int ck_tensor_device_type(ck_tensor t) {
+  if (!ck_tensor_defined(t)) return -1;
+  auto d = t->t.device();
+  return d.is_cpu() ? CK_CPU : d.is_cuda() ? CK_CUDA : -1;
+}
+int ck_tensor_device_index(ck_tensor t) {
+  if (!ck_tensor_defined(t)) return -1;
+  auto d = t->t.device();
+  return d.has_index() ? d.index() : 0;
+}
+int ck_tensor_requires_grad(ck_tensor t) { return ck_tensor_defined(t) && t->t.requires_grad() ? 1 : 0; }
+int ck_tensor_is_contiguous(ck_tensor t) { return ck_tensor_defined(t) && t->t.is_contiguous() ? 1 : 0; }
+const void *ck_tensor_data_ptr(ck_tensor t) {
+  if (!ck_tensor_defined(t) || !t->t.device().is_cpu() || !t->t.is_contiguous()) return nullptr;
+  try { return t->t.data_ptr(); } catch (...) { return nullptr; }
+}
+
+ck_error ck_from_data(const void *data, size_t nbytes, const int64_t *shape, int64_t ndim, int dt,
+                      ck_tensor *out) {
+  CK_BEGIN
+  check_shape(shape, ndim);
+  auto t = at::empty(ints(shape, ndim), at::TensorOptions().dtype(dtype(dt)));
+  size_t need = static_cast<size_t>(t.numel()) * t.element_size();
+  if (need != nbytes)
+    throw std::invalid_argument("buffer holds " + std::to_string(nbytes) + " bytes, shape needs " +
+                                std::to_string(need));
+  if (need) {
+    if (!data) throw std::invalid_argument("null data pointer");
+    std::memcpy(t.data_ptr(), data, need);
+  }
+  put(out, t);
+  CK_END
+}
+ck_error ck_full(const int64_t *shape, int64_t ndim, double value, int dt, int dev_type,
+                 int dev_index, ck_tensor *out) {
+  CK_BEGIN
+  check_shape(shape, ndim);
+  put(out, at::full(ints(shape, ndim), value, options(dt, dev_type, dev_index)));
+  CK_END
+}
+ck_error ck_empty(const int64_t *shape, int64_t ndim, int dt, int dev_type, int dev_index,
+                  ck_tensor *out) {
+  CK_BEGIN
+  check_shape(shape, ndim);
+  put(out, at::empty(ints(shape, ndim), options(dt, dev_type, dev_index)));
+  CK_END
+}
+ck_error ck_arange(double start, double end, double step, int dt, int dev_type, int dev_index,
+                   ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::arange(start, end, step, options(dt, dev_type, dev_index)));
+  CK_END
+}
+ck_error ck_rand(int kind, const int64_t *shape, int64_t ndim, int dt, int dev_type, int dev_index,
+                 ck_generator g, ck_tensor *out) {
+  CK_BEGIN
+  check_shape(shape, ndim);
+  auto o = options(dt, dev_type, dev_index);
+  if (kind == 0) put(out, at::rand(ints(shape, ndim), gen(g), o));
+  else if (kind == 1) put(out, at::randn(ints(shape, ndim), gen(g), o));
+  else throw std::invalid_argument("unknown random kind");
+  CK_END
+}
+ck_error ck_randint(int64_t low, int64_t high, const int64_t *shape, int64_t ndim, int dev_type,
+                    int dev_index, ck_generator g, ck_tensor *out) {
+  CK_BEGIN
+  check_shape(shape, ndim);
+  put(out, at::randint(low, high, ints(shape, ndim), gen(g), options(CK_I64, dev_type, dev_index)));
+  CK_END
+}
+ck_error ck_randperm(int64_t n, int dev_type, int dev_index, ck_generator g, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::randperm(n, gen(g), options(CK_I64, dev_type, dev_index)));
+  CK_END
+}
+ck_error ck_copy_to_buffer(ck_tensor h, void *dst, size_t nbytes) {
+  CK_BEGIN
+  auto t = T(h).detach().to(at::kCPU).contiguous();
+  size_t need = static_cast<size_t>(t.numel()) * t.element_size();
+  if (need != nbytes)
+    throw std::invalid_argument("destination holds " + std::to_string(nbytes) +
+                                " bytes, tensor has " + std::to_string(need));
+  if (need) {
+    if (!dst) throw std::invalid_argument("null destination");
+    std::memcpy(dst, t.data_ptr(), need);
+  }
+  CK_END
+}
+ck_error ck_to(ck_tensor h, int dt, int dev_type, int dev_index, ck_tensor *out) {
+  CK_BEGIN
+  put(out, T(h).to(device(dev_type, dev_index), dtype(dt)));
+  CK_END
+}
+ck_error ck_item_double(ck_tensor h, double *out) {
+  CK_BEGIN
+  *out = T(h).item<double>();
+  CK_END
+}
+ck_error ck_shallow_copy(ck_tensor h, ck_tensor *out) {
+  CK_BEGIN
+  put(out, T(h));
+  CK_END
+}
+
+ck_error ck_generator_new(uint64_t seed, ck_generator *out) {
+  CK_BEGIN
+  *out = new ck_generator_s{at::make_generator<at::CPUGeneratorImpl>(seed)};
+  CK_END
+}
+void ck_generator_free(ck_generator g) { delete g; }
+ck_error ck_generator_get_state(ck_generator g, ck_tensor *out) {
+  CK_BEGIN
+  if (!g) throw std::invalid_argument("null generator");
+  std::lock_guard<std::mutex> lock(g->g.mutex());
+  put(out, g->g.get_state());
+  CK_END
+}
+ck_error ck_generator_set_state(ck_generator g, ck_tensor state) {
+  CK_BEGIN
+  if (!g) throw std::invalid_argument("null generator");
+  std::lock_guard<std::mutex> lock(g->g.mutex());
+  g->g.set_state(T(state));
+  CK_END
+}
+
+ck_error ck_unary(int op, ck_tensor h, ck_tensor *out) {
+  CK_BEGIN
+  const auto &a = T(h);
+  at::Tensor r;
+  switch (op) {
+    case CK_NEG: r = at::neg(a); break;
+    case CK_EXP: r = at::exp(a); break;
+    case CK_LOG: r = at::log(a); break;
+    case CK_SQRT: r = at::sqrt(a); break;
+    case CK_RSQRT: r = at::rsqrt(a); break;
+    case CK_ABS: r = at::abs(a); break;
+    case CK_SIGMOID: r = at::sigmoid(a); break;
+    case CK_TANH: r = at::tanh(a); break;
+    case CK_RELU: r = at::relu(a); break;
+    case CK_GELU_ERF: r = at::gelu(a, "none"); break;
+    case CK_GELU_TANH: r = at::gelu(a, "tanh"); break;
+    case CK_LOG_SIGMOID: r = at::log_sigmoid(a); break;
+    case CK_SIN: r = at::sin(a); break;
+    case CK_COS: r = at::cos(a); break;
+    case CK_FLOOR: r = at::floor(a); break;
+    case CK_CEIL: r = at::ceil(a); break;
+    case CK_ROUND: r = at::round(a); break;
+    case CK_LOGICAL_NOT: r = at::logical_not(a); break;
+    case CK_SIGN: r = at::sign(a); break;
+    case CK_SQUARE: r = at::square(a); break;
+    case CK_CONTIGUOUS: r = a.contiguous(); break;
+    case CK_CLONE: r = a.clone(); break;
+    case CK_DETACH: r = a.detach(); break;
+    case CK_ERF: r = at::erf(a); break;
+    case CK_LOG1P: r = at::log1p(a); break;
+    case CK_RECIPROCAL: r = at::reciprocal(a); break;
+    case CK_ISNAN: r = at::isnan(a); break;
+    case CK_ISFINITE: r = at::isfinite(a); break;
+    case CK_SILU: r = at::silu(a); break;
+    default: throw std::invalid_argument("unknown unary op " + std::to_string(op));
+  }
+  put(out, r);
+  CK_END
+}
+
+ck_error ck_binary(int op, ck_tensor ha, ck_tensor hb, ck_tensor *out) {
+  CK_BEGIN
+  const auto &a = T(ha);
+  const auto &b = T(hb);
+  at::Tensor r;
+  switch (op) {
+    case CK_ADD: r = at::add(a, b); break;
+    case CK_SUB: r = at::sub(a, b); break;
+    case CK_MUL: r = at::mul(a, b); break;
+    case CK_DIV: r = at::div(a, b); break;
+    case CK_POW: r = at::pow(a, b); break;
+    case CK_MAXIMUM: r = at::maximum(a, b); break;
+    case CK_MINIMUM: r = at::minimum(a, b); break;
+    case CK_EQ: r = at::eq(a, b); break;
+    case CK_NE: r = at::ne(a, b); break;
+    case CK_LT: r = at::lt(a, b); break;
+    case CK_LE: r = at::le(a, b); break;
+    case CK_GT: r = at::gt(a, b); break;
+    case CK_GE: r = at::ge(a, b); break;
+    case CK_LOGICAL_AND: r = at::logical_and(a, b); break;
+    case CK_LOGICAL_OR: r = at::logical_or(a, b); break;
+    case CK_MATMUL: r = at::matmul(a, b); break;
+    case CK_REMAINDER: r = at::remainder(a, b); break;
+    case CK_ATAN2: r = at::atan2(a, b); break;
+    case CK_FLOOR_DIVIDE: r = at::floor_divide(a, b); break;
+    default: throw std::invalid_argument("unknown binary op " + std::to_string(op));
+  }
+  put(out, r);
+  CK_END
+}
+
+ck_error ck_binary_scalar(int op, ck_tensor ha, double s, ck_tensor *out) {
+  CK_BEGIN
+  const auto &a = T(ha);
+  at::Scalar v(s);
+  at::Tensor r;
+  switch (op) {
+    case CK_ADD: r = at::add(a, v); break;
+    case CK_SUB: r = at::sub(a, v); break;
+    case CK_MUL: r = at::mul(a, v); break;
+    case CK_DIV: r = at::div(a, v); break;
+    case CK_POW: r = at::pow(a, v); break;
+    case CK_MAXIMUM: r = at::clamp_min(a, v); break;
+    case CK_MINIMUM: r = at::clamp_max(a, v); break;
+    case CK_EQ: r = at::eq(a, v); break;
+    case CK_NE: r = at::ne(a, v); break;
+    case CK_LT: r = at::lt(a, v); break;
+    case CK_LE: r = at::le(a, v); break;
+    case CK_GT: r = at::gt(a, v); break;
+    case CK_GE: r = at::ge(a, v); break;
+    case CK_REMAINDER: r = at::remainder(a, v); break;
+    case CK_FLOOR_DIVIDE: r = at::floor_divide(a, v); break;
+    case CK_RSUB_SCALAR: r = at::rsub(a, v); break;
+    default: throw std::invalid_argument("unknown scalar op " + std::to_string(op));
+  }
+  put(out, r);
+  CK_END
+}
+
+ck_error ck_add_(ck_tensor self, ck_tensor other, double alpha) {
+  CK_BEGIN
+  T(self).add_(T(other), alpha);
+  CK_END
+}
+ck_error ck_mul_scalar_(ck_tensor self, double s) {
+  CK_BEGIN
+  T(self).mul_(s);
+  CK_END
+}
+ck_error ck_mul_(ck_tensor self, ck_tensor other) {
+  CK_BEGIN
+  T(self).mul_(T(other));
+  CK_END
+}
+ck_error ck_addcmul_(ck_tensor self, ck_tensor t1, ck_tensor t2, double value) {
+  CK_BEGIN
+  T(self).addcmul_(T(t1), T(t2), value);
+  CK_END
+}
+ck_error ck_addcdiv_(ck_tensor self, ck_tensor t1, ck_tensor t2, double value) {
+  CK_BEGIN
+  T(self).addcdiv_(T(t1), T(t2), value);
+  CK_END
+}
+ck_error ck_lerp_(ck_tensor self, ck_tensor end, double weight) {
+  CK_BEGIN
+  T(self).lerp_(T(end), weight);
+  CK_END
+}
+ck_error ck_copy_(ck_tensor self, ck_tensor src) {
+  CK_BEGIN
+  T(self).copy_(T(src));
+  CK_END
+}
+ck_error ck_fill_(ck_tensor self, double value) {
+  CK_BEGIN
+  T(self).fill_(value);
+  CK_END
+}
+ck_error ck_clamp_(ck_tensor self, int has_min, double mn, int has_max, double mx) {
+  CK_BEGIN
+  c10::optional<at::Scalar> lo, hi;
+  if (has_min) lo = mn;
+  if (has_max) hi = mx;
+  T(self).clamp_(lo, hi);
+  CK_END
+}
+
+ck_error ck_reduce(int op, ck_tensor h, const int64_t *dims, int64_t ndims, int keepdim,
+                   ck_tensor *out) {
+  CK_BEGIN
+  const auto &a = T(h);
+  bool all = ndims == 0;
+  std::vector<int64_t> every;
+  if (all) for (int64_t i = 0; i < a.dim(); i++) every.push_back(i);
+  at::IntArrayRef d = all ? at::IntArrayRef(every) : ints(dims, ndims);
+  at::OptionalIntArrayRef od = d;
+  bool k = keepdim != 0;
+  at::Tensor r;
+  switch (op) {
+    case CK_SUM: r = all && !k ? a.sum() : at::sum(a, od, k); break;
+    case CK_MEAN: r = all && !k ? a.mean() : at::mean(a, od, k); break;
+    case CK_AMAX: r = at::amax(a, d, k); break;
+    case CK_AMIN: r = at::amin(a, d, k); break;
+    case CK_LOGSUMEXP: r = at::logsumexp(a, d, k); break;
+    case CK_NORM2: r = at::linalg_vector_norm(a, 2, od, k); break;
+    case CK_VAR: r = at::var(a, od, /*correction=*/at::Scalar(1), k); break;
+    case CK_STD: r = at::std(a, od, /*correction=*/at::Scalar(1), k); break;
+    case CK_ANY:
+      r = a;
+      if (all && !k) { r = at::any(a); break; }
+      for (auto it = d.rbegin(); it != d.rend(); ++it) r = at::any(r, *it, k);
+      break;
+    case CK_ALL:
+      r = a;
+      if (all && !k) { r = at::all(a); break; }
+      for (auto it = d.rbegin(); it != d.rend(); ++it) r = at::all(r, *it, k);
+      break;
+    case CK_PROD:
+      if (all && !k) { r = at::prod(a); break; }
+      r = a;
+      for (auto it = d.rbegin(); it != d.rend(); ++it) r = at::prod(r, *it, k);
+      break;
+    default: throw std::invalid_argument("unknown reduction " + std::to_string(op));
+  }
+  put(out, r);
+  CK_END
+}
+ck_error ck_arg_reduce(int op, ck_tensor h, int64_t dim, int keepdim, ck_tensor *out) {
+  CK_BEGIN
+  if (op == CK_ARGMAX) put(out, at::argmax(T(h), dim, keepdim != 0));
+  else if (op == CK_ARGMIN) put(out, at::argmin(T(h), dim, keepdim != 0));
+  else throw std::invalid_argument("unknown arg reduction");
+  CK_END
+}
+ck_error ck_cumsum(ck_tensor h, int64_t dim, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::cumsum(T(h), dim));
+  CK_END
+}
+
+ck_error ck_linear(ck_tensor x, ck_tensor w, ck_tensor b, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::linear(T(x), T(w), OT(b)));
+  CK_END
+}
+ck_error ck_conv2d(ck_tensor x, ck_tensor w, ck_tensor b, const int64_t *stride,
+                   const int64_t *padding, const int64_t *dilation, int64_t groups,
+                   ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::conv2d(T(x), T(w), OT(b), ints(stride, 2), ints(padding, 2), ints(dilation, 2),
+                      groups));
+  CK_END
+}
+ck_error ck_layer_norm(ck_tensor x, const int64_t *shape, int64_t n, ck_tensor w, ck_tensor b,
+                       double eps, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::layer_norm(T(x), ints(shape, n), OT(w), OT(b), eps));
+  CK_END
+}
+ck_error ck_softmax(ck_tensor x, int64_t dim, int log, ck_tensor *out) {
+  CK_BEGIN
+  put(out, log ? at::log_softmax(T(x), dim) : at::softmax(T(x), dim));
+  CK_END
+}
+ck_error ck_sdpa(ck_tensor q, ck_tensor k, ck_tensor v, ck_tensor mask, double dropout,
+                 int is_causal, double scale, ck_tensor *out) {
+  CK_BEGIN
+  c10::optional<double> s;
+  if (!std::isnan(scale)) s = scale;
+  put(out, at::scaled_dot_product_attention(T(q), T(k), T(v), OT(mask), dropout, is_causal != 0, s));
+  CK_END
+}
+ck_error ck_embedding(ck_tensor weight, ck_tensor ids, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::embedding(T(weight), T(ids)));
+  CK_END
+}
+ck_error ck_cross_entropy(ck_tensor logits, ck_tensor target, int reduction, double smoothing,
+                          ck_tensor *out) {
+  CK_BEGIN
+  if (reduction < 0 || reduction > 2) throw std::invalid_argument("bad reduction");
+  put(out, at::cross_entropy_loss(T(logits), T(target), c10::nullopt, reduction, -100, smoothing));
+  CK_END
+}
+ck_error ck_interpolate(ck_tensor h, int64_t oh, int64_t ow, int mode, int align_corners,
+                        int antialias, ck_tensor *out) {
+  CK_BEGIN
+  const auto &x = T(h);
+  if (x.dim() != 4) throw std::invalid_argument("interpolate expects a 4-D NCHW tensor");
+  if (oh <= 0 || ow <= 0) throw std::invalid_argument("interpolate output size must be positive");
+  std::vector<int64_t> size{oh, ow};
+  bool ac = align_corners != 0;
+  at::Tensor r;
+  switch (mode) {
+    case 0:
+      if (antialias) throw std::invalid_argument("antialias needs bilinear or bicubic mode");
+      r = at::upsample_nearest2d(x, size);
+      break;
+    case 1:
+      r = antialias ? at::_upsample_bilinear2d_aa(x, size, ac) : at::upsample_bilinear2d(x, size, ac);
+      break;
+    case 2:
+      r = antialias ? at::_upsample_bicubic2d_aa(x, size, ac) : at::upsample_bicubic2d(x, size, ac);
+      break;
+    default: throw std::invalid_argument("unknown interpolation mode");
+  }
+  put(out, r);
+  CK_END
+}
+ck_error ck_dropout(ck_tensor x, double p, int train, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::dropout(T(x), p, train != 0));
+  CK_END
+}
+
+ck_error ck_reshape(ck_tensor a, const int64_t *shape, int64_t n, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::reshape(T(a), ints(shape, n)));
+  CK_END
+}
+ck_error ck_permute(ck_tensor a, const int64_t *dims, int64_t n, ck_tensor *out) {
+  CK_BEGIN
+  put(out, T(a).permute(ints(dims, n)));
+  CK_END
+}
+ck_error ck_transpose(ck_tensor a, int64_t d0, int64_t d1, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::transpose(T(a), d0, d1));
+  CK_END
+}
+ck_error ck_expand(ck_tensor a, const int64_t *shape, int64_t n, ck_tensor *out) {
+  CK_BEGIN
+  put(out, T(a).expand(ints(shape, n)));
+  CK_END
+}
+ck_error ck_squeeze(ck_tensor a, int64_t dim, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::squeeze(T(a), dim));
+  CK_END
+}
+ck_error ck_unsqueeze(ck_tensor a, int64_t dim, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::unsqueeze(T(a), dim));
+  CK_END
+}
+ck_error ck_flatten(ck_tensor a, int64_t start, int64_t end, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::flatten(T(a), start, end));
+  CK_END
+}
+static std::vector<at::Tensor> tensor_list(const ck_tensor *ts, int64_t n) {
+  if (n <= 0 || !ts) throw std::invalid_argument("empty tensor list");
+  std::vector<at::Tensor> v;
+  v.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; i++) v.push_back(T(ts[i]));
+  return v;
+}
+ck_error ck_cat(const ck_tensor *ts, int64_t n, int64_t dim, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::cat(tensor_list(ts, n), dim));
+  CK_END
+}
+ck_error ck_stack(const ck_tensor *ts, int64_t n, int64_t dim, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::stack(tensor_list(ts, n), dim));
+  CK_END
+}
+ck_error ck_split(ck_tensor a, const int64_t *sizes, int64_t n, int64_t dim, ck_tensor *outs) {
+  CK_BEGIN
+  auto parts = at::split_with_sizes(T(a), ints(sizes, n), dim);
+  if (static_cast<int64_t>(parts.size()) != n) throw std::runtime_error("split size mismatch");
+  for (int64_t i = 0; i < n; i++) outs[i] = new ck_tensor_s{parts[static_cast<size_t>(i)]};
+  CK_END
+}
+ck_error ck_narrow(ck_tensor a, int64_t dim, int64_t start, int64_t length, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::narrow(T(a), dim, start, length));
+  CK_END
+}
+ck_error ck_slice(ck_tensor a, int64_t dim, int64_t start, int64_t end, int64_t step, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::slice(T(a), dim, start, end, step));
+  CK_END
+}
+ck_error ck_select(ck_tensor a, int64_t dim, int64_t index, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::select(T(a), dim, index));
+  CK_END
+}
+ck_error ck_index_select(ck_tensor a, int64_t dim, ck_tensor index, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::index_select(T(a), dim, T(index)));
+  CK_END
+}
+ck_error ck_gather(ck_tensor a, int64_t dim, ck_tensor index, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::gather(T(a), dim, T(index)));
+  CK_END
+}
+ck_error ck_masked_fill(ck_tensor a, ck_tensor mask, double value, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::masked_fill(T(a), T(mask), value));
+  CK_END
+}
+ck_error ck_where(ck_tensor cond, ck_tensor a, ck_tensor b, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::where(T(cond), T(a), T(b)));
+  CK_END
+}
+ck_error ck_clamp(ck_tensor a, int has_min, double mn, int has_max, double mx, ck_tensor *out) {
+  CK_BEGIN
+  c10::optional<at::Scalar> lo, hi;
+  if (has_min) lo = mn;
+  if (has_max) hi = mx;
+  put(out, at::clamp(T(a), lo, hi));
+  CK_END
+}
+ck_error ck_sort(ck_tensor a, int64_t dim, int descending, int stable, ck_tensor *values,
+                 ck_tensor *indices) {
+  CK_BEGIN
+  auto r = at::sort(T(a), stable != 0, dim, descending != 0);
+  put(values, std::get<0>(r));
+  put(indices, std::get<1>(r));
+  CK_END
+}
+ck_error ck_topk(ck_tensor a, int64_t k, int64_t dim, int largest, int sorted, ck_tensor *values,
+                 ck_tensor *indices) {
+  CK_BEGIN
+  auto r = at::topk(T(a), k, dim, largest != 0, sorted != 0);
+  put(values, std::get<0>(r));
+  put(indices, std::get<1>(r));
+  CK_END
+}
+ck_error ck_repeat(ck_tensor a, const int64_t *repeats, int64_t n, ck_tensor *out) {
+  CK_BEGIN
+  put(out, T(a).repeat(ints(repeats, n)));
+  CK_END
+}
+ck_error ck_tril(ck_tensor a, int64_t diagonal, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::tril(T(a), diagonal));
+  CK_END
+}
+ck_error ck_pad(ck_tensor a, const int64_t *pad, int64_t n, double value, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::constant_pad_nd(T(a), ints(pad, n), value));
+  CK_END
+}
+
+ck_error ck_set_requires_grad(ck_tensor t, int requires_grad) {
+  CK_BEGIN
+  T(t).set_requires_grad(requires_grad != 0);
+  CK_END
+}
+ck_error ck_backward(ck_tensor t, ck_tensor grad, int retain_graph) {
+  CK_BEGIN
+  auto g = OT(grad);
+  T(t).backward(g.has_value() ? *g : at::Tensor(), retain_graph != 0);
+  CK_END
+}
+ck_error ck_grad(ck_tensor t, ck_tensor *out) {
+  CK_BEGIN
+  const auto &g = T(t).grad();
+  *out = g.defined() ? new ck_tensor_s{g} : nullptr;
+  CK_END
+}
+ck_error ck_zero_grad(ck_tensor t) {
+  CK_BEGIN
+  T(t).mutable_grad().reset();
+  CK_END
+}
+
+}  // extern "C"

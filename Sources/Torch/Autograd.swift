@@ -1,0 +1,77 @@
+import CTorch
+
+// Autograd, grad mode and autocast. libtorch keeps grad mode and autocast state per thread, so
+// these scopes affect only the calling thread.
+
+extension Tensor {
+  public var requiresGrad: Bool { ck_tensor_requires_grad(handle) != 0 }
+
+  /// Marks a leaf tensor as trainable (or not). Returns self for chaining.
+  @discardableResult
+  public func requiresGrad(_ flag: Bool) throws -> Tensor {
+    try check("requires_grad", ck_set_requires_grad(handle, flag ? 1 : 0))
+    return self
+  }
+  /// Back-propagates from this tensor (a scalar unless `gradient` is given).
+  public func backward(_ gradient: Tensor? = nil, retainGraph: Bool = false) throws {
+    try check("backward", ck_backward(handle, gradient?.handle, retainGraph ? 1 : 0))
+  }
+  /// The accumulated gradient, nil when none has been computed.
+  public var grad: Tensor? {
+    var out: ck_tensor? = nil
+    guard ck_grad(handle, &out) == nil, let out else { return nil }
+    return Tensor(out)
+  }
+  /// Drops the accumulated gradient (PyTorch's zero_grad(set_to_none=True)).
+  public func zeroGrad() throws { try check("zero_grad", ck_zero_grad(handle)) }
+
+  // In-place updates, for optimizers and weight loading (run them under `noGrad`).
+  public func add_(_ other: Tensor, alpha: Double = 1) throws { try check("add_", ck_add_(handle, other.handle, alpha)) }
+  public func mul_(_ s: Double) throws { try check("mul_", ck_mul_scalar_(handle, s)) }
+  public func mul_(_ other: Tensor) throws { try check("mul_", ck_mul_(handle, other.handle)) }
+  public func addcmul_(_ t1: Tensor, _ t2: Tensor, value: Double = 1) throws {
+    try check("addcmul_", ck_addcmul_(handle, t1.handle, t2.handle, value))
+  }
+  public func addcdiv_(_ t1: Tensor, _ t2: Tensor, value: Double = 1) throws {
+    try check("addcdiv_", ck_addcdiv_(handle, t1.handle, t2.handle, value))
+  }
+  public func lerp_(_ end: Tensor, weight: Double) throws { try check("lerp_", ck_lerp_(handle, end.handle, weight)) }
+  public func copy_(_ src: Tensor) throws { try check("copy_ \(src.shape) -> \(shape)", ck_copy_(handle, src.handle)) }
+  public func fill_(_ v: Double) throws { try check("fill_", ck_fill_(handle, v)) }
+  public func clamp_(min: Double? = nil, max: Double? = nil) throws {
+    try check("clamp_", ck_clamp_(handle, min == nil ? 0 : 1, min ?? 0, max == nil ? 0 : 1, max ?? 0))
+  }
+}
+
+/// Whether operations on this thread record autograd history.
+public var isGradEnabled: Bool { ck_grad_enabled() != 0 }
+
+/// Runs `body` with gradient recording off (torch.no_grad()).
+public func noGrad<R>(_ body: () throws -> R) rethrows -> R {
+  try withGradMode(false, body)
+}
+/// Runs `body` with gradient recording set to `enabled`, restoring the previous mode after.
+public func withGradMode<R>(_ enabled: Bool, _ body: () throws -> R) rethrows -> R {
+  let previous = ck_grad_enabled()
+  ck_set_grad_enabled(enabled ? 1 : 0)
+  defer { ck_set_grad_enabled(previous) }
+  return try body()
+}
+
+/// Runs `body` under automatic mixed precision on `device` (torch.autocast): eligible ops such as
+/// matmul and linear run in `dtype` (float16 or bfloat16), precision-sensitive ones in float32.
+public func autocast<R>(_ device: Device = .cpu, dtype: DType = .bfloat16, enabled: Bool = true,
+                        _ body: () throws -> R) throws -> R {
+  let type = device.code.0
+  let wasEnabled = ck_autocast_enabled(type)
+  let previousDType = ck_autocast_dtype(type)
+  try check("autocast", ck_autocast_set(type, enabled ? 1 : 0, dtype.rawValue))
+  ck_autocast_enter()
+  defer {
+    ck_autocast_exit()
+    _ = ck_autocast_set(type, wasEnabled, previousDType >= 0 ? previousDType : dtype.rawValue).map { ck_free($0) }
+  }
+  return try body()
+}
+
+public var isAutocastEnabled: Bool { ck_autocast_enabled(0) != 0 }

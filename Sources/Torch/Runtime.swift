@@ -1,0 +1,76 @@
+import CTorch
+import Foundation
+
+/// Process-wide libtorch settings and facts.
+public enum Torch {
+  /// The libtorch version compiled in (e.g. "2.11.0").
+  public static var version: String { String(cString: ck_torch_version()) }
+
+  /// Intra-op threads used by CPU kernels.
+  public static var threads: Int {
+    get { Int(ck_get_num_threads()) }
+    set { ck_set_num_threads(Int32(newValue)) }
+  }
+
+  /// Seeds libtorch's default generators (CPU and, when loaded, CUDA).
+  public static func manualSeed(_ seed: UInt64) throws { try check("manual_seed", ck_manual_seed(seed)) }
+
+  /// Whether a CUDA backend is loaded and sees a device.
+  public static var cudaAvailable: Bool { ck_cuda_available() != 0 && ck_cuda_device_count() > 0 }
+  public static var cudaDeviceCount: Int { Int(ck_cuda_device_count()) }
+
+  /// Loads a shared library into the global namespace (for example libtorch_cuda.so, which
+  /// registers the CUDA backend with the already-loaded libtorch_cpu).
+  public static func loadLibrary(_ path: String) throws { try check("load \(path)", ck_load_library(path)) }
+
+  public static func synchronize(_ device: Device) throws {
+    if case .cuda(let i) = device { try check("cuda synchronize", ck_cuda_synchronize(Int32(i))) }
+  }
+}
+
+/// A seeded CPU random generator, independent of the global one.
+public final class Generator: @unchecked Sendable {
+  let handle: ck_generator
+
+  public init(seed: UInt64) throws {
+    var g: ck_generator? = nil
+    try check("generator", ck_generator_new(seed, &g))
+    handle = g!
+  }
+  deinit { ck_generator_free(handle) }
+
+  /// The full generator state (a uint8 tensor), for exact resume.
+  public func state() throws -> Tensor { try Tensor.make("generator state") { ck_generator_get_state(handle, $0) } }
+  public func setState(_ s: Tensor) throws { try check("generator set_state", ck_generator_set_state(handle, s.handle)) }
+}
+
+extension Tensor {
+  /// Uniform samples in [0, 1).
+  public static func rand(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu, generator: Generator? = nil) throws -> Tensor {
+    try random(0, shape, dtype, device, generator)
+  }
+  /// Standard normal samples.
+  public static func randn(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu, generator: Generator? = nil) throws -> Tensor {
+    try random(1, shape, dtype, device, generator)
+  }
+  private static func random(_ kind: Int32, _ shape: [Int], _ dtype: DType, _ device: Device, _ g: Generator?) throws -> Tensor {
+    let dims = shape.map(Int64.init)
+    let (t, i) = device.code
+    return try make(kind == 0 ? "rand" : "randn") { out in
+      dims.withUnsafeBufferPointer { ck_rand(kind, $0.baseAddress, Int64($0.count), dtype.rawValue, t, i, g?.handle, out) }
+    }
+  }
+  /// Integers uniform in [low, high).
+  public static func randint(_ low: Int, _ high: Int, _ shape: [Int], device: Device = .cpu, generator: Generator? = nil) throws -> Tensor {
+    let dims = shape.map(Int64.init)
+    let (t, i) = device.code
+    return try make("randint") { out in
+      dims.withUnsafeBufferPointer { ck_randint(Int64(low), Int64(high), $0.baseAddress, Int64($0.count), t, i, generator?.handle, out) }
+    }
+  }
+  /// A random permutation of 0..<n.
+  public static func randperm(_ n: Int, device: Device = .cpu, generator: Generator? = nil) throws -> Tensor {
+    let (t, i) = device.code
+    return try make("randperm") { ck_randperm(Int64(n), t, i, generator?.handle, $0) }
+  }
+}

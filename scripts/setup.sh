@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Idempotent setup for building ClipKit: Debian packages (image codecs, HDF5) and libtorch 2.11.0.
+#
+# libtorch is the C++ library inside the PyPI wheel torch==2.11.0 (include/, share/cmake/, lib/),
+# plus libcudart.so.13 and libcupti.so.13 from the NVIDIA runtime wheels, which libtorch_cpu.so
+# needs in order to load even on a machine with no GPU. Wheels are cached under
+# ~/.cache/clipkit/wheels (CLIPKIT_CACHE overrides) so fresh clones reuse them; the unpacked
+# library goes to .deps/libtorch in the checkout, or to $LIBTORCH_DIR when set.
+# Returns at once when everything is already in place.
+set -euo pipefail
+
+TORCH_VERSION=2.11.0
+CUDART_VERSION=13.0.96
+CUPTI_VERSION=13.0.85
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dest=${LIBTORCH_DIR:-$root/.deps/libtorch}
+cache=${CLIPKIT_CACHE:-$HOME/.cache/clipkit}
+say() { echo "[setup] $*" >&2; }
+
+# --- Debian packages --------------------------------------------------------------------------
+apt_pkgs=(libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev libhdf5-dev pkg-config unzip)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# --- libtorch ---------------------------------------------------------------------------------
+stamp="$dest/.clipkit-libtorch-version"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$TORCH_VERSION" ] && [ -f "$dest/lib/libtorch_cpu.so" ] \
+   && [ -f "$dest/lib/libcudart.so.13" ] && [ -f "$dest/include/ATen/ATen.h" ]; then
+  exit 0
+fi
+
+wheels="$cache/wheels"
+mkdir -p "$wheels"
+find_wheel() { ls "$wheels"/$1 2>/dev/null | head -n 1; }
+torch_whl=$(find_wheel "torch-$TORCH_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl")
+cudart_whl=$(find_wheel "nvidia_cuda_runtime-$CUDART_VERSION-*.whl")
+cupti_whl=$(find_wheel "nvidia_cuda_cupti-$CUPTI_VERSION-*.whl")
+if [ -z "$torch_whl" ] || [ -z "$cudart_whl" ] || [ -z "$cupti_whl" ]; then
+  say "downloading torch==$TORCH_VERSION and the CUDA runtime wheels into $wheels (about 550 MB, once)"
+  # The wheel's C++ library does not depend on the Python version; pin one tag so the download is
+  # the same file on every machine.
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+    --platform manylinux_2_28_x86_64 --implementation cp -d "$wheels" \
+    "torch==$TORCH_VERSION" "nvidia-cuda-runtime==$CUDART_VERSION" "nvidia-cuda-cupti==$CUPTI_VERSION" >&2
+  torch_whl=$(find_wheel "torch-$TORCH_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl")
+  cudart_whl=$(find_wheel "nvidia_cuda_runtime-$CUDART_VERSION-*.whl")
+  cupti_whl=$(find_wheel "nvidia_cuda_cupti-$CUPTI_VERSION-*.whl")
+fi
+
+say "unpacking libtorch $TORCH_VERSION into $dest"
+tmp=$(mktemp -d "${dest%/*}/.libtorch-unpack.XXXXXX" 2>/dev/null || { mkdir -p "${dest%/*}"; mktemp -d "${dest%/*}/.libtorch-unpack.XXXXXX"; })
+trap 'rm -rf "$tmp"' EXIT
+unzip -q "$torch_whl" 'torch/include/*' 'torch/share/cmake/*' 'torch/lib/*' 'torch/version.py' -d "$tmp/w"
+got=$(sed -n "s/^__version__ = '\([^']*\)'.*/\1/p" "$tmp/w/torch/version.py")
+case "$got" in
+  "$TORCH_VERSION"|"$TORCH_VERSION+"*) ;;
+  *) say "error: $torch_whl holds torch $got, expected $TORCH_VERSION"; exit 1 ;;
+esac
+mkdir -p "$tmp/lt"
+mv "$tmp/w/torch/include" "$tmp/w/torch/share" "$tmp/w/torch/lib" "$tmp/lt/"
+rm -f "$tmp/lt/lib/libtorch_python.so"   # Python bindings: not used, 32 MB
+unzip -q -j "$cudart_whl" '*/libcudart.so.13' -d "$tmp/lt/lib"
+unzip -q -j "$cupti_whl" '*/libcupti.so.13' -d "$tmp/lt/lib"
+echo "$got" > "$tmp/lt/torch-version.txt"
+echo "$TORCH_VERSION" > "$tmp/lt/.clipkit-libtorch-version"
+rm -rf "$dest"
+mkdir -p "$(dirname "$dest")"
+mv "$tmp/lt" "$dest"
+say "libtorch $got ready in $dest"
