@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import Spec
+import Torch
+
+/// Options every spec-driven action takes: TAO's `-e spec.yaml` and trailing overrides.
+struct SpecOptions: ParsableArguments {
+  @Option(name: [.customShort("e"), .customLong("experiment_spec"), .customLong("experiment-spec")],
+          help: "Experiment spec (YAML, TAO CLIP schema).")
+  var spec: String
+
+  @Argument(help: "Hydra-style overrides: key.sub=value, lists as [a,b], null.")
+  var overrides: [String] = []
+}
+
+enum ActionError: Error, LocalizedError {
+  case notImplemented(action: String, detail: String)
+  case noResultsDir(action: String)
+
+  var errorDescription: String? {
+    switch self {
+    case .notImplemented(let a, let d): return "clipkit \(a) is not available in this build yet: \(d)"
+    case .noResultsDir(let a): return "no output directory: set results_dir (or \(a).results_dir) in the spec or as an override"
+    }
+  }
+}
+
+/// What an action body gets: the resolved spec, its typed config and where to write.
+struct ActionContext {
+  let name: String
+  let spec: Spec
+  let config: CLIPExperimentConfig
+  let resultsDir: String
+  let status: StatusLog
+}
+
+/// The common frame of every action: load and validate the spec, check the mandatory values the
+/// action needs, create the results directory, write experiment.yaml and status.json, run, and
+/// record SUCCESS or FAILURE.
+func runAction(_ name: String, section: String, options: SpecOptions, requires: [String],
+               _ body: (ActionContext) throws -> Void) throws {
+  let spec = try Spec.load(file: options.spec, overrides: options.overrides)
+  try spec.requireSet(requires)
+  let config = try spec.config()
+  let dir = try resultsDir(for: section, action: name, spec: spec)
+  do {
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+  } catch {
+    throw FileIOError.write(path: dir, reason: "cannot create results directory")
+  }
+  try AtomicFile.write("\(dir)/experiment.yaml", data: Data(spec.yaml().utf8))
+  let status = try StatusLog(path: "\(dir)/status.json")
+  try status.write(.started, message: "Starting CLIP \(name).")
+  do {
+    try body(ActionContext(name: name, spec: spec, config: config, resultsDir: dir, status: status))
+  } catch {
+    try? status.write(.failure, message: oneLine(error))
+    throw error
+  }
+}
+
+/// `{section}.results_dir` verbatim when set, else `{results_dir}/{section}`.
+func resultsDir(for section: String, action: String, spec: Spec) throws -> String {
+  if case .string(let own)? = spec.value("\(section).results_dir"), !own.isEmpty { return own }
+  if case .string(let root)? = spec.value("results_dir"), !root.isEmpty { return "\(root)/\(section)" }
+  throw ActionError.noResultsDir(action: section)
+}
+
+/// TAO's status.json: one JSON object per line.
+final class StatusLog {
+  enum Status: String { case started = "STARTED", running = "RUNNING", success = "SUCCESS", failure = "FAILURE", skipped = "SKIPPED" }
+  let path: String
+  private let handle: FileHandle
+
+  init(path: String) throws {
+    self.path = path
+    if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+    guard let h = FileHandle(forWritingAtPath: path) else { throw FileIOError.write(path: path, reason: "cannot open for appending") }
+    handle = h
+    handle.seekToEndOfFile()
+  }
+  deinit { try? handle.close() }
+
+  func write(_ status: Status, message: String, kpi: [String: Any]? = nil, extra: [String: Any] = [:]) throws {
+    let now = Date()
+    var cal = Calendar(identifier: .gregorian)
+    cal.timeZone = TimeZone.current
+    let c = cal.dateComponents([.year, .month, .day, .hour, .minute, .second], from: now)
+    var obj: [String: Any] = [
+      "date": "\(c.month!)/\(c.day!)/\(c.year!)",
+      "time": String(format: "%d:%02d:%02d", c.hour!, c.minute!, c.second!),
+      "status": status.rawValue,
+      "verbosity": "INFO",
+      "message": message,
+    ]
+    if let kpi { obj["kpi"] = kpi }
+    for (k, v) in extra { obj[k] = v }
+    var line = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
+    line.append(0x0A)
+    try handle.write(contentsOf: line)
+    try handle.synchronize()
+  }
+}

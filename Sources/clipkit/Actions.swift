@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import Spec
+
+// The TAO actions. Each validates its spec, writes experiment.yaml and status.json, and then runs.
+// Actions whose engine has not landed yet stop with a non-zero exit saying so: they never print
+// made-up results.
+
+struct Train: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Fine-tune a CLIP model on image-caption data (train/epoch_N.pth, logs).")
+  @OptionGroup var options: SpecOptions
+  func run() throws {
+    try runAction("train", section: "train", options: options, requires: ["results_dir", "model", "dataset.train", "train"]) { _ in
+      throw ActionError.notImplemented(action: "train", detail: "the training loop has not landed; nothing was trained")
+    }
+  }
+}
+
+struct Evaluate: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Retrieval metrics (R@1/5/10, mAP, MedR, AUC) on image-caption pairs.")
+  @OptionGroup var options: SpecOptions
+  func run() throws {
+    try runAction("evaluate", section: "evaluate", options: options, requires: ["model", "evaluate"]) { _ in
+      throw ActionError.notImplemented(action: "evaluate", detail: "model loading and retrieval evaluation have not landed; no metrics were computed")
+    }
+  }
+}
+
+struct Inference: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Embed images and prompts into HDF5 files.")
+  @OptionGroup var options: SpecOptions
+  func run() throws {
+    try runAction("inference", section: "inference", options: options, requires: ["model", "inference"]) { _ in
+      throw ActionError.notImplemented(action: "inference", detail: "model loading and embedding have not landed; no embeddings were written")
+    }
+  }
+}
+
+struct Export: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Export to ONNX with tokenizer and config sidecars.")
+  @OptionGroup var options: SpecOptions
+  func run() throws {
+    try runAction("export", section: "export", options: options, requires: ["model", "export"]) { _ in
+      throw ActionError.notImplemented(action: "export", detail: "the ONNX writer has not landed; nothing was exported")
+    }
+  }
+}
+
+struct GenTrtEngine: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "gen_trt_engine",
+    abstract: "Build a TensorRT engine from an exported ONNX model.",
+    aliases: ["gen-trt-engine"])
+  @OptionGroup var options: SpecOptions
+  func run() throws {
+    try runAction("gen_trt_engine", section: "gen_trt_engine", options: options, requires: ["gen_trt_engine"]) { _ in
+      throw ActionError.notImplemented(action: "gen_trt_engine", detail: "TensorRT engine generation has not landed; no engine was built")
+    }
+  }
+}
+
+struct Deploy: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Run an exported ONNX model or TensorRT engine (TAO Deploy).",
+    subcommands: [DeployEvaluate.self, DeployInference.self])
+
+  struct DeployEvaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "evaluate", abstract: "Retrieval metrics from an exported model or engine.")
+    @OptionGroup var options: SpecOptions
+    func run() throws {
+      try runAction("deploy evaluate", section: "evaluate", options: options, requires: ["evaluate"]) { _ in
+        throw ActionError.notImplemented(action: "deploy evaluate", detail: "running exported models has not landed; no metrics were computed")
+      }
+    }
+  }
+
+  struct DeployInference: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "inference", abstract: "Embeddings from an exported model or engine.")
+    @OptionGroup var options: SpecOptions
+    func run() throws {
+      try runAction("deploy inference", section: "inference", options: options, requires: ["inference"]) { _ in
+        throw ActionError.notImplemented(action: "deploy inference", detail: "running exported models has not landed; no embeddings were written")
+      }
+    }
+  }
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct ClipKit: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "clipkit",
+    abstract: "Fine-tune, evaluate, embed with and export CLIP-family models from a TAO CLIP experiment spec.",
+    discussion: "Every action reads a TAO CLIP spec (-e spec.yaml) plus Hydra-style overrides such as train.num_epochs=5 or dataset.train.batch_size=64, and writes experiment.yaml and status.json into {results_dir}/{action}/ (or {action}.results_dir).",
+    version: ClipKitVersion.string,
+    subcommands: [Train.self, Evaluate.self, Inference.self, Export.self, GenTrtEngine.self, Deploy.self, Info.self],
+    helpNames: [.short, .long]
+  )
+
+  /// Runs the command, turning any error into one line on stderr and a non-zero exit.
+  static func mainReportingErrors() -> Never {
+    do {
+      var command = try parseAsRoot()
+      try command.run()
+      Foundation.exit(0)
+    } catch let e as CleanExit {
+      exit(withError: e)
+    } catch let e as ExitCode {
+      Foundation.exit(e.rawValue)
+    } catch {
+      if isArgumentParserError(error) { exit(withError: error) }
+      FileHandle.standardError.write(Data("error: \(oneLine(error))\n".utf8))
+      Foundation.exit(1)
+    }
+  }
+
+  static func main() { mainReportingErrors() }
+}
+
+enum ClipKitVersion {
+  static let string = "0.1.0"
+}
+
+/// ArgumentParser's own usage errors keep its formatting (they include usage help).
+func isArgumentParserError(_ error: Error) -> Bool {
+  String(reflecting: type(of: error)).contains("ArgumentParser")
+}
+
+func oneLine(_ error: Error) -> String {
+  let text = (error as? LocalizedError)?.errorDescription ?? "\(error)"
+  return text.split(whereSeparator: \.isNewline).joined(separator: " ")
+}
