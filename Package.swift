@@ -38,6 +38,7 @@ let package = Package(
     .executable(name: "clipkit", targets: ["clipkit"]),
     .library(name: "Torch", targets: ["Torch"]),
     .library(name: "Spec", targets: ["Spec"]),
+    .library(name: "Tokenizers", targets: ["Tokenizers"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -53,6 +54,7 @@ let package = Package(
 
     .target(name: "Torch", dependencies: ["CTorch"]),
     .target(name: "Spec", dependencies: [.product(name: "Yams", package: "Yams")]),
+    .target(name: "Tokenizers"),
     .executableTarget(
       name: "clipkit",
       dependencies: [
@@ -62,6 +64,7 @@ let package = Package(
 
     .testTarget(name: "TorchTests", dependencies: ["Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "SpecTests", dependencies: ["Spec"], resources: [.copy("Fixtures")]),
+    .testTarget(name: "TokenizerTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
     .testTarget(name: "SystemLibraryTests",
                 dependencies: ["CTurboJPEG", "CPNG", "CWebP", "CHDF5"]),
     .testTarget(name: "CLITests", dependencies: ["clipkit"]),
