@@ -50,11 +50,12 @@ let package = Package(
                    providers: [.apt(["libturbojpeg0-dev"])]),
     .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
     .systemLibrary(name: "CWebP", pkgConfig: "libwebp", providers: [.apt(["libwebp-dev"])]),
+    .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
 
     .target(name: "Torch", dependencies: ["CTorch"]),
     .target(name: "Spec", dependencies: [.product(name: "Yams", package: "Yams")]),
-    .target(name: "Tokenizers"),
+    .target(name: "Tokenizers", dependencies: ["CZlib"]),
     .executableTarget(
       name: "clipkit",
       dependencies: [

@@ -18,7 +18,7 @@ cache=${CLIPKIT_CACHE:-$HOME/.cache/clipkit}
 say() { echo "[setup] $*" >&2; }
 
 # --- Debian packages --------------------------------------------------------------------------
-apt_pkgs=(libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev libhdf5-dev pkg-config unzip)
+apt_pkgs=(libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev libhdf5-dev zlib1g-dev pkg-config unzip)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,8 +26,14 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  log=$(mktemp)
+  if ! { $sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq \
+         --no-install-recommends "${missing[@]}"; } > "$log" 2>&1; then
+    cat "$log" >&2
+    say "error: apt-get could not install ${missing[*]}"
+    exit 1
+  fi
+  rm -f "$log"
 fi
 
 # --- libtorch ---------------------------------------------------------------------------------

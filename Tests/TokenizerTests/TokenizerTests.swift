@@ -63,3 +63,67 @@ func compare(_ name: String, got: [[Int]], expected: [[Int]], sourceLocation: So
     #expect(tok.modelMaxLength == maxLength)
   }
 }
+
+@Suite struct OpenCLIPParity {
+  @Test func simpleTokenizerOnTheCorpus() throws {
+    let tok = try CLIPBPETokenizer(bpePath: Fx.path("bpe_simple_vocab_16e6.txt.gz"))
+    #expect(tok.vocabSize == 49408 && tok.startOfText == 49406 && tok.endOfText == 49407)
+    compare("clip_bpe", got: tok(Fx.corpus), expected: Fx.ids("clip_bpe.ids"))
+  }
+
+  @Test func canonicalizeTextMatchesOpenCLIP() throws {
+    let d = FileManager.default.contents(atPath: Fx.path("canonicalize.json"))!
+    let expected = try JSONSerialization.jsonObject(with: d) as! [String]
+    var bad = 0
+    for (i, text) in Fx.corpus.enumerated() {
+      let got = TextCleaning.canonicalize(text)
+      if !got.unicodeScalars.elementsEqual(expected[i].unicodeScalars) {
+        bad += 1
+        if bad <= 3 { Issue.record("#\(i) \(text.debugDescription)\n got \(got.debugDescription)\n exp \(expected[i].debugDescription)") }
+      }
+    }
+    #expect(bad == 0)
+  }
+}
+
+@Suite struct TokenizerErrorsAndDecoding {
+  func write(_ json: String) throws -> String {
+    let p = NSTemporaryDirectory() + "tok-\(UUID().uuidString).json"
+    try json.write(toFile: p, atomically: true, encoding: .utf8)
+    return p
+  }
+
+  @Test func malformedFilesNameThePart() throws {
+    let unsupported = try write(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "UnicodeScripts"}}"#)
+    do { _ = try Tokenizer(tokenizerJSON: unsupported); Issue.record("accepted") } catch {
+      #expect(error.localizedDescription.contains("pre_tokenizer") && error.localizedDescription.contains("UnicodeScripts"))
+    }
+    let badMerge = try write(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}}"#)
+    do { _ = try Tokenizer(tokenizerJSON: badMerge); Issue.record("accepted") } catch {
+      #expect(error.localizedDescription.contains("model.merges[0]"))
+    }
+    let notJSON = try write("{nope")
+    do { _ = try Tokenizer(tokenizerJSON: notJSON); Issue.record("accepted") } catch {
+      #expect(error.localizedDescription.contains("not valid JSON"))
+    }
+    do { _ = try Tokenizer(directory: "/nonexistent-dir"); Issue.record("accepted") } catch {
+      #expect(error.localizedDescription.contains("no tokenizer.json"))
+    }
+    let gz = try write("not gzip")
+    do { _ = try CLIPBPETokenizer(bpePath: gz); Issue.record("accepted") } catch {
+      #expect(error.localizedDescription.contains("gzip"))
+    }
+  }
+
+  @Test func decodeRoundTrips() throws {
+    for kind in ["gemma_bpe", "bytelevel_bpe", "t5_unigram"] {
+      let tok = try Tokenizer(directory: Fx.path(kind))
+      let text = "a photo of two cats on a red bicycle"
+      #expect(tok.decode(try tok.encode(text)) == text, "\(kind)")
+    }
+    let bert = try Tokenizer(directory: Fx.path("bert_wordpiece"))
+    #expect(bert.decode(try bert.encode("A photo of two cats.")) == "a photo of two cats.")
+    let clip = try CLIPBPETokenizer(bpePath: Fx.path("bpe_simple_vocab_16e6.txt.gz"))
+    #expect(clip.decode(clip.encode("A photo of Two cats!")) == "a photo of two cats !")
+  }
+}
