@@ -39,6 +39,7 @@ let package = Package(
     .library(name: "Torch", targets: ["Torch"]),
     .library(name: "Spec", targets: ["Spec"]),
     .library(name: "Tokenizers", targets: ["Tokenizers"]),
+    .library(name: "Imaging", targets: ["Imaging"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,6 +47,7 @@ let package = Package(
   ],
   targets: [
     .target(name: "CTorch", cxxSettings: torchCxx, linkerSettings: torchLink),
+    .target(name: "CCodecs", linkerSettings: [.linkedLibrary("png16")]),
     .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg",
                    providers: [.apt(["libturbojpeg0-dev"])]),
     .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
@@ -56,6 +58,7 @@ let package = Package(
     .target(name: "Torch", dependencies: ["CTorch"]),
     .target(name: "Spec", dependencies: [.product(name: "Yams", package: "Yams")]),
     .target(name: "Tokenizers", dependencies: ["CZlib"]),
+    .target(name: "Imaging", dependencies: ["CCodecs", "CTurboJPEG", "CWebP"]),
     .executableTarget(
       name: "clipkit",
       dependencies: [
@@ -65,6 +68,7 @@ let package = Package(
 
     .testTarget(name: "TorchTests", dependencies: ["Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "SpecTests", dependencies: ["Spec"], resources: [.copy("Fixtures")]),
+    .testTarget(name: "ImagingTests", dependencies: ["Imaging"], resources: [.copy("Fixtures")]),
     .testTarget(name: "TokenizerTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
     .testTarget(name: "SystemLibraryTests",
                 dependencies: ["CTurboJPEG", "CPNG", "CWebP", "CHDF5"]),

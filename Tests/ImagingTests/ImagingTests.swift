@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+@testable import Imaging
+
+enum IFx {
+  static let dir = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.path
+  nonisolated(unsafe) static let index: [String: Any] = {
+    try! JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: dir + "/index.json")!) as! [String: Any]
+  }()
+  static func bytes(_ rel: String) -> [UInt8] { [UInt8](FileManager.default.contents(atPath: dir + "/" + rel)!) }
+  static func floats(_ rel: String) -> [Float] {
+    bytes(rel).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+  }
+  static func decoded(_ name: String) throws -> RGBImage { try ImageDecoder().decode(file: dir + "/images/" + name) }
+}
+
+/// Differences between two equally sized 8-bit buffers: (max |a-b|, fraction identical).
+func diff(_ a: [UInt8], _ b: [UInt8]) -> (Int, Double) {
+  precondition(a.count == b.count)
+  var maxd = 0, same = 0
+  for i in a.indices {
+    let d = abs(Int(a[i]) - Int(b[i]))
+    maxd = max(maxd, d)
+    if d == 0 { same += 1 }
+  }
+  return (maxd, a.isEmpty ? 1 : Double(same) / Double(a.count))
+}
+
+@Suite struct DecodingMatchesPillow {
+  static let names = (IFx.index["decode"] as! [String: [String: Int]]).keys.sorted()
+
+  @Test(arguments: names)
+  func decodedRGBIsIdentical(name: String) throws {
+    let info = (IFx.index["decode"] as! [String: [String: Int]])[name]!
+    let img = try IFx.decoded(name)
+    #expect(img.width == info["width"] && img.height == info["height"], "\(name) size")
+    let (maxd, same) = diff(img.pixels, IFx.bytes("expected/\(name).rgb"))
+    #expect(maxd == 0, "\(name): max difference \(maxd), \(same * 100)% identical")
+  }
+}
+
+@Suite struct ResizeMatchesPillow {
+  static let cases = (IFx.index["resize"] as! [[String: Any]]).map {
+    "\($0["source"]!)|\($0["filter"]!)|\($0["width"]!)|\($0["height"]!)|\($0["expected"]!)"
+  }
+
+  @Test(arguments: cases)
+  func resizeIsExact(spec: String) throws {
+    let p = spec.split(separator: "|").map(String.init)
+    let filter: ResampleFilter = ["NEAREST": .nearest, "BOX": .box, "BILINEAR": .bilinear, "HAMMING": .hamming,
+                                  "BICUBIC": .bicubic, "LANCZOS": .lanczos][p[1]]!
+    let out = try IFx.decoded(p[0]).resized(width: Int(p[2])!, height: Int(p[3])!, filter: filter)
+    let (maxd, same) = diff(out.pixels, IFx.bytes("expected/" + p[4]))
+    #expect(maxd == 0, "\(p[0]) \(p[1]) \(p[2])x\(p[3]): max difference \(maxd), \(same * 100)% identical")
+  }
+
+  @Test func evalCropsMatchBothRoundings() throws {
+    for c in IFx.index["crops"] as! [[String: Any]] {
+      let size = c["size"] as! Int
+      let mode: ImageTransform.Resize = (c["mode"] as! String) == "torchvision" ? .shortestTorchvision(size: size) : .shortestPillow(size: size)
+      let t = ImageTransform(resize: mode, filter: .bicubic, mean: [0, 0, 0], std: [1, 1, 1])
+      let out = t.resized(try IFx.decoded(c["source"] as! String))
+      #expect(out.width == size && out.height == size)
+      let (maxd, same) = diff(out.pixels, IFx.bytes("expected/" + (c["expected"] as! String)))
+      #expect(maxd == 0, "\(c["source"]!) \(mode): max difference \(maxd), \(same * 100)% identical")
+    }
+  }
+
+  @Test func siglipProcessorPixelValues() throws {
+    for c in IFx.index["siglip"] as! [[String: Any]] {
+      let t = ImageTransform(resize: .squash(width: 40, height: 40), filter: .bicubic, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])
+      let got = t(try IFx.decoded(c["source"] as! String))
+      let expected = IFx.floats("expected/" + (c["expected"] as! String))
+      #expect(got.count == expected.count)
+      let maxd = zip(got, expected).map { abs($0 - $1) }.max() ?? 0
+      #expect(maxd <= 1e-6, "\(c["source"]!): max |diff| \(maxd)")
+    }
+  }
+}
+
+@Suite struct BrokenImages {
+  func message(_ name: String) -> String {
+    do {
+      _ = try ImageDecoder().decode(file: IFx.dir + "/bad/" + name)
+      return "decoded without error"
+    } catch {
+      return error.localizedDescription
+    }
+  }
+
+  @Test func eachGivesOneClearLine() throws {
+    for (name, fragment) in [("truncated.jpg", "truncated"), ("truncated.png", "truncated"), ("html.jpg", "not a JPEG"),
+                             ("empty.png", "empty file"), ("bomb.png", "pixel limit"), ("bomb.jpg", "pixel limit")] {
+      let m = message(name)
+      #expect(m.contains(name) && m.contains(fragment), "\(name): \(m)")
+      #expect(!m.contains("\n"), "\(name): message spans lines")
+    }
+    #expect(message("absent.jpg").contains("no such file"))
+    // A configurable limit.
+    do {
+      _ = try ImageDecoder(maxPixels: 1000).decode(file: IFx.dir + "/images/photo_420.jpg")
+      Issue.record("limit ignored")
+    } catch {
+      #expect(error.localizedDescription.contains("1000-pixel limit"))
+    }
+  }
+}
