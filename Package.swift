@@ -62,7 +62,7 @@ let package = Package(
     .executableTarget(
       name: "clipkit",
       dependencies: [
-        "Torch", "Spec",
+        "Torch", "Spec", "Imaging", "Tokenizers",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 

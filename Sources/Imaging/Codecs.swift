@@ -4,13 +4,19 @@ import CWebP
 import Foundation
 
 enum JPEG {
-  static func decode(_ bytes: [UInt8], name: String, maxPixels: Int) throws -> RGBImage {
+  static func decode(_ bytes: [UInt8], name: String, maxPixels: Int, draft: (Int, Int)? = nil) throws -> RGBImage {
     guard let tj = tjInitDecompress() else { throw ImageError.corrupt(path: name, reason: "libjpeg-turbo could not start") }
     defer { tjDestroy(tj) }
     var w: Int32 = 0, h: Int32 = 0, sub: Int32 = 0, cs: Int32 = 0
     let header = bytes.withUnsafeBufferPointer { tjDecompressHeader3(tj, $0.baseAddress, UInt($0.count), &w, &h, &sub, &cs) }
     guard header == 0 else { throw ImageError.corrupt(path: name, reason: message(tj)) }
     try checkSize(Int(w), Int(h), name, maxPixels)
+    if let (dw, dh) = draft, dw > 0, dh > 0 {
+      let scale = min(Int(w) / dw, Int(h) / dh)
+      let s = [8, 4, 2, 1].first { scale >= $0 } ?? 1
+      w = Int32((Int(w) + s - 1) / s)
+      h = Int32((Int(h) + s - 1) / s)
+    }
     let cmyk = cs == Int32(TJCS_CMYK.rawValue) || cs == Int32(TJCS_YCCK.rawValue)
     let channels = cmyk ? 4 : 3
     var out = [UInt8](repeating: 0, count: Int(w) * Int(h) * channels)

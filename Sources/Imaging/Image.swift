@@ -55,21 +55,23 @@ public struct ImageDecoder: Sendable {
     return nil
   }
 
-  public func decode(file path: String) throws -> RGBImage {
+  /// `draft`: for JPEG, decode at the largest DCT scale (1/2, 1/4, 1/8) that keeps both sides at
+  /// least this size, exactly as Pillow's `Image.draft("RGB", size)` does; other formats ignore it.
+  public func decode(file path: String, draft: (Int, Int)? = nil) throws -> RGBImage {
     guard let data = FileManager.default.contents(atPath: path) else {
       var isDir: ObjCBool = false
       let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
       throw ImageError.io(path: path, reason: !exists ? "no such file" : isDir.boolValue ? "is a directory" : "cannot read file")
     }
-    return try decode(bytes: [UInt8](data), name: path)
+    return try decode(bytes: [UInt8](data), name: path, draft: draft)
   }
 
-  public func decode(bytes: [UInt8], name: String = "image") throws -> RGBImage {
+  public func decode(bytes: [UInt8], name: String = "image", draft: (Int, Int)? = nil) throws -> RGBImage {
     guard let f = ImageDecoder.format(of: bytes) else {
       throw ImageError.unsupported(path: name, reason: bytes.isEmpty ? "empty file" : "not a JPEG, PNG, WebP, BMP or GIF file")
     }
     switch f {
-    case .jpeg: return try JPEG.decode(bytes, name: name, maxPixels: maxPixels)
+    case .jpeg: return try JPEG.decode(bytes, name: name, maxPixels: maxPixels, draft: draft)
     case .png: return try PNG.decode(bytes, name: name, maxPixels: maxPixels)
     case .webp: return try WebP.decode(bytes, name: name, maxPixels: maxPixels)
     case .bmp: return try BMP.decode(bytes, name: name, maxPixels: maxPixels)

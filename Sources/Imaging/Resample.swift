@@ -125,24 +125,28 @@ enum Resampler {
     src.pixels.withUnsafeBufferPointer { inp in
       out.withUnsafeMutableBufferPointer { o in
         c.weights.withUnsafeBufferPointer { kw in
-          for (yy, y) in rows.enumerated() {
-            let row = inp.baseAddress! + y * src.width * 3
-            let orow = o.baseAddress! + yy * width * 3
-            for xx in 0..<width {
-              let xmin = c.bounds[2 * xx], n = c.bounds[2 * xx + 1]
-              let k = kw.baseAddress! + xx * c.ksize
-              var s0 = half, s1 = half, s2 = half
-              var p = row + xmin * 3
-              for x in 0..<n {
-                let w = k[x]
-                s0 &+= Int32(p[0]) &* w
-                s1 &+= Int32(p[1]) &* w
-                s2 &+= Int32(p[2]) &* w
-                p += 3
+          c.bounds.withUnsafeBufferPointer { bounds in
+            for (yy, y) in rows.enumerated() {
+              let row = inp.baseAddress! + y * src.width * 3
+              var orow = o.baseAddress! + yy * width * 3
+              var k = kw.baseAddress!
+              for xx in 0..<width {
+                let n = bounds[2 * xx + 1]
+                var p = row + bounds[2 * xx] * 3
+                var s0 = half, s1 = half, s2 = half
+                for x in 0..<n {
+                  let w = k[x]
+                  s0 &+= Int32(p[0]) &* w
+                  s1 &+= Int32(p[1]) &* w
+                  s2 &+= Int32(p[2]) &* w
+                  p += 3
+                }
+                orow[0] = clip8(s0)
+                orow[1] = clip8(s1)
+                orow[2] = clip8(s2)
+                orow += 3
+                k += c.ksize
               }
-              orow[3 * xx] = clip8(s0)
-              orow[3 * xx + 1] = clip8(s1)
-              orow[3 * xx + 2] = clip8(s2)
             }
           }
         }

@@ -105,3 +105,15 @@ func diff(_ a: [UInt8], _ b: [UInt8]) -> (Int, Double) {
     }
   }
 }
+
+@Suite struct DraftDecoding {
+  @Test func matchesPillowDraftMode() throws {
+    for c in IFx.index["draft"] as! [[String: Any]] {
+      let src = c["source"] as! String
+      let img = try ImageDecoder().decode(file: IFx.dir + "/images/" + src, draft: (c["width"] as! Int, c["height"] as! Int))
+      #expect(img.width == c["out_width"] as? Int && img.height == c["out_height"] as? Int, "\(src)")
+      let (maxd, _) = diff(img.pixels, IFx.bytes("expected/" + (c["expected"] as! String)))
+      #expect(maxd == 0, "\(src): max difference \(maxd)")
+    }
+  }
+}
