@@ -44,6 +44,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
   ],
   targets: [
     .target(name: "CTorch", cxxSettings: torchCxx, linkerSettings: torchLink),
@@ -52,13 +53,14 @@ let package = Package(
                    providers: [.apt(["libturbojpeg0-dev"])]),
     .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
     .systemLibrary(name: "CWebP", pkgConfig: "libwebp", providers: [.apt(["libwebp-dev"])]),
-    .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+    .systemLibrary(name: "CGzip", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
 
-    .target(name: "Torch", dependencies: ["CTorch"]),
+    .target(name: "Torch", dependencies: ["CTorch", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
     .target(name: "Spec", dependencies: [.product(name: "Yams", package: "Yams")]),
-    .target(name: "Tokenizers", dependencies: ["CZlib"]),
+    .target(name: "Tokenizers", dependencies: ["CGzip"]),
     .target(name: "Imaging", dependencies: ["CCodecs", "CTurboJPEG", "CWebP"]),
+    .target(name: "Models", dependencies: ["Torch", "Tokenizers", "Imaging"]),
     .executableTarget(
       name: "clipkit",
       dependencies: [
@@ -68,6 +70,7 @@ let package = Package(
 
     .testTarget(name: "TorchTests", dependencies: ["Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "SpecTests", dependencies: ["Spec"], resources: [.copy("Fixtures")]),
+    .testTarget(name: "ModelTests", dependencies: ["Models"], resources: [.copy("Fixtures")]),
     .testTarget(name: "ImagingTests", dependencies: ["Imaging"], resources: [.copy("Fixtures")]),
     .testTarget(name: "TokenizerTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
     .testTarget(name: "SystemLibraryTests",

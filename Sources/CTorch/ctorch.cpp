@@ -737,6 +737,23 @@ ck_error ck_pad(ck_tensor a, const int64_t *pad, int64_t n, double value, ck_ten
   CK_END
 }
 
+ck_error ck_as_strided(ck_tensor a, const int64_t *size, const int64_t *stride, int64_t n, int64_t offset,
+                       ck_tensor *out) {
+  CK_BEGIN
+  const auto &t = T(a);
+  if (offset < 0) throw std::invalid_argument("negative storage offset");
+  int64_t last = offset;
+  for (int64_t i = 0; i < n; i++) {
+    if (size[i] < 0 || stride[i] < 0) throw std::invalid_argument("negative size or stride");
+    if (size[i] == 0) { last = -1; break; }
+    last += (size[i] - 1) * stride[i];
+  }
+  if (last >= t.numel()) throw std::invalid_argument("view reaches element " + std::to_string(last) +
+                                                     " of a storage of " + std::to_string(t.numel()));
+  put(out, t.as_strided(ints(size, n), ints(stride, n), offset));
+  CK_END
+}
+
 ck_error ck_set_requires_grad(ck_tensor t, int requires_grad) {
   CK_BEGIN
   T(t).set_requires_grad(requires_grad != 0);

@@ -1,4 +1,4 @@
-import CZlib
+import CGzip
 import Foundation
 
 /// Decompresses a gzip file (zlib's inflate with gzip header detection).

@@ -205,6 +205,16 @@ extension Tensor {
     let r = repeats.map(Int64.init)
     return try Tensor.make("repeat") { out in r.withUnsafeBufferPointer { ck_repeat(handle, $0.baseAddress, Int64($0.count), out) } }
   }
+  /// A view with explicit sizes, strides and offset into this (contiguous, 1-D) tensor's storage;
+  /// refuses views that reach past the storage.
+  public func asStrided(_ size: [Int], strides: [Int], offset: Int) throws -> Tensor {
+    let a = size.map(Int64.init), b = strides.map(Int64.init)
+    return try Tensor.make("as_strided") { out in
+      a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
+        ck_as_strided(handle, ap.baseAddress, bp.baseAddress, Int64(ap.count), Int64(offset), out)
+      } }
+    }
+  }
   public func tril(_ diagonal: Int = 0) throws -> Tensor { try Tensor.make("tril") { ck_tril(handle, Int64(diagonal), $0) } }
   /// Constant padding; `pad` lists (before, after) pairs starting from the last dimension.
   public func pad(_ pad: [Int], value: Double = 0) throws -> Tensor {

@@ -39,8 +39,12 @@ extension Module {
   /// Copies checkpoint tensors into the module's own (keeping the module's dtype and device).
   /// Strict by default: any missing, unexpected or wrong-shaped key fails the whole load and every
   /// one of them is listed. `strict: false` loads what fits and returns the report.
+  /// `assign: true` adopts the checkpoint's tensors (cast to the module's dtype and device) instead
+  /// of copying into the existing ones: loading pretrained weights into a model built with empty
+  /// tensors then needs no second copy.
   @discardableResult
-  public func load(stateDict: [String: Tensor], strict: Bool = true, source: String = "checkpoint") throws -> LoadReport {
+  public func load(stateDict: [String: Tensor], strict: Bool = true, assign: Bool = false,
+                   source: String = "checkpoint") throws -> LoadReport {
     var report = LoadReport()
     let slots = namedSlots().filter { $0.1.persistent && $0.1.tensor != nil }
     var known = Set<String>()
@@ -58,7 +62,16 @@ extension Module {
     report.unexpected = stateDict.keys.filter { !known.contains($0) }.sorted()
     if strict && !report.isClean { throw StateDictError.mismatch(source: source, report: report) }
     try noGrad {
-      for (slot, src) in plan { try slot.tensor!.copy_(src) }
+      for (slot, src) in plan {
+        let dst = slot.tensor!
+        if assign {
+          let t = src.dtype == dst.dtype && src.device == dst.device ? try src.detach() : try src.to(dst.dtype, device: dst.device)
+          if dst.requiresGrad { try t.requiresGrad(true) }
+          slot.replace(t)
+        } else {
+          try dst.copy_(src)
+        }
+      }
     }
     report.loaded = plan.count
     return report

@@ -173,6 +173,8 @@ ck_error ck_topk(ck_tensor a, int64_t k, int64_t dim, int largest, int sorted, c
 ck_error ck_repeat(ck_tensor a, const int64_t *repeats, int64_t n, ck_tensor *out);
 ck_error ck_tril(ck_tensor a, int64_t diagonal, ck_tensor *out);
 ck_error ck_pad(ck_tensor a, const int64_t *pad, int64_t n, double value, ck_tensor *out);
+ck_error ck_as_strided(ck_tensor a, const int64_t *size, const int64_t *stride, int64_t n, int64_t offset,
+                       ck_tensor *out);
 
 // ---- autograd ---------------------------------------------------------------------------------
 ck_error ck_set_requires_grad(ck_tensor t, int requires_grad);

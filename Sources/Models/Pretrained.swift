@@ -1,0 +1,117 @@
+import Foundation
+import Imaging
+import Tokenizers
+import Torch
+
+/// Where pretrained weights come from, offline: an explicit local directory, else the Hugging Face
+/// hub cache (`HF_HUB_CACHE`, `HF_HOME/hub`, `~/.cache/huggingface/hub`, layout
+/// `models--org--name/snapshots/<revision>/`).
+public enum PretrainedLocator {
+  public static func hubCacheDirectories(environment: [String: String] = ProcessInfo.processInfo.environment) -> [String] {
+    var dirs: [String] = []
+    if let c = environment["HF_HUB_CACHE"] { dirs.append(c) }
+    if let h = environment["HF_HOME"] { dirs.append((h as NSString).appendingPathComponent("hub")) }
+    let home = environment["HOME"] ?? NSHomeDirectory()
+    dirs.append((home as NSString).appendingPathComponent(".cache/huggingface/hub"))
+    return dirs
+  }
+
+  /// The snapshot directory of `repo` ("google/siglip2-so400m-patch16-256") in the hub cache: the
+  /// revision refs/main names, else the most recently modified snapshot.
+  public static func cachedSnapshot(repo: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+    let folder = "models--" + repo.replacingOccurrences(of: "/", with: "--")
+    let fm = FileManager.default
+    for cache in hubCacheDirectories(environment: environment) {
+      let root = (cache as NSString).appendingPathComponent(folder)
+      let snapshots = (root as NSString).appendingPathComponent("snapshots")
+      if let ref = try? String(contentsOfFile: root + "/refs/main", encoding: .utf8) {
+        let dir = (snapshots as NSString).appendingPathComponent(ref.trimmingCharacters(in: .whitespacesAndNewlines))
+        if fm.fileExists(atPath: dir + "/config.json") { return dir }
+      }
+      let revisions = ((try? fm.contentsOfDirectory(atPath: snapshots)) ?? []).map { (snapshots as NSString).appendingPathComponent($0) }
+        .filter { fm.fileExists(atPath: $0 + "/config.json") }
+      let newest = revisions.max { a, b in
+        let da = (try? fm.attributesOfItem(atPath: a)[.modificationDate] as? Date) ?? .distantPast
+        let db = (try? fm.attributesOfItem(atPath: b)[.modificationDate] as? Date) ?? .distantPast
+        return da < db
+      }
+      if let newest { return newest }
+    }
+    return nil
+  }
+
+  /// A directory with config.json: `pretrainedDir` when given, else the hub cache for `repo`.
+  public static func directory(repo: String, pretrainedDir: String?) throws -> String {
+    if let dir = pretrainedDir {
+      var isDir: ObjCBool = false
+      guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+        throw PretrainedError.notFound(repo: repo, looked: [dir], hint: "model.pretrained_dir does not exist or is not a directory")
+      }
+      guard FileManager.default.fileExists(atPath: dir + "/config.json") else {
+        throw PretrainedError.notFound(repo: repo, looked: [dir], hint: "model.pretrained_dir has no config.json")
+      }
+      return dir
+    }
+    if let snap = cachedSnapshot(repo: repo) { return snap }
+    let looked = hubCacheDirectories().map { ($0 as NSString).appendingPathComponent("models--" + repo.replacingOccurrences(of: "/", with: "--")) }
+    throw PretrainedError.notFound(repo: repo, looked: looked,
+      hint: "ClipKit never downloads: set model.pretrained_dir to a local copy of \(repo) (config.json, model.safetensors, tokenizer and preprocessor files), or place it in the Hugging Face cache (for example with `huggingface-cli download \(repo)` on a machine with network)")
+  }
+
+  /// Every tensor of a model directory: model.safetensors, its sharded index, or a PyTorch
+  /// pytorch_model.bin read with the restricted unpickler.
+  public static func weights(in dir: String) throws -> [String: Tensor] {
+    let fm = FileManager.default
+    for name in ["model.safetensors", "model.safetensors.index.json"] where fm.fileExists(atPath: dir + "/" + name) {
+      return try Safetensors.load(dir + "/" + name).dictionary
+    }
+    for name in ["pytorch_model.bin", "open_clip_pytorch_model.bin"] where fm.fileExists(atPath: dir + "/" + name) {
+      return try PyTorchCheckpoint.read(dir + "/" + name).tensors
+    }
+    throw PretrainedError.noWeights(dir: dir)
+  }
+}
+
+public enum PretrainedError: Error, LocalizedError {
+  case notFound(repo: String, looked: [String], hint: String)
+  case noWeights(dir: String)
+
+  public var errorDescription: String? {
+    switch self {
+    case .notFound(let repo, let looked, let hint):
+      return "pretrained weights for \(repo) not found (looked in \(looked.joined(separator: ", "))): \(hint)"
+    case .noWeights(let dir):
+      return "\(dir): no model.safetensors, model.safetensors.index.json or pytorch_model.bin"
+    }
+  }
+}
+
+/// preprocessor_config.json of a Hugging Face image processor.
+public struct ImageProcessorConfig: Sendable {
+  public var transform: ImageTransform
+
+  public static func load(_ dir: String, defaultSize: Int) throws -> ImageProcessorConfig {
+    let path = dir + "/preprocessor_config.json"
+    var o: [String: Any] = [:]
+    if let d = FileManager.default.contents(atPath: path) {
+      guard let j = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] else {
+        throw ModelError.config(file: path, reason: "not a JSON object")
+      }
+      o = j
+    }
+    var resize = ImageTransform.Resize.squash(width: defaultSize, height: defaultSize)
+    if let size = o["size"] as? [String: Any] {
+      if let h = size["height"] as? Int, let w = size["width"] as? Int { resize = .squash(width: w, height: h) }
+      else if let s = size["shortest_edge"] as? Int { resize = .shortestTorchvision(size: s) }
+    } else if let s = o["size"] as? Int {
+      resize = .squash(width: s, height: s)
+    }
+    let resample = (o["resample"] as? Int).flatMap(ResampleFilter.init(pillowCode:)) ?? .bicubic
+    let mean = (o["image_mean"] as? [Double]) ?? [0.5, 0.5, 0.5]
+    let std = (o["image_std"] as? [Double]) ?? [0.5, 0.5, 0.5]
+    let rescale = (o["do_rescale"] as? Bool) == false ? 1.0 : ((o["rescale_factor"] as? Double) ?? 1.0 / 255)
+    let normalize = (o["do_normalize"] as? Bool) ?? true
+    return ImageProcessorConfig(transform: ImageTransform(resize: resize, filter: resample, mean: normalize ? mean : [0, 0, 0],
+                                                          std: normalize ? std : [1, 1, 1], rescale: rescale))
+  }
+}

@@ -1,0 +1,310 @@
+import Foundation
+
+/// A value built by ClipKit's restricted unpickler. Only plain data and tensors exist here:
+/// nothing a pickle names is ever executed.
+public indirect enum PickleValue: CustomStringConvertible {
+  case none
+  case bool(Bool)
+  case int(Int)
+  case float(Double)
+  case string(String)
+  case bytes([UInt8])
+  case tuple([PickleValue])
+  case list(PickleList)
+  case dict(PickleDict)
+  case tensor(Tensor)
+  /// A class or function reference allowed by the weights-only rules, not yet applied.
+  case global(String)
+  /// A storage reference from a persistent id: (dtype, archive key, element count).
+  case storage(dtype: DType, key: String, count: Int)
+  /// torch.dtype / torch.device values.
+  case torchDType(String)
+  case device(String)
+
+  public var description: String {
+    switch self {
+    case .none: return "None"
+    case .bool(let b): return b ? "True" : "False"
+    case .int(let i): return "\(i)"
+    case .float(let f): return "\(f)"
+    case .string(let s): return "'\(s)'"
+    case .bytes(let b): return "bytes(\(b.count))"
+    case .tuple(let t): return "(" + t.map(\.description).joined(separator: ", ") + ")"
+    case .list(let l): return "[" + l.items.map(\.description).joined(separator: ", ") + "]"
+    case .dict(let d): return "{" + d.items.map { "\($0.0): \($0.1)" }.joined(separator: ", ") + "}"
+    case .tensor(let t): return t.description
+    case .global(let g): return g
+    case .storage(let d, let k, let n): return "storage(\(d), \(k), \(n))"
+    case .torchDType(let d): return "torch.\(d)"
+    case .device(let d): return "device(\(d))"
+    }
+  }
+
+  public var dictValue: PickleDict? { if case .dict(let d) = self { return d } else { return nil } }
+  public var intValue: Int? { if case .int(let i) = self { return i } else { return nil } }
+  public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
+}
+
+public final class PickleList { public var items: [PickleValue] = []; init(_ i: [PickleValue] = []) { items = i } }
+/// Insertion-ordered dictionary (Python dicts keep order).
+public final class PickleDict {
+  public var items: [(PickleValue, PickleValue)] = []
+  public subscript(key: String) -> PickleValue? {
+    items.first { if case .string(let s) = $0.0 { return s == key } else { return false } }?.1
+  }
+}
+
+public enum PickleError: Error, LocalizedError {
+  case refused(file: String, global: String)
+  case malformed(file: String, reason: String)
+
+  public var errorDescription: String? {
+    switch self {
+    case .refused(let f, let g):
+      return "\(f): refused to load: the pickle calls \(g), which a weights-only load does not allow (nothing was executed)"
+    case .malformed(let f, let r): return "\(f): malformed checkpoint pickle: \(r)"
+    }
+  }
+}
+
+/// A pickle interpreter with weights-only semantics (as torch.load(weights_only=True)): it builds
+/// dicts, lists, tuples, primitives and tensors; the only callables it knows are the tensor
+/// rebuild functions, OrderedDict, torch.Size/device and a few builtins; any other global is
+/// refused before anything is built. Memo indices, lengths and stack use are bounds-checked.
+struct Unpickler {
+  let data: [UInt8]
+  let file: String
+  /// Resolves a storage reference to its bytes as a 1-D tensor.
+  let loadStorage: (DType, String, Int) throws -> Tensor
+
+  static let allowed: Set<String> = [
+    "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter",
+    "torch._utils._rebuild_parameter_with_state", "torch._tensor._rebuild_from_type_v2", "torch.Size", "torch.device",
+    "builtins.set", "builtins.frozenset", "builtins.bytearray", "_codecs.encode", "torch.nn.parameter.Parameter",
+  ]
+  static let storageTypes: [String: DType] = [
+    "FloatStorage": .float32, "HalfStorage": .float16, "BFloat16Storage": .bfloat16, "DoubleStorage": .float64,
+    "LongStorage": .int64, "IntStorage": .int32, "ShortStorage": .int16, "CharStorage": .int8, "ByteStorage": .uint8,
+    "BoolStorage": .bool,
+  ]
+  static let dtypes: Set<String> = ["float32", "float", "float16", "half", "bfloat16", "float64", "double", "int64", "long",
+                                    "int32", "int", "int16", "short", "int8", "uint8", "bool"]
+
+  func fail(_ r: String) -> PickleError { .malformed(file: file, reason: r) }
+
+  func run() throws -> PickleValue {
+    var stack: [PickleValue] = []
+    var marks: [Int] = []
+    var memo: [Int: PickleValue] = [:]
+    var storages: [String: Tensor] = [:]
+    var p = 0
+    func byte() throws -> UInt8 { guard p < data.count else { throw fail("unexpected end of data") }; defer { p += 1 }; return data[p] }
+    func take(_ n: Int) throws -> [UInt8] {
+      guard n >= 0, p + n <= data.count else { throw fail("length \(n) runs past the end of data") }
+      defer { p += n }
+      return Array(data[p..<(p + n)])
+    }
+    func le(_ n: Int) throws -> Int { try take(n).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) } }
+    func pop() throws -> PickleValue { guard let v = stack.popLast() else { throw fail("stack underflow") }; return v }
+    func popMark() throws -> [PickleValue] {
+      guard let m = marks.popLast(), m <= stack.count else { throw fail("no mark") }
+      defer { stack.removeSubrange(m...) }
+      return Array(stack[m...])
+    }
+    func line() throws -> String {
+      var b: [UInt8] = []
+      while true { let c = try byte(); if c == 0x0A { break }; b.append(c) }
+      return String(decoding: b, as: UTF8.self)
+    }
+    func global(_ module: String, _ name: String) throws -> PickleValue {
+      let full = "\(module).\(name)"
+      if module == "torch", let _ = Unpickler.storageTypes[name] { return .global(full) }
+      if module == "torch", Unpickler.dtypes.contains(name) { return .torchDType(name) }
+      guard Unpickler.allowed.contains(full) else { throw PickleError.refused(file: file, global: full) }
+      return .global(full)
+    }
+    func memoPut(_ i: Int) throws {
+      guard let top = stack.last else { throw fail("memoize on an empty stack") }
+      guard i >= 0 && i < 1 << 24 else { throw fail("memo index \(i)") }
+      memo[i] = top
+    }
+    func memoGet(_ i: Int) throws -> PickleValue {
+      guard let v = memo[i] else { throw fail("memo index \(i) was never stored") }
+      return v
+    }
+
+    while true {
+      let op = try byte()
+      switch op {
+      case 0x80: _ = try byte()                                     // PROTO
+      case 0x95: _ = try take(8)                                    // FRAME
+      case 0x2E: return try pop()                                   // STOP
+      case 0x63: stack.append(try global(try line(), try line()))   // GLOBAL
+      case 0x93:                                                    // STACK_GLOBAL
+        let name = try pop(), module = try pop()
+        guard case .string(let n) = name, case .string(let m) = module else { throw fail("STACK_GLOBAL needs two strings") }
+        stack.append(try global(m, n))
+      case 0x28: marks.append(stack.count)                          // MARK
+      case 0x74: stack.append(.tuple(try popMark()))                // TUPLE
+      case 0x29: stack.append(.tuple([]))                           // EMPTY_TUPLE
+      case 0x85: stack.append(.tuple([try pop()]))                  // TUPLE1
+      case 0x86: let b = try pop(), a = try pop(); stack.append(.tuple([a, b]))
+      case 0x87: let c = try pop(), b = try pop(), a = try pop(); stack.append(.tuple([a, b, c]))
+      case 0x5D: stack.append(.list(PickleList()))                  // EMPTY_LIST
+      case 0x6C: stack.append(.list(PickleList(try popMark())))     // LIST
+      case 0x61:                                                    // APPEND
+        let v = try pop()
+        guard case .list(let l) = stack.last else { throw fail("APPEND on a non-list") }
+        l.items.append(v)
+      case 0x65:                                                    // APPENDS
+        let vs = try popMark()
+        guard case .list(let l) = stack.last else { throw fail("APPENDS on a non-list") }
+        l.items += vs
+      case 0x7D: stack.append(.dict(PickleDict()))                  // EMPTY_DICT
+      case 0x64:                                                    // DICT
+        let vs = try popMark()
+        guard vs.count % 2 == 0 else { throw fail("DICT with an odd item count") }
+        let d = PickleDict()
+        for i in stride(from: 0, to: vs.count, by: 2) { d.items.append((vs[i], vs[i + 1])) }
+        stack.append(.dict(d))
+      case 0x73:                                                    // SETITEM
+        let v = try pop(), k = try pop()
+        guard case .dict(let d) = stack.last else { throw fail("SETITEM on a non-dict") }
+        d.items.append((k, v))
+      case 0x75:                                                    // SETITEMS
+        let vs = try popMark()
+        guard vs.count % 2 == 0, case .dict(let d) = stack.last else { throw fail("SETITEMS on a non-dict") }
+        for i in stride(from: 0, to: vs.count, by: 2) { d.items.append((vs[i], vs[i + 1])) }
+      case 0x8F: stack.append(.list(PickleList()))                  // EMPTY_SET (as a list)
+      case 0x90:                                                    // ADDITEMS
+        let vs = try popMark()
+        guard case .list(let l) = stack.last else { throw fail("ADDITEMS on a non-set") }
+        l.items += vs
+      case 0x71: try memoPut(Int(try byte()))                       // BINPUT
+      case 0x72: try memoPut(try le(4))                             // LONG_BINPUT
+      case 0x94: try memoPut(memo.count)                            // MEMOIZE
+      case 0x68: stack.append(try memoGet(Int(try byte())))         // BINGET
+      case 0x6A: stack.append(try memoGet(try le(4)))               // LONG_BINGET
+      case 0x4A: stack.append(.int(Int(Int32(truncatingIfNeeded: try le(4)))))  // BININT
+      case 0x4B: stack.append(.int(Int(try byte())))                // BININT1
+      case 0x4D: stack.append(.int(try le(2)))                      // BININT2
+      case 0x8A:                                                    // LONG1
+        let n = Int(try byte())
+        let b = try take(n)
+        guard n <= 8 else { throw fail("integer of \(n) bytes") }
+        var v: Int64 = 0
+        for (i, x) in b.enumerated() { v |= Int64(x) << (8 * Int64(i)) }
+        if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 { v -= Int64(1) << (8 * Int64(n)) }
+        stack.append(.int(Int(v)))
+      case 0x47:                                                    // BINFLOAT (big-endian)
+        let b = try take(8)
+        stack.append(.float(Double(bitPattern: b.reduce(0) { $0 << 8 | UInt64($1) })))
+      case 0x58: stack.append(.string(String(decoding: try take(try le(4)), as: UTF8.self)))   // BINUNICODE
+      case 0x8C: stack.append(.string(String(decoding: try take(Int(try byte())), as: UTF8.self)))  // SHORT_BINUNICODE
+      case 0x8D: stack.append(.string(String(decoding: try take(try le(8)), as: UTF8.self)))   // BINUNICODE8
+      case 0x55: stack.append(.string(String(decoding: try take(Int(try byte())), as: UTF8.self)))  // SHORT_BINSTRING
+      case 0x54: stack.append(.string(String(decoding: try take(try le(4)), as: UTF8.self)))   // BINSTRING
+      case 0x42: stack.append(.bytes(try take(try le(4))))          // BINBYTES
+      case 0x43: stack.append(.bytes(try take(Int(try byte()))))    // SHORT_BINBYTES
+      case 0x4E: stack.append(.none)                                // NONE
+      case 0x88: stack.append(.bool(true))                          // NEWTRUE
+      case 0x89: stack.append(.bool(false))                         // NEWFALSE
+      case 0x30: _ = try pop()                                      // POP
+      case 0x31: _ = try popMark()                                  // POP_MARK
+      case 0x32: guard let t = stack.last else { throw fail("DUP on an empty stack") }; stack.append(t)
+      case 0x51:                                                    // BINPERSID
+        let pid = try pop()
+        guard case .tuple(let t) = pid, t.count >= 5, case .string("storage") = t[0], case .global(let cls) = t[1],
+              let dtype = Unpickler.storageTypes[String(cls.split(separator: ".").last ?? "")] else {
+          throw fail("unsupported persistent id \(pid)")
+        }
+        let key: String
+        switch t[2] { case .string(let s): key = s; case .int(let i): key = String(i); default: throw fail("storage key \(t[2])") }
+        guard case .int(let n) = t[4], n >= 0 else { throw fail("storage size \(t[4])") }
+        stack.append(.storage(dtype: dtype, key: key, count: n))
+      case 0x52:                                                    // REDUCE
+        let args = try pop(), fn = try pop()
+        guard case .tuple(let a) = args else { throw fail("REDUCE arguments are not a tuple") }
+        stack.append(try apply(fn, a, &storages))
+      case 0x81:                                                    // NEWOBJ
+        let args = try pop(), cls = try pop()
+        guard case .tuple(let a) = args else { throw fail("NEWOBJ arguments are not a tuple") }
+        stack.append(try apply(cls, a, &storages))
+      case 0x62:                                                    // BUILD
+        let state = try pop()
+        guard let target = stack.last else { throw fail("BUILD on an empty stack") }
+        switch target {
+        case .dict(let d):  // OrderedDict state: a dict of items or None
+          if case .dict(let s) = state { d.items += s.items }
+        case .tensor: break  // tensor/parameter state (e.g. python attributes) is not kept
+        default: throw fail("BUILD on \(target)")
+        }
+      default:
+        throw fail(String(format: "opcode 0x%02X is not allowed in a weights-only load", op))
+      }
+      if stack.count > 10_000_000 { throw fail("stack too deep") }
+    }
+  }
+
+  func apply(_ fn: PickleValue, _ a: [PickleValue], _ storages: inout [String: Tensor]) throws -> PickleValue {
+    guard case .global(let name) = fn else {
+      if case .torchDType = fn { throw fail("a dtype is not callable") }
+      throw fail("call of a non-callable \(fn)")
+    }
+    switch name {
+    case "collections.OrderedDict":
+      return .dict(PickleDict())
+    case "torch._utils._rebuild_tensor_v2":
+      guard a.count >= 4, case .storage(let dtype, let key, let n) = a[0], case .int(let offset) = a[1],
+            case .tuple(let size) = a[2], case .tuple(let stride) = a[3] else { throw fail("bad _rebuild_tensor_v2 arguments") }
+      let base: Tensor
+      if let cached = storages[key] { base = cached } else {
+        base = try loadStorage(dtype, key, n)
+        storages[key] = base
+      }
+      let sz = try size.map { v -> Int in guard case .int(let i) = v else { throw fail("tensor size \(v)") }; return i }
+      let st = try stride.map { v -> Int in guard case .int(let i) = v else { throw fail("tensor stride \(v)") }; return i }
+      guard sz.count == st.count else { throw fail("size and stride lengths differ") }
+      let t = try base.asStrided(sz, strides: st, offset: offset)
+      if a.count > 4, case .bool(true) = a[4], dtype.isFloatingPoint { try t.requiresGrad(true) }
+      return .tensor(t)
+    case "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state", "torch.nn.parameter.Parameter":
+      guard let first = a.first, case .tensor = first else { throw fail("parameter without a tensor") }
+      return first
+    case "torch._tensor._rebuild_from_type_v2":
+      guard a.count >= 3, case .global = a[0], case .tuple(let inner) = a[2] else { throw fail("bad _rebuild_from_type_v2") }
+      return try apply(a[0] == .global("torch._utils._rebuild_tensor_v2") ? a[0] : .global("torch._utils._rebuild_tensor_v2"), inner, &storages)
+    case "torch.Size":
+      guard let first = a.first, case .tuple = first else { throw fail("torch.Size without a tuple") }
+      return first
+    case "torch.device":
+      return .device(a.map { v -> String in if case .string(let s) = v { return s }; return v.description }.joined(separator: ":"))
+    case "builtins.set", "builtins.frozenset":
+      if let first = a.first, case .list = first { return first }
+      return .list(PickleList())
+    case "builtins.bytearray":
+      if let first = a.first, case .bytes = first { return first }
+      return .bytes([])
+    case "_codecs.encode":
+      guard let first = a.first, case .string(let s) = first else { throw fail("_codecs.encode without a string") }
+      return .bytes(s.unicodeScalars.map { UInt8(truncatingIfNeeded: $0.value) })  // latin-1
+    default:
+      if name.hasPrefix("torch."), Unpickler.storageTypes[String(name.dropFirst(6))] != nil {
+        throw fail("storage classes are only valid inside persistent ids")
+      }
+      throw PickleError.refused(file: file, global: name)
+    }
+  }
+}
+
+extension PickleValue: Equatable {
+  public static func == (a: PickleValue, b: PickleValue) -> Bool {
+    switch (a, b) {
+    case (.global(let x), .global(let y)): return x == y
+    case (.string(let x), .string(let y)): return x == y
+    case (.int(let x), .int(let y)): return x == y
+    case (.none, .none): return true
+    default: return false
+    }
+  }
+}

@@ -1,0 +1,60 @@
+import Foundation
+import Imaging
+import Testing
+import Tokenizers
+import Torch
+@testable import Models
+
+enum MFx {
+  static let dir = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.path
+  static func model(_ name: String) -> String { dir + "/" + name }
+  static func inputs(_ name: String) -> (prompts: [String], images: [String]) {
+    let o = try! JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: model(name) + "/inputs.json")!) as! [String: [String]]
+    return (o["prompts"]!, o["images"]!)
+  }
+}
+
+func cosineAndMaxDiff(_ a: Tensor, _ b: Tensor) throws -> (minCos: Double, maxAbs: Double) {
+  let cos = try (a * b).sum(dims: [-1]) / (try a.norm(dims: [-1]) * b.norm(dims: [-1]))
+  let minCos = try cos.amin().item()
+  let maxAbs = try (a - b).abs().amax().item()
+  return (minCos, maxAbs)
+}
+
+@Suite struct SiglipMatchesTransformers {
+  let name = "tiny_siglip"
+
+  @Test func featuresFromIdenticalInputs() throws {
+    let model = try SiglipModel.fromPretrained(MFx.model(name))
+    let ref = try Safetensors.read(MFx.model(name) + "/reference.safetensors").dictionary
+    try noGrad {
+      let img = try model.imageFeatures(ref["pixel_values"]!)
+      let (c1, d1) = try cosineAndMaxDiff(img, ref["image_features"]!)
+      #expect(d1 < 1e-4 && c1 > 0.99999, "image: max |diff| \(d1), min cos \(c1)")
+      let txt = try model.textFeatures(ref["input_ids"]!)
+      let (c2, d2) = try cosineAndMaxDiff(txt, ref["text_features"]!)
+      #expect(d2 < 1e-4 && c2 > 0.99999, "text: max |diff| \(d2), min cos \(c2)")
+      let masked = try model.textFeatures(ref["input_ids"]!, attentionMask: ref["attention_mask"]!)
+      let (c3, d3) = try cosineAndMaxDiff(masked, ref["text_features_masked"]!)
+      #expect(d3 < 1e-4 && c3 > 0.99999, "masked text: max |diff| \(d3), min cos \(c3)")
+      let large = try model.imageFeatures(ref["pixel_values_large"]!)
+      let (c4, d4) = try cosineAndMaxDiff(large, ref["image_features_large"]!)
+      #expect(d4 < 1e-4 && c4 > 0.99999, "interpolated positions: max |diff| \(d4), min cos \(c4)")
+    }
+  }
+
+  @Test func preprocessingFromFilesMatches() throws {
+    let dir = MFx.model(name)
+    let ref = try Safetensors.read(dir + "/reference.safetensors").dictionary
+    let (prompts, images) = MFx.inputs(name)
+    let tok = try Tokenizer(directory: dir)
+    let enc = try tok(prompts, maxLength: 16)
+    #expect(try ref["input_ids"]!.toArray(Int64.self).map(Int.init) == enc.ids.flatMap { $0 })
+    let proc = try ImageProcessorConfig.load(dir, defaultSize: 224)
+    let decoder = ImageDecoder()
+    let pixels = try images.map { try proc.transform(try decoder.decode(file: MFx.dir + "/images/" + $0)) }.flatMap { $0 }
+    let expected = try ref["pixel_values"]!.floats()
+    #expect(pixels.count == expected.count)
+    #expect(zip(pixels, expected).map { abs($0 - $1) }.max()! < 1e-6)
+  }
+}
