@@ -49,6 +49,7 @@ let package = Package(
   targets: [
     .target(name: "CTorch", cxxSettings: torchCxx, linkerSettings: torchLink),
     .target(name: "CCodecs", linkerSettings: [.linkedLibrary("png16")]),
+    .target(name: "CH5", dependencies: ["CHDF5"]),
     .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg",
                    providers: [.apt(["libturbojpeg0-dev"])]),
     .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
@@ -61,10 +62,11 @@ let package = Package(
     .target(name: "Tokenizers", dependencies: ["CGzip"]),
     .target(name: "Imaging", dependencies: ["CCodecs", "CTurboJPEG", "CWebP"]),
     .target(name: "Models", dependencies: ["Torch", "Tokenizers", "Imaging"]),
+    .target(name: "Retrieval", dependencies: ["CH5"]),
     .executableTarget(
       name: "clipkit",
       dependencies: [
-        "Torch", "Spec", "Imaging", "Tokenizers",
+        "Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 

@@ -16,11 +16,13 @@ struct SpecOptions: ParsableArguments {
 enum ActionError: Error, LocalizedError {
   case notImplemented(action: String, detail: String)
   case noResultsDir(action: String)
+  case input(String)
 
   var errorDescription: String? {
     switch self {
     case .notImplemented(let a, let d): return "clipkit \(a) is not available in this build yet: \(d)"
     case .noResultsDir(let a): return "no output directory: set results_dir (or \(a).results_dir) in the spec or as an override"
+    case .input(let m): return m
     }
   }
 }

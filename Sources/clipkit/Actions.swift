@@ -20,9 +20,7 @@ struct Evaluate: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Retrieval metrics (R@1/5/10, mAP, MedR, AUC) on image-caption pairs.")
   @OptionGroup var options: SpecOptions
   func run() throws {
-    try runAction("evaluate", section: "evaluate", options: options, requires: ["model", "evaluate"]) { _ in
-      throw ActionError.notImplemented(action: "evaluate", detail: "model loading and retrieval evaluation have not landed; no metrics were computed")
-    }
+    try runAction("evaluate", section: "evaluate", options: options, requires: ["model", "evaluate"], runEvaluate)
   }
 }
 
@@ -30,9 +28,7 @@ struct Inference: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Embed images and prompts into HDF5 files.")
   @OptionGroup var options: SpecOptions
   func run() throws {
-    try runAction("inference", section: "inference", options: options, requires: ["model", "inference"]) { _ in
-      throw ActionError.notImplemented(action: "inference", detail: "model loading and embedding have not landed; no embeddings were written")
-    }
+    try runAction("inference", section: "inference", options: options, requires: ["model", "inference"], runInference)
   }
 }
 

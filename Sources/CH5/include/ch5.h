@@ -1,0 +1,29 @@
+// HDF5 embedding files in the layout TAO's CLIP inference writes (h5py-compatible), through the
+// HDF5 C library. Kept in C because HDF5's type constants are macros Swift cannot import.
+#ifndef CLIPKIT_CH5_H
+#define CLIPKIT_CH5_H
+#include <stddef.h>
+#include <stdint.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Writes `path` with dataset "embeddings" (n x d float32, gzip level 4, chunked), dataset
+// `labels_name` (n variable-length UTF-8 strings) and attributes `count_attr` = n,
+// "embedding_dim" = d (int64), "embedding_type" = `type_value` (UTF-8 string).
+// Returns 0, or -1 with a message in err.
+int ck_h5_write_embeddings(const char *path, const float *emb, uint64_t n, uint64_t d, const char *labels_name,
+                           const char *const *labels, const char *count_attr, const char *type_value, char *err,
+                           size_t errlen);
+
+// Reads such a file back (for tests and for tools): fills *n, *d, a malloc'd n*d float buffer,
+// and a malloc'd array of n malloc'd strings. Free with ck_h5_free_read.
+int ck_h5_read_embeddings(const char *path, const char *labels_name, const char *count_attr, uint64_t *n, uint64_t *d,
+                          float **emb, char ***labels, int64_t *count_value, char *type_value, size_t type_len,
+                          char *err, size_t errlen);
+void ck_h5_free_read(float *emb, char **labels, uint64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,145 @@
+import Foundation
+import Imaging
+import Tokenizers
+import Torch
+
+/// What every CLIP-family model offers the actions: normalised embeddings for pixels and token
+/// ids, its learnable logit scale (log space) and bias, and its module tree.
+public protocol CLIPEncoder: AnyObject {
+  var module: Module { get }
+  /// L2-normalised image embeddings [B, E] from normalised pixels [B, 3, H, W].
+  func encodeImages(_ pixels: Tensor) throws -> Tensor
+  /// L2-normalised text embeddings [B, E] from ids [B, L] (and a mask where the family uses one).
+  func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor
+  var logitScale: Tensor { get }
+  var logitBias: Tensor { get }
+}
+
+/// A loaded model with the preprocessing that belongs to it.
+public final class CLIPBundle {
+  public let family: String
+  public let encoder: CLIPEncoder
+  public let transform: ImageTransform
+  public let contextLength: Int
+  public let canonicalize: Bool
+  let tokenizeBatch: ([String]) throws -> BatchEncoding
+  /// Where the weights came from, for messages.
+  public let source: String
+
+  init(family: String, encoder: CLIPEncoder, transform: ImageTransform, contextLength: Int, canonicalize: Bool,
+       source: String, tokenize: @escaping ([String]) throws -> BatchEncoding) {
+    self.family = family
+    self.encoder = encoder
+    self.transform = transform
+    self.contextLength = contextLength
+    self.canonicalize = canonicalize
+    self.source = source
+    self.tokenizeBatch = tokenize
+  }
+
+  /// Token ids and mask, padded to the model's context (canonicalised first when configured).
+  public func tokenize(_ texts: [String]) throws -> BatchEncoding {
+    try tokenizeBatch(canonicalize ? texts.map(TextCleaning.canonicalize) : texts)
+  }
+}
+
+/// The TAO adapter around a backbone: its own `logit_scale`/`logit_bias` parameters, so the state
+/// dict keys are TAO's (`logit_scale`, `backbone.inner.vision_model...`, prefixed `model.` in
+/// checkpoints).
+public final class SiglipAdapter: Module, CLIPEncoder {
+  @Child("backbone") var backbone: SiglipBackbone
+  @Param("logit_scale") public var logitScale: Tensor
+  @Param("logit_bias") public var logitBias: Tensor
+  public var module: Module { self }
+  public var inner: SiglipModel { backbone.inner }
+
+  public init(_ model: SiglipModel, logitScale: Double, logitBias: Double) throws {
+    super.init()
+    backbone = SiglipBackbone(model)
+    self.logitScale = try Tensor.scalar(Float(logitScale))
+    self.logitBias = try Tensor.scalar(Float(logitBias))
+  }
+
+  public func encodeImages(_ pixels: Tensor) throws -> Tensor { try inner.imageFeatures(pixels).l2Normalized() }
+  public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor {
+    try inner.textFeatures(ids, attentionMask: attentionMask).l2Normalized()
+  }
+}
+
+public final class SiglipBackbone: Module {
+  @Child("inner") var inner: SiglipModel
+  init(_ m: SiglipModel) {
+    super.init()
+    inner = m
+  }
+}
+
+public enum ModelRegistryError: Error, LocalizedError {
+  case unknownType(String, known: [String])
+  case notImplemented(type: String, reason: String)
+
+  public var errorDescription: String? {
+    switch self {
+    case .unknownType(let t, let known):
+      return "model.type '\(t)' is not a known CLIP model; known types: \(known.joined(separator: ", ")) (or set model.pretrained_dir to a SigLIP model directory)"
+    case .notImplemented(let t, let r): return "model.type '\(t)': \(r)"
+    }
+  }
+}
+
+/// model.type → family and pretrained source.
+public enum ModelRegistry {
+  public static let siglip2Types = ["siglip2-so400m-patch14-224", "siglip2-so400m-patch14-384", "siglip2-so400m-patch16-256",
+                                    "siglip2-so400m-patch16-384", "siglip2-so400m-patch16-512", "siglip2-so400m-patch16-naflex"]
+  public static let radioTypes = ["c-radio_v3-b", "c-radio_v3-l", "c-radio_v3-h", "c-radio_v3-g"]
+  public static let openCLIPTypes = ["ViT-L-14-SigLIP-CLIPA-224", "ViT-L-14-SigLIP-CLIPA-336", "ViT-H-14-SigLIP-CLIPA-224",
+                                     "ViT-H-14-SigLIP-CLIPA-336", "ViT-H-14-SigLIP-CLIPA-574"]
+
+  /// Loads the pretrained model for `type` (or the architecture in `pretrainedDir`), wrapped in
+  /// the TAO adapter. Logit scale/bias: `initLogitScale`/`initLogitBias` when given, else the
+  /// pretrained model's own values.
+  public static func load(type: String, pretrainedDir: String?, canonicalize: Bool,
+                          initLogitScale: Double? = nil, initLogitBias: Double? = nil) throws -> CLIPBundle {
+    if type.hasSuffix("naflex") && pretrainedDir == nil {
+      throw ModelRegistryError.notImplemented(type: type, reason: "NaFlex SigLIP 2 (Siglip2Model) is not supported yet; use a fixed-resolution type")
+    }
+    if radioTypes.contains(type) || openCLIPTypes.contains(type) {
+      if pretrainedDir == nil {
+        throw ModelRegistryError.notImplemented(type: type, reason: "RADIO-CLIP and OpenCLIP families are not supported yet")
+      }
+    }
+    if pretrainedDir == nil && !siglip2Types.contains(type) {
+      throw ModelRegistryError.unknownType(type, known: siglip2Types + radioTypes + openCLIPTypes)
+    }
+    let dir = try PretrainedLocator.directory(repo: "google/\(type)", pretrainedDir: pretrainedDir)
+    let model = try SiglipModel.fromPretrained(dir)
+    let scale = try initLogitScale ?? model.logitScale.reshape([]).item()
+    let bias = try initLogitBias ?? model.logitBias.reshape([]).item()
+    let adapter = try SiglipAdapter(model, logitScale: scale, logitBias: bias)
+    adapter.eval()
+    let tokenizer = try Tokenizer(directory: dir)
+    let ctx = model.config.textConfig.maxPositionEmbeddings
+    let processor = try ImageProcessorConfig.load(dir, defaultSize: model.config.visionConfig.imageSize)
+    return CLIPBundle(family: "siglip", encoder: adapter, transform: processor.transform, contextLength: ctx,
+                      canonicalize: canonicalize, source: dir) { texts in
+      try tokenizer(texts, maxLength: ctx, padding: .maxLength, truncation: true)
+    }
+  }
+
+  /// Loads a TAO/ClipKit checkpoint (`.pth` with `state_dict` keyed `model.…`, or `.safetensors`)
+  /// into the adapter, strictly.
+  public static func loadCheckpoint(_ path: String, into bundle: CLIPBundle) throws {
+    var tensors: [String: Tensor]
+    if path.hasSuffix(".safetensors") {
+      tensors = try Safetensors.read(path).dictionary
+    } else {
+      tensors = try PyTorchCheckpoint.read(path).tensors
+    }
+    // Checkpoint keys are the Lightning module's: "model." + adapter keys.
+    if tensors.keys.allSatisfy({ $0.hasPrefix("model.") }) {
+      tensors = Dictionary(uniqueKeysWithValues: tensors.map { (String($0.key.dropFirst(6)), $0.value) })
+    }
+    // The HF model's own logit parameters ride along inside the backbone; keep them if present.
+    try bundle.encoder.module.load(stateDict: tensors.filter { !$0.key.hasSuffix("position_ids") }, source: path)
+  }
+}

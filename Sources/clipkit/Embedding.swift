@@ -1,0 +1,95 @@
+import Foundation
+import Imaging
+import Models
+import Torch
+
+/// Runs a CLIP bundle over images and texts in batches; image decoding and preprocessing run on
+/// worker threads while libtorch computes.
+struct Embedder {
+  let bundle: CLIPBundle
+  let batchSize: Int
+  let workers: Int
+  let decoder = ImageDecoder()
+
+  /// Embeddings of the images that decode, in order; unreadable ones are skipped with a warning.
+  func images(_ paths: [String], progressLabel: String = "images") throws -> (embeddings: [Float], kept: [Int], dim: Int) {
+    var out: [Float] = []
+    var kept: [Int] = []
+    var dim = 0
+    let progress = Progress(progressLabel, total: paths.count, unit: "img")
+    let (h, w) = bundle.transform.outputSize
+    for start in stride(from: 0, to: paths.count, by: batchSize) {
+      let idx = Array(start..<min(start + batchSize, paths.count))
+      let results = Slots<Result<[Float], Error>>(count: idx.count)
+      let (decoder, transform) = (self.decoder, bundle.transform)
+      let files = idx.map { paths[$0] }
+      DispatchQueue.concurrentPerform(iterations: files.count) { i in
+        results[i] = Result { transform(try decoder.decode(file: files[i])) }
+      }
+      var pixels = [[Float]?](repeating: nil, count: idx.count)
+      for i in idx.indices {
+        switch results[i]! {
+        case .success(let px): pixels[i] = px
+        case .failure(let e): warn("skipping unreadable image: \(e.localizedDescription)")
+        }
+      }
+      let good = pixels.indices.filter { pixels[$0] != nil }
+      if !good.isEmpty {
+        let flat = good.flatMap { pixels[$0]! }
+        let batch = try Tensor(flat, shape: [good.count, 3, h, w])
+        let emb = try noGrad { try bundle.encoder.encodeImages(batch) }
+        dim = emb.size(1)
+        out += try emb.floats()
+        kept += good.map { idx[$0] }
+      }
+      progress.advance(idx.count)
+    }
+    return (out, kept, dim)
+  }
+
+  func texts(_ texts: [String]) throws -> (embeddings: [Float], dim: Int) {
+    var out: [Float] = []
+    var dim = 0
+    let progress = Progress("texts", total: texts.count, unit: "txt")
+    for start in stride(from: 0, to: texts.count, by: batchSize) {
+      let chunk = Array(texts[start..<min(start + batchSize, texts.count)])
+      let enc = try bundle.tokenize(chunk)
+      let ids = try Tensor(enc.ids.flatMap { $0.map(Int64.init) }, shape: [chunk.count, enc.ids[0].count])
+      // SigLIP was trained without a text attention mask (pads are attended), as transformers'
+      // get_text_features is called in its docs; the mask is not passed.
+      let emb = try noGrad { try bundle.encoder.encodeTexts(ids, attentionMask: nil) }
+      dim = emb.size(1)
+      out += try emb.floats()
+      progress.advance(chunk.count)
+    }
+    return (out, dim)
+  }
+}
+
+/// Image files under a directory, recursively, as `os.path.join(root, file)` would name them,
+/// sorted by code point (Python's sort).
+func walkImages(_ dir: String, extensions: Set<String> = ["jpg", "jpeg", "png", "bmp", "gif", "webp"]) throws -> [String] {
+  var isDir: ObjCBool = false
+  guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+    throw ActionError.input("image_dir \(dir) does not exist or is not a directory")
+  }
+  var out: [String] = []
+  let e = FileManager.default.enumerator(atPath: dir)
+  while let rel = e?.nextObject() as? String {
+    if extensions.contains((rel as NSString).pathExtension.lowercased()) {
+      out.append(dir.hasSuffix("/") ? dir + rel : dir + "/" + rel)
+    }
+  }
+  return out.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
+}
+
+/// Fixed slots written by worker threads (each slot by one thread), read after they finish.
+final class Slots<T>: @unchecked Sendable {
+  private var items: [T?]
+  private let lock = NSLock()
+  init(count: Int) { items = Array(repeating: nil, count: count) }
+  subscript(i: Int) -> T? {
+    get { lock.lock(); defer { lock.unlock() }; return items[i] }
+    set { lock.lock(); items[i] = newValue; lock.unlock() }
+  }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import Models
+import Retrieval
+import Spec
+import Torch
+
+/// Image-caption pairs of the custom layout: every .jpg/.jpeg/.png/.webp in image_dir (or the
+/// image_list_file entries) whose caption file exists and is not empty.
+func customPairs(_ datasets: [DataPathConfig], section: String) throws -> (images: [String], captions: [String], skipped: Int) {
+  var images: [String] = [], captions: [String] = []
+  var skipped = 0
+  for (i, d) in datasets.enumerated() {
+    guard let dir = d.imageDir else { throw ActionError.input("\(section).\(i).image_dir is not set") }
+    var names: [String]
+    if let list = d.imageListFile {
+      guard let text = try? String(contentsOfFile: list, encoding: .utf8) else {
+        throw ActionError.input("\(section).\(i).image_list_file \(list) cannot be read")
+      }
+      names = text.components(separatedBy: .newlines).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    } else {
+      var isDir: ObjCBool = false
+      guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+        throw ActionError.input("\(section).\(i).image_dir \(dir) does not exist or is not a directory")
+      }
+      names = try FileManager.default.contentsOfDirectory(atPath: dir)
+        .filter { ["jpg", "jpeg", "png", "webp"].contains(($0 as NSString).pathExtension.lowercased()) }
+        .sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
+    }
+    let captionDir = d.captionDir ?? dir
+    for name in names {
+      let stem = (name as NSString).deletingPathExtension
+      let captionPath = (captionDir as NSString).appendingPathComponent(stem + d.captionFileSuffix)
+      guard let raw = try? String(contentsOfFile: captionPath, encoding: .utf8) else { skipped += 1; continue }
+      let caption = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+      if caption.isEmpty { skipped += 1; continue }
+      images.append((dir as NSString).appendingPathComponent(name))
+      captions.append(caption)
+    }
+  }
+  return (images, captions, skipped)
+}
+
+/// `clipkit evaluate`: retrieval metrics on image-caption pairs (evaluate.datasets, else
+/// dataset.val.datasets).
+func runEvaluate(_ ctx: ActionContext) throws {
+  let cfg = ctx.config.evaluate
+  let (datasets, section) = cfg.datasets.isEmpty ? (ctx.config.dataset.val.datasets, "dataset.val.datasets") : (cfg.datasets, "evaluate.datasets")
+  guard !datasets.isEmpty else { throw ActionError.input("evaluate needs image-caption pairs: set dataset.val.datasets (or evaluate.datasets)") }
+  let pairs = try customPairs(datasets, section: section)
+  if pairs.skipped > 0 { warn("\(pairs.skipped) images without a (non-empty) caption were skipped") }
+  guard !pairs.images.isEmpty else { throw ActionError.input("\(section) holds no image-caption pairs") }
+  let bundle = try loadModel(ctx, checkpoint: cfg.checkpoint)
+  let embedder = Embedder(bundle: bundle, batchSize: max(1, cfg.batchSize), workers: max(1, cfg.numWorkers))
+  let img = try embedder.images(pairs.images)
+  if img.kept.count < pairs.images.count { warn("\(pairs.images.count - img.kept.count) unreadable images were dropped with their captions") }
+  let captions = img.kept.map { pairs.captions[$0] }
+  let txt = try embedder.texts(captions)
+  let result = try retrievalMetrics(images: img.embeddings, texts: txt.embeddings, count: captions.count, dim: img.dim)
+  print("Image-to-Text: \(result.i2t.line)")
+  print("Text-to-Image: \(result.t2i.line)")
+  var json: [String: Any] = ["num_images": captions.count, "num_texts": captions.count]
+  for (prefix, m) in [("i2t", result.i2t), ("t2i", result.t2i)] {
+    json["\(prefix)_R@1"] = m.recallAt1; json["\(prefix)_R@5"] = m.recallAt5; json["\(prefix)_R@10"] = m.recallAt10
+    json["\(prefix)_mAP"] = m.mAP; json["\(prefix)_MedR"] = m.medianRank; json["\(prefix)_MeanR"] = m.meanRank
+    json["\(prefix)_AUC"] = m.auc
+  }
+  let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+  try AtomicFile.write(ctx.resultsDir + "/results.json", data: data)
+  print("Wrote \(ctx.resultsDir)/results.json")
+  try ctx.status.write(.success, message: "Evaluation finished successfully.",
+                       kpi: ["i2t_R@1": result.i2t.recallAt1, "t2i_R@1": result.t2i.recallAt1, "i2t_mAP": result.i2t.mAP,
+                             "t2i_mAP": result.t2i.mAP, "i2t_AUC": result.i2t.auc, "t2i_AUC": result.t2i.auc])
+}
+
+/// Cosine similarities (embeddings are L2-normalised) in both directions, then the metrics.
+func retrievalMetrics(images: [Float], texts: [Float], count n: Int, dim: Int) throws -> (i2t: RetrievalMetrics, t2i: RetrievalMetrics) {
+  let i = try Tensor(images, shape: [n, dim]).l2Normalized()
+  let t = try Tensor(texts, shape: [n, dim]).l2Normalized()
+  let sim = try i.matmul(try t.transpose(0, 1))
+  let i2t = RetrievalMetrics.compute(similarity: try sim.contiguous().floats(), queries: n, gallery: n)
+  let t2i = RetrievalMetrics.compute(similarity: try sim.transpose(0, 1).contiguous().floats(), queries: n, gallery: n)
+  return (i2t, t2i)
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Models
+import Retrieval
+import Spec
+import Torch
+
+/// Loads the spec's model: pretrained weights (model.pretrained_dir or the HF cache), then the
+/// checkpoint when one is given.
+func loadModel(_ ctx: ActionContext, checkpoint: String?) throws -> CLIPBundle {
+  let m = ctx.config.model
+  let bundle = try ModelRegistry.load(type: m.type, pretrainedDir: m.pretrainedDir, canonicalize: m.canonicalizeText,
+                                      initLogitScale: m.initLogitScale, initLogitBias: m.initLogitBias)
+  if let ckpt = checkpoint {
+    guard FileManager.default.fileExists(atPath: ckpt) else { throw ActionError.input("checkpoint \(ckpt) does not exist") }
+    try ModelRegistry.loadCheckpoint(ckpt, into: bundle)
+    print("Loaded checkpoint \(ckpt)")
+  } else {
+    print("Using pretrained weights from \(bundle.source)")
+  }
+  return bundle
+}
+
+/// `clipkit inference`: embeds inference.datasets[].image_dir (recursively) and inference.text_file
+/// into HDF5 files in TAO's layout.
+func runInference(_ ctx: ActionContext) throws {
+  let cfg = ctx.config.inference
+  let dirs = cfg.datasets.compactMap(\.imageDir)
+  guard !dirs.isEmpty || cfg.textFile != nil else {
+    throw ActionError.input("inference needs inference.datasets (image_dir) or inference.text_file")
+  }
+  var images: [String] = []
+  for d in dirs { images += try walkImages(d) }
+  images.sort { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
+  var texts: [String] = []
+  if let tf = cfg.textFile {
+    guard let content = try? String(contentsOfFile: tf, encoding: .utf8) else {
+      throw ActionError.input("inference.text_file \(tf) cannot be read as UTF-8 text")
+    }
+    texts = content.components(separatedBy: .newlines).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+  }
+  let bundle = try loadModel(ctx, checkpoint: cfg.checkpoint)
+  let embedder = Embedder(bundle: bundle, batchSize: max(1, cfg.batchSize), workers: max(1, cfg.numWorkers))
+  var kpi: [String: Any] = [:]
+  if !dirs.isEmpty {
+    let r = try embedder.images(images)
+    let skipped = images.count - r.kept.count
+    if skipped > 0 { warn("\(skipped) of \(images.count) images could not be read and were skipped") }
+    let file = EmbeddingFile(kind: .image, embeddings: r.embeddings, dimension: r.dim, labels: r.kept.map { images[$0] })
+    let out = ctx.resultsDir + "/image_embeddings.h5"
+    try file.write(to: out)
+    print("Wrote \(r.kept.count) image embeddings (dim \(r.dim)) to \(out)")
+    kpi["num_images"] = r.kept.count
+    kpi["skipped_images"] = skipped
+  }
+  if !texts.isEmpty {
+    let r = try embedder.texts(texts)
+    let out = ctx.resultsDir + "/text_embeddings.h5"
+    try EmbeddingFile(kind: .text, embeddings: r.embeddings, dimension: r.dim, labels: texts).write(to: out)
+    print("Wrote \(texts.count) text embeddings (dim \(r.dim)) to \(out)")
+    kpi["num_texts"] = texts.count
+  }
+  try ctx.status.write(.success, message: "Inference finished successfully.", kpi: kpi)
+}
