@@ -1,0 +1,91 @@
+import Foundation
+import Retrieval
+import Testing
+import Torch
+
+/// The repository checkout (tests run from it).
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+@Suite struct InferenceAndEvaluateWithATinySiglip {
+  let model = repoRoot + "/Tests/ModelTests/Fixtures/tiny_siglip"
+  let images = repoRoot + "/Tests/ModelTests/Fixtures/images"
+
+  func workspace() throws -> (dir: String, spec: String) {
+    let dir = NSTemporaryDirectory() + "clipkit-e2e-\(UUID().uuidString)"
+    let data = dir + "/pairs"
+    try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+    let names = try FileManager.default.contentsOfDirectory(atPath: images).sorted()
+    for (i, n) in names.enumerated() {
+      try FileManager.default.copyItem(atPath: images + "/" + n, toPath: data + "/" + n)
+      try "caption number \(i) for \(n)".write(toFile: data + "/" + (n as NSString).deletingPathExtension + ".txt", atomically: true, encoding: .utf8)
+    }
+    try "a photo of a cat\nA Red Car on the highway.\n\n".write(toFile: dir + "/prompts.txt", atomically: true, encoding: .utf8)
+    let spec = """
+      results_dir: \(dir)/results
+      model:
+        type: siglip2-so400m-patch16-256
+        pretrained_dir: \(model)
+      dataset:
+        val:
+          datasets:
+            - image_dir: \(data)
+      inference:
+        datasets:
+          - image_dir: \(data)
+        text_file: \(dir)/prompts.txt
+        batch_size: 4
+      evaluate:
+        batch_size: 3
+      """
+    try spec.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    return (dir, dir + "/spec.yaml")
+  }
+
+  @Test func inferenceWritesTransformersEmbeddings() throws {
+    let (dir, spec) = try workspace()
+    let r = try clipkit(["inference", "-e", spec])
+    #expect(r.code == 0, "\(r.err)")
+    let (img, count, type) = try EmbeddingFile.read(dir + "/results/inference/image_embeddings.h5", kind: .image)
+    #expect(count == 6 && type == "image" && img.dimension == 64)
+    // Compare with transformers' features for the same files (reference order: inputs.json).
+    let ref = try Safetensors.read(model + "/reference.safetensors").dictionary
+    let expected = try ref["image_features"]!.l2Normalized().floats()
+    let order = ["photo_420.jpg", "rgba.png", "lossy.webp", "gray.jpg", "cmyk.jpg", "palette8.bmp"]
+    for (i, name) in order.enumerated() {
+      guard let row = img.labels.firstIndex(where: { $0.hasSuffix("/" + name) }) else { Issue.record("\(name) missing"); continue }
+      let got = Array(img.embeddings[(row * 64)..<((row + 1) * 64)])
+      let want = Array(expected[(i * 64)..<((i + 1) * 64)])
+      let maxd = zip(got, want).map { abs($0 - $1) }.max()!
+      #expect(maxd < 1e-4, "\(name): max |diff| \(maxd)")
+    }
+    let (txt, n, _) = try EmbeddingFile.read(dir + "/results/inference/text_embeddings.h5", kind: .text)
+    #expect(n == 2 && txt.labels == ["a photo of a cat", "A Red Car on the highway."])
+    let tref = try ref["text_features"]!.l2Normalized().floats()
+    #expect(zip(txt.embeddings, tref.prefix(128)).map { abs($0 - $1) }.max()! < 1e-4)
+  }
+
+  @Test func evaluatePrintsAndWritesMetrics() throws {
+    let (dir, spec) = try workspace()
+    let r = try clipkit(["evaluate", "-e", spec])
+    #expect(r.code == 0, "\(r.err)")
+    #expect(r.out.contains("Image-to-Text: R@1=") && r.out.contains("Text-to-Image: R@1="))
+    let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/results/evaluate/results.json"))) as! [String: Any]
+    // The custom layout takes .jpg .jpeg .png .webp (TAO's list plus WebP): the .bmp is not a pair.
+    #expect(json["num_images"] as? Int == 5 && json["num_texts"] as? Int == 5)
+    for k in ["R@1", "R@5", "R@10", "mAP", "MedR", "MeanR", "AUC"] {
+      #expect(json["i2t_\(k)"] != nil && json["t2i_\(k)"] != nil, "\(k)")
+    }
+    #expect(json["i2t_R@10"] as? Double == 1.0)  5 items: everything is within the top 10
+    let status = try String(contentsOfFile: dir + "/results/evaluate/status.json", encoding: .utf8)
+    #expect(status.contains("\"SUCCESS\"") && status.contains("i2t_R@1"))
+  }
+
+  @Test func missingWeightsSayWhereItLooked() throws {
+    let (_, spec) = try workspace()
+    let r = try clipkit(["evaluate", "-e", spec, "model.pretrained_dir=null", "model.type=siglip2-so400m-patch16-384"])
+    #expect(r.code != 0)
+    #expect(r.err.contains("google/siglip2-so400m-patch16-384") && r.err.contains("model.pretrained_dir") && r.err.contains("looked in"))
+    let bad = try clipkit(["inference", "-e", spec, "inference.checkpoint=/nonexistent.pth"])
+    #expect(bad.code != 0 && bad.err.contains("/nonexistent.pth"))
+  }
+}
