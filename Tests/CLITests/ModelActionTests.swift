@@ -75,7 +75,7 @@ let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
     for k in ["R@1", "R@5", "R@10", "mAP", "MedR", "MeanR", "AUC"] {
       #expect(json["i2t_\(k)"] != nil && json["t2i_\(k)"] != nil, "\(k)")
     }
-    #expect(json["i2t_R@10"] as? Double == 1.0)  5 items: everything is within the top 10
+    #expect(json["i2t_R@10"] as? Double == 1.0)  // 5 items: everything is within the top 10
     let status = try String(contentsOfFile: dir + "/results/evaluate/status.json", encoding: .utf8)
     #expect(status.contains("\"SUCCESS\"") && status.contains("i2t_R@1"))
   }
