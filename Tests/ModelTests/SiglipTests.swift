@@ -58,3 +58,32 @@ func cosineAndMaxDiff(_ a: Tensor, _ b: Tensor) throws -> (minCos: Double, maxAb
     #expect(zip(pixels, expected).map { abs($0 - $1) }.max()! < 1e-6)
   }
 }
+
+@Suite struct TAOCheckpoints {
+  @Test func pthCheckpointLoadsIntoTheAdapter() throws {
+    let bundle = try ModelRegistry.load(type: "x", pretrainedDir: MFx.model("tiny_siglip"), canonicalize: false)
+    try ModelRegistry.loadCheckpoint(MFx.dir + "/tiny_siglip_tao.pth", into: bundle)
+    #expect(try bundle.encoder.logitScale.item() == 2.5)
+    #expect(try bundle.encoder.logitBias.item() == -7.0)
+    let ref = try Safetensors.read(MFx.model("tiny_siglip") + "/reference.safetensors").dictionary
+    let expected = try Safetensors.read(MFx.dir + "/tiny_siglip_tao_reference.safetensors").dictionary
+    try noGrad {
+      let img = try bundle.encoder.encodeImages(ref["pixel_values"]!)
+      let (c, d) = try cosineAndMaxDiff(img, try expected["image_features"]!.l2Normalized())
+      #expect(d < 1e-4 && c > 0.99999, "image after checkpoint: \(d) \(c)")
+      let txt = try bundle.encoder.encodeTexts(ref["input_ids"]!, attentionMask: nil)
+      let (c2, d2) = try cosineAndMaxDiff(txt, try expected["text_features"]!.l2Normalized())
+      #expect(d2 < 1e-4 && c2 > 0.99999, "text after checkpoint: \(d2) \(c2)")
+    }
+  }
+
+  @Test func wrongCheckpointsAreRefusedWithTheKeys() throws {
+    let bundle = try ModelRegistry.load(type: "x", pretrainedDir: MFx.model("tiny_siglip"), canonicalize: false)
+    do {
+      try ModelRegistry.loadCheckpoint(MFx.model("tiny_siglip") + "/reference.safetensors", into: bundle)
+      Issue.record("accepted a file that is not a checkpoint of this model")
+    } catch {
+      #expect(error.localizedDescription.contains("missing keys") && error.localizedDescription.contains("unexpected keys"))
+    }
+  }
+}
