@@ -63,10 +63,11 @@ let package = Package(
     .target(name: "Imaging", dependencies: ["CCodecs", "CTurboJPEG", "CWebP"]),
     .target(name: "Models", dependencies: ["Torch", "Tokenizers", "Imaging"]),
     .target(name: "Retrieval", dependencies: ["CH5"]),
+    .target(name: "Training", dependencies: ["Torch"]),
     .executableTarget(
       name: "clipkit",
       dependencies: [
-        "Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval",
+        "Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 

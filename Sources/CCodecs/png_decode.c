@@ -106,3 +106,26 @@ int ck_png_decode_rgb(const uint8_t *data, size_t size, uint64_t max_pixels, uin
   *height = h;
   return 0;
 }
+
+int ck_png_write_rgb(const char *path, const uint8_t *rgb, uint32_t width, uint32_t height, char *err, size_t errlen) {
+  reader r = {NULL, 0, 0, err, errlen};
+  FILE *f = fopen(path, "wb");
+  if (!f) { snprintf(err, errlen, "cannot create file"); return -1; }
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &r, on_error, on_warning);
+  png_infop info = png ? png_create_info_struct(png) : NULL;
+  if (!png || !info) { fclose(f); snprintf(err, errlen, "libpng could not start"); return -1; }
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    fclose(f);
+    return -1;
+  }
+  png_init_io(png, f);
+  png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  for (uint32_t y = 0; y < height; y++) png_write_row(png, (png_const_bytep)(rgb + (size_t)y * width * 3));
+  png_write_end(png, NULL);
+  png_destroy_write_struct(&png, &info);
+  if (fclose(f) != 0) { snprintf(err, errlen, "cannot close file"); return -1; }
+  return 0;
+}

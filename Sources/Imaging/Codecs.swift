@@ -90,3 +90,12 @@ enum WebP {
     return RGBImage(width: Int(w), height: Int(h), pixels: rgb)
   }
 }
+
+extension RGBImage {
+  /// Writes the image as an 8-bit RGB PNG.
+  public func writePNG(_ path: String) throws {
+    var err = [CChar](repeating: 0, count: 256)
+    let rc = pixels.withUnsafeBufferPointer { ck_png_write_rgb(path, $0.baseAddress, UInt32(width), UInt32(height), &err, err.count) }
+    guard rc == 0 else { throw ImageError.io(path: path, reason: String(cString: err)) }
+  }
+}

@@ -99,7 +99,8 @@ public enum ModelRegistry {
   /// the TAO adapter. Logit scale/bias: `initLogitScale`/`initLogitBias` when given, else the
   /// pretrained model's own values.
   public static func load(type: String, pretrainedDir: String?, canonicalize: Bool,
-                          initLogitScale: Double? = nil, initLogitBias: Double? = nil) throws -> CLIPBundle {
+                          initLogitScale: Double? = nil, initLogitBias: Double? = nil,
+                          randomInit: Generator? = nil, weightsFromCheckpoint: Bool = false) throws -> CLIPBundle {
     if type.hasSuffix("naflex") && pretrainedDir == nil {
       throw ModelRegistryError.notImplemented(type: type, reason: "NaFlex SigLIP 2 (Siglip2Model) is not supported yet; use a fixed-resolution type")
     }
@@ -112,9 +113,12 @@ public enum ModelRegistry {
       throw ModelRegistryError.unknownType(type, known: siglip2Types + radioTypes + openCLIPTypes)
     }
     let dir = try PretrainedLocator.directory(repo: "google/\(type)", pretrainedDir: pretrainedDir)
-    let model = try SiglipModel.fromPretrained(dir)
-    let scale = try initLogitScale ?? model.logitScale.reshape([]).item()
-    let bias = try initLogitBias ?? model.logitBias.reshape([]).item()
+    // A checkpoint that will replace every weight needs only the architecture.
+    let model = weightsFromCheckpoint ? try SiglipModel.fromConfig(dir, initialize: .empty)
+      : try randomInit.map { try SiglipModel.fromConfig(dir, initialize: .random($0)) } ?? SiglipModel.fromPretrained(dir)
+    if weightsFromCheckpoint { model.eval() }
+    let scale = weightsFromCheckpoint ? 0 : try initLogitScale ?? model.logitScale.reshape([]).item()
+    let bias = weightsFromCheckpoint ? 0 : try initLogitBias ?? model.logitBias.reshape([]).item()
     let adapter = try SiglipAdapter(model, logitScale: scale, logitBias: bias)
     adapter.eval()
     let tokenizer = try Tokenizer(directory: dir)

@@ -48,10 +48,13 @@ public struct ModelConfig: Codable, Sendable {
   public var canonicalizeText: Bool
   /// ClipKit extension: a local HF model directory holding the pretrained weights.
   public var pretrainedDir: String?
+  /// ClipKit extension: random weights with the architecture of pretrained_dir's config.json.
+  public var randomInit: Bool
   enum CodingKeys: String, CodingKey {
     case type, adaptorName = "adaptor_name", freezeVisionEncoder = "freeze_vision_encoder",
       freezeTextEncoder = "freeze_text_encoder", imageSize = "image_size", initLogitScale = "init_logit_scale",
-      initLogitBias = "init_logit_bias", canonicalizeText = "canonicalize_text", pretrainedDir = "pretrained_dir"
+      initLogitBias = "init_logit_bias", canonicalizeText = "canonicalize_text", pretrainedDir = "pretrained_dir",
+      randomInit = "random_init"
   }
 }
 

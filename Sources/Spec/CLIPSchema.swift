@@ -21,6 +21,7 @@ public enum CLIPSchema {
     float("init_logit_bias", nil, "logit bias; null = loss-type default"),
     bool("canonicalize_text", false),
     str("pretrained_dir", nil, "ClipKit extension: local directory with pretrained weights (HF layout)"),
+    bool("random_init", false, "ClipKit extension: train from random weights with pretrained_dir's config.json"),
   ])
 
   static let loraTarget = SpecSection([

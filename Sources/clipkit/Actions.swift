@@ -10,9 +10,7 @@ struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Fine-tune a CLIP model on image-caption data (train/epoch_N.pth, logs).")
   @OptionGroup var options: SpecOptions
   func run() throws {
-    try runAction("train", section: "train", options: options, requires: ["results_dir", "model", "dataset.train", "train"]) { _ in
-      throw ActionError.notImplemented(action: "train", detail: "the training loop has not landed; nothing was trained")
-    }
+    try runAction("train", section: "train", options: options, requires: ["results_dir", "model", "dataset.train", "train"], runTrain)
   }
 }
 

@@ -9,7 +9,8 @@ import Torch
 func loadModel(_ ctx: ActionContext, checkpoint: String?) throws -> CLIPBundle {
   let m = ctx.config.model
   let bundle = try ModelRegistry.load(type: m.type, pretrainedDir: m.pretrainedDir, canonicalize: m.canonicalizeText,
-                                      initLogitScale: m.initLogitScale, initLogitBias: m.initLogitBias)
+                                      initLogitScale: m.initLogitScale, initLogitBias: m.initLogitBias,
+                                      weightsFromCheckpoint: checkpoint != nil)
   if let ckpt = checkpoint {
     guard FileManager.default.fileExists(atPath: ckpt) else { throw ActionError.input("checkpoint \(ckpt) does not exist") }
     try ModelRegistry.loadCheckpoint(ckpt, into: bundle)

@@ -49,3 +49,30 @@ import Testing
     }
   }
 }
+
+@Suite struct CheckpointWriting {
+  @Test func writtenCheckpointsReadBack() throws {
+    let path = NSTemporaryDirectory() + "ck-\(UUID().uuidString).pth"
+    let w = try Tensor.randn([3, 4])
+    let h = try Tensor.randn([5]).to(.bfloat16)
+    let root = PickleOut.dict([
+      (.string("state_dict"), .dict([(.string("model.w"), .tensor(w)), (.string("model.h"), .tensor(h)),
+                                      (.string("model.t"), .tensor(try w.transpose(0, 1)))], ordered: true)),
+      (.string("epoch"), .int(7)), (.string("global_step"), .int(70_000)), (.string("lr"), .float(1e-4)),
+      (.string("betas"), .tuple([.float(0.9), .float(0.95)])), (.string("flags"), .list([.bool(true), .none])),
+      (.string("state"), .dict([(.int(0), .dict([(.string("step"), .tensor(try Tensor.scalar(Float(3))))], ordered: false))], ordered: false)),
+    ], ordered: false)
+    try PyTorchCheckpointWriter.write(root, to: path)
+    let back = try PyTorchCheckpoint.read(path)
+    let t = try back.tensors
+    #expect(try t["model.w"]!.floats() == w.floats())
+    #expect(try t["model.h"]!.bytes() == h.bytes())
+    #expect(try t["model.t"]!.floats() == w.transpose(0, 1).contiguous().floats())
+    guard case .dict(let top) = back.root else { Issue.record("not a dict"); return }
+    #expect(top["epoch"]?.intValue == 7 && top["global_step"]?.intValue == 70_000)
+    if case .float(let lr)? = top["lr"] { #expect(lr == 1e-4) } else { Issue.record("lr") }
+    // No temporary file is left beside it.
+    let dir = (path as NSString).deletingLastPathComponent
+    #expect(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains(".tmp-") }.isEmpty)
+  }
+}

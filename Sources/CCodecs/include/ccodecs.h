@@ -20,3 +20,12 @@ void ck_codec_free(void *p);
 }
 #endif
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+// Writes 8-bit RGB pixels as a PNG file. Returns 0, or -1 with a message in err.
+int ck_png_write_rgb(const char *path, const uint8_t *rgb, uint32_t width, uint32_t height, char *err, size_t errlen);
+#ifdef __cplusplus
+}
+#endif

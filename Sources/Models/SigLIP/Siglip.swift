@@ -309,6 +309,17 @@ extension SiglipModel {
   /// Builds the model a Hugging Face directory's config.json describes and loads its weights
   /// strictly (every key present, none extra, every shape right).
   public static func fromPretrained(_ dir: String) throws -> SiglipModel {
+    let model = try fromConfig(dir, initialize: .empty)
+    var weights = try PretrainedLocator.weights(in: dir)
+    // Some exports carry buffers transformers does not persist.
+    weights = weights.filter { !$0.key.hasSuffix("position_ids") }
+    try model.load(stateDict: weights, assign: true, source: dir)
+    model.eval()
+    return model
+  }
+
+  /// The architecture of a directory's config.json, with `initialize`d weights.
+  public static func fromConfig(_ dir: String, initialize: Initialization) throws -> SiglipModel {
     let path = dir + "/config.json"
     guard let data = FileManager.default.contents(atPath: path) else {
       throw ModelError.config(file: path, reason: "missing")
@@ -320,12 +331,6 @@ extension SiglipModel {
     guard config.modelType == "siglip" else {
       throw ModelError.config(file: path, reason: "model_type '\(config.modelType)' is not 'siglip'")
     }
-    let model = try SiglipModel(config, file: path, initialize: .empty)
-    var weights = try PretrainedLocator.weights(in: dir)
-    // Some exports carry buffers transformers does not persist.
-    weights = weights.filter { !$0.key.hasSuffix("position_ids") }
-    try model.load(stateDict: weights, assign: true, source: dir)
-    model.eval()
-    return model
+    return try SiglipModel(config, file: path, initialize: initialize)
   }
 }

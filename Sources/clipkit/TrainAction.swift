@@ -1,0 +1,223 @@
+import Foundation
+import Imaging
+import Models
+import Retrieval
+import Spec
+import Torch
+import Training
+
+/// `clipkit train`: fine-tunes (or trains from random init) on custom-layout image-caption pairs
+/// with TAO's loss, optimiser groups, per-step schedule and checkpoints.
+func runTrain(_ ctx: ActionContext) throws {
+  let cfg = ctx.config
+  let t = cfg.train
+  // What this build does not do yet is refused up front, with the reason.
+  if t.numGpus > 1 || t.numNodes > 1 {
+    throw ActionError.input("train.num_gpus=\(t.numGpus), train.num_nodes=\(t.numNodes): multi-GPU training is not available in this build (CPU, one process)")
+  }
+  if t.precision == "fp16" {
+    throw ActionError.input("train.precision=fp16 needs a CUDA device (fp16 autocast with loss scaling); on CPU use train.precision=bf16 or fp32")
+  }
+  if cfg.dataset.train.type == "wds" { throw ActionError.input("dataset.train.type=wds: WebDataset shards are not supported in this build yet; use the custom layout") }
+  if t.optim.optimizerType != "adamw" { throw ActionError.input("train.optim.optimizer_type=\(t.optim.optimizerType): only adamw is available") }
+  if t.gradCheckpointing { warn("train.grad_checkpointing is not applied in this build (activations are kept)") }
+  let aug = cfg.dataset.augmentation
+  if aug.scale != [1, 1] || !aug.colorJitter.isEmpty || aug.grayscale > 0 {
+    warn("dataset.augmentation is not applied in this build yet: images use the model's eval transform")
+  }
+  guard !cfg.dataset.train.datasets.isEmpty else { throw ActionError.input("dataset.train.datasets is empty") }
+
+  if t.seed >= 0 { try Torch.manualSeed(UInt64(t.seed)) }
+  let loss = ContrastiveLoss(rawValue: t.lossType)!
+  let initScale = cfg.model.initLogitScale ?? (loss == .siglip ? 2.3026 : 2.6592)
+  let initBias = cfg.model.initLogitBias ?? (loss == .siglip ? -10.0 : 0.0)
+  let bundle = try ModelRegistry.load(type: cfg.model.type, pretrainedDir: cfg.model.pretrainedDir, canonicalize: cfg.model.canonicalizeText,
+                                      initLogitScale: initScale, initLogitBias: initBias,
+                                      randomInit: cfg.model.randomInit ? try Generator(seed: UInt64(max(t.seed, 0))) : nil)
+  if let pre = t.pretrainedModelPath { try ModelRegistry.loadCheckpoint(pre, into: bundle); print("Loaded weights from \(pre)") }
+  let adapter = bundle.encoder.module
+
+  let train = try customPairs(cfg.dataset.train.datasets, section: "dataset.train.datasets")
+  if train.skipped > 0 { warn("\(train.skipped) training images without a (non-empty) caption were skipped") }
+  let batch = cfg.dataset.train.batchSize
+  guard train.images.count >= batch else {
+    throw ActionError.input("the training set has \(train.images.count) pairs, fewer than one batch of dataset.train.batch_size=\(batch)")
+  }
+  let val = cfg.dataset.val.datasets.isEmpty ? nil : try customPairs(cfg.dataset.val.datasets, section: "dataset.val.datasets")
+
+  // Parameter groups (§3.4): vision / text / logit × decay / no-decay.
+  if cfg.model.freezeVisionEncoder { try setTower(adapter, "backbone.inner.vision_model.", trainable: false) }
+  if cfg.model.freezeTextEncoder { try setTower(adapter, "backbone.inner.text_model.", trainable: false) }
+  let groups = parameterGroups(adapter, optim: t.optim)
+  let optimizer = AdamW(groups: groups, betas: (t.optim.betas[0], t.optim.betas.count > 1 ? t.optim.betas[1] : 0.999), eps: t.optim.eps)
+
+  let stepsPerEpoch = train.images.count / batch
+  let totalSteps = stepsPerEpoch * t.numEpochs
+  var startEpoch = 0, globalStep = 0
+  let latest = ctx.resultsDir + "/clip_latest.pth"
+  if let resume = t.resumeTrainingCheckpointPath ?? (FileManager.default.fileExists(atPath: latest) ? latest : nil) {
+    guard resume.hasSuffix(".pth") else { throw ActionError.input("train.resume_training_checkpoint_path must be a .pth file: \(resume)") }
+    (startEpoch, globalStep) = try resumeFrom(resume, adapter: adapter, optimizer: optimizer)
+    print("Resumed from \(resume) at epoch \(startEpoch + 1), step \(globalStep)")
+  }
+  print("Training \(train.images.count) pairs, \(stepsPerEpoch) steps/epoch × \(t.numEpochs) epochs, batch \(batch), \(t.precision), loss \(t.lossType)")
+  let embedder = Embedder(bundle: bundle, batchSize: cfg.dataset.val.batchSize, workers: cfg.dataset.val.numWorkers)
+  let (h, w) = bundle.transform.outputSize
+  var badSamples = 0
+  let runStart = Date()
+
+  for epoch in startEpoch..<t.numEpochs {
+    adapter.train()
+    let order = try Tensor.randperm(train.images.count, generator: try Generator(seed: UInt64(max(t.seed, 0)) &+ UInt64(epoch))).toArray(Int64.self).map(Int.init)
+    let progress = Progress("epoch \(epoch + 1)/\(t.numEpochs)", total: stepsPerEpoch, unit: "step")
+    var epochLoss = 0.0
+    let epochStart = Date()
+    for s in 0..<stepsPerEpoch {
+      let idx = Array(order[(s * batch)..<((s + 1) * batch)])
+      let files = idx.map { train.images[$0] }
+      let slots = Slots<[Float]>(count: files.count)
+      let (decoder, transform) = (ImageDecoder(), bundle.transform)
+      DispatchQueue.concurrentPerform(iterations: files.count) { i in
+        if let img = try? decoder.decode(file: files[i]) { slots[i] = transform(img) }
+      }
+      let ok = (0..<files.count).filter { slots[$0] != nil }
+      badSamples += files.count - ok.count
+      guard ok.count >= 2 else { progress.advance(); continue }
+      if Double(badSamples) > 0.1 * Double(max(globalStep * batch, 100)) {
+        throw ActionError.input("more than 10% of training samples are unreadable (\(badSamples)); check the data")
+      }
+      let pixels = try Tensor(ok.flatMap { slots[$0]! }, shape: [ok.count, 3, h, w])
+      let enc = try bundle.tokenize(ok.map { train.captions[idx[$0]] })
+      let ids = try Tensor(enc.ids.flatMap { $0.map(Int64.init) }, shape: [ok.count, enc.ids[0].count])
+      for g in optimizer.groups.indices {
+        optimizer.groups[g].lr = scheduledLR(base: optimizer.groups[g].baseLR, step: globalStep, warmup: t.optim.warmupSteps,
+                                             total: totalSteps, kind: t.optim.scheduler)
+      }
+      let lossValue = try autocast(.cpu, dtype: .bfloat16, enabled: t.precision == "bf16") { () throws -> Tensor in
+        let img = try bundle.encoder.encodeImages(pixels).to(.float32)
+        let txt = try bundle.encoder.encodeTexts(ids, attentionMask: nil).to(.float32)
+        return try loss(image: img, text: txt, logitScale: bundle.encoder.logitScale, logitBias: bundle.encoder.logitBias)
+      }
+      try optimizer.zeroGrad()
+      try lossValue.backward()
+      if let clip = t.gradClipNorm { try clipGradNorm(groups.flatMap { $0.params.map(\.1) }, maxNorm: clip) }
+      try optimizer.step()
+      try noGrad { try bundle.encoder.logitScale.clamp_(min: 0, max: Foundation.log(100)) }
+      let l = try lossValue.item()
+      guard l.isFinite else { throw ActionError.input("the loss became \(l) at step \(globalStep); lower the learning rates or add warmup") }
+      epochLoss += l
+      globalStep += 1
+      progress.advance()
+      if ProcessInfo.processInfo.environment["CLIPKIT_LOG_LOSS"] != nil { print(String(format: "step %d loss %.6f", globalStep, l)) }
+    }
+    let meanLoss = epochLoss / Double(max(stepsPerEpoch, 1))
+    let elapsed = Date().timeIntervalSince(epochStart)
+    let remaining = Double(t.numEpochs - epoch - 1) * Date().timeIntervalSince(runStart) / Double(epoch - startEpoch + 1)
+    print(String(format: "epoch %d/%d: train_loss %.4f, logit_scale %.3f, %.1f s", epoch + 1, t.numEpochs, meanLoss,
+                 try bundle.encoder.logitScale.exp().item(), elapsed))
+    var kpi: [String: Any] = ["train_loss": meanLoss]
+    if let val, (epoch + 1) % t.validationInterval == 0, !val.images.isEmpty {
+      adapter.eval()
+      let img = try embedder.images(val.images, progressLabel: "validation")
+      let caps = img.kept.map { val.captions[$0] }
+      let txt = try embedder.texts(caps)
+      let m = try retrievalMetrics(images: img.embeddings, texts: txt.embeddings, count: caps.count, dim: img.dim)
+      print("  val Image-to-Text: \(m.i2t.line)")
+      print("  val Text-to-Image: \(m.t2i.line)")
+      for (p, r) in [("i2t", m.i2t), ("t2i", m.t2i)] {
+        kpi["val/\(p)_mAP"] = String(r.mAP); kpi["val/\(p)_R@1"] = String(r.recallAt1)
+        kpi["val/\(p)_MedR"] = String(r.medianRank); kpi["val/\(p)_AUC"] = String(r.auc)
+      }
+    }
+    try ctx.status.write(.running, message: "Training loop in progress", kpi: kpi, extra: [
+      "epoch": epoch, "max_epoch": t.numEpochs - 1, "step": globalStep, "max_step": totalSteps,
+      "time_per_epoch": Progress.duration(elapsed), "time_per_step": String(format: "%.3f", elapsed / Double(max(stepsPerEpoch, 1))),
+      "eta": Progress.duration(remaining),
+    ])
+    if t.checkpointIntervalUnit == "epoch" && (epoch + 1) % t.checkpointInterval == 0 || epoch + 1 == t.numEpochs {
+      let path = ctx.resultsDir + "/epoch_\(epoch + 1).pth"
+      try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, epoch: epoch, globalStep: globalStep)
+      try linkLatest(ctx.resultsDir, to: "epoch_\(epoch + 1).pth")
+      print("  saved \(path)")
+    }
+  }
+  if badSamples > 0 { warn("\(badSamples) unreadable training samples were skipped") }
+  try ctx.status.write(.success, message: "Train finished successfully.")
+}
+
+func setTower(_ m: Module, _ prefix: String, trainable: Bool) throws {
+  for (k, p) in m.namedParameters() where k.hasPrefix(prefix) { try p.requiresGrad(trainable) }
+}
+
+/// TAO's groups: vision / text / logit × no-decay (ndim < 2 or name with "bn", "ln", "bias",
+/// "logit_scale") / decay; vision at vision_lr, text and logit at text_lr.
+func parameterGroups(_ m: Module, optim: OptimConfig) -> [ParamGroup] {
+  var groups: [String: ParamGroup] = [:]
+  for (name, p) in m.namedParameters() where p.requiresGrad {
+    let tower = name.hasPrefix("backbone.inner.vision_model.") ? "vision" : name.hasPrefix("backbone.inner.text_model.") ? "text" : "logit"
+    let noDecay = p.rank < 2 || ["bn", "ln", "bias", "logit_scale"].contains { name.contains($0) }
+    let key = "\(tower)_\(noDecay ? "no_decay" : "decay")"
+    let lr = tower == "vision" ? optim.visionLr : optim.textLr
+    groups[key, default: ParamGroup(name: key, params: [], lr: lr, baseLR: lr, weightDecay: noDecay ? 0 : optim.weightDecay)].params.append((name, p))
+  }
+  return groups.keys.sorted().map { groups[$0]! }
+}
+
+func saveCheckpoint(_ path: String, adapter: Module, optimizer: AdamW, epoch: Int, globalStep: Int) throws {
+  let sd = adapter.stateDict().map { (PickleOut.string("model." + $0.0), PickleOut.tensor($0.1)) }
+  var names: [String] = []
+  var groups: [PickleOut] = []
+  for g in optimizer.groups {
+    let ids = g.params.map { p -> PickleOut in names.append(p.0); return .int(names.count - 1) }
+    groups.append(.dict([(.string("name"), .string(g.name)), (.string("lr"), .float(g.lr)), (.string("initial_lr"), .float(g.baseLR)),
+                         (.string("weight_decay"), .float(g.weightDecay)),
+                         (.string("betas"), .tuple([.float(optimizer.betas.0), .float(optimizer.betas.1)])),
+                         (.string("eps"), .float(optimizer.eps)), (.string("params"), .list(ids))], ordered: false))
+  }
+  var state: [(PickleOut, PickleOut)] = []
+  for (i, n) in names.enumerated() {
+    if let s = optimizer.state[n] {
+      state.append((.int(i), .dict([(.string("step"), .tensor(try Tensor.scalar(Float(s.step)))), (.string("exp_avg"), .tensor(s.m)),
+                                    (.string("exp_avg_sq"), .tensor(s.v))], ordered: false)))
+    }
+  }
+  let root = PickleOut.dict([
+    (.string("epoch"), .int(epoch)), (.string("global_step"), .int(globalStep)),
+    (.string("pytorch-lightning_version"), .string("2.5.0")),
+    (.string("state_dict"), .dict(sd, ordered: true)),
+    (.string("optimizer_states"), .list([.dict([(.string("state"), .dict(state, ordered: false)),
+                                                  (.string("param_groups"), .list(groups))], ordered: false)])),
+    (.string("lr_schedulers"), .list([])),
+    (.string("clipkit_param_names"), .list(names.map { .string($0) })),
+  ], ordered: false)
+  try PyTorchCheckpointWriter.write(root, to: path)
+}
+
+/// Points clip_latest.pth at a checkpoint, replacing the link atomically.
+func linkLatest(_ dir: String, to name: String) throws {
+  let tmp = dir + "/.clip_latest.pth.tmp-\(getpid())"
+  unlink(tmp)
+  guard symlink(name, tmp) == 0, rename(tmp, dir + "/clip_latest.pth") == 0 else {
+    throw ActionError.input("cannot update \(dir)/clip_latest.pth: \(String(cString: strerror(errno)))")
+  }
+}
+
+/// Restores weights, optimiser moments and counters; returns (next epoch, global step).
+func resumeFrom(_ path: String, adapter: Module, optimizer: AdamW) throws -> (Int, Int) {
+  let ckpt = try PyTorchCheckpoint.read(path)
+  var tensors = try ckpt.tensors
+  tensors = Dictionary(uniqueKeysWithValues: tensors.map { ($0.key.hasPrefix("model.") ? String($0.key.dropFirst(6)) : $0.key, $0.value) })
+  try adapter.load(stateDict: tensors, source: path)
+  guard case .dict(let top) = ckpt.root, let epoch = top["epoch"]?.intValue, let step = top["global_step"]?.intValue else {
+    throw ActionError.input("\(path) has no epoch/global_step: not a training checkpoint")
+  }
+  if case .list(let names)? = top["clipkit_param_names"], case .list(let opts)? = top["optimizer_states"],
+     case .dict(let opt) = opts.items.first, case .dict(let state)? = opt["state"] {
+    for (k, v) in state.items {
+      guard case .int(let i) = k, i < names.items.count, case .string(let name) = names.items[i], case .dict(let s) = v,
+            case .tensor(let st)? = s["step"], case .tensor(let m)? = s["exp_avg"], case .tensor(let vv)? = s["exp_avg_sq"] else { continue }
+      optimizer.restore(name, step: Int(try st.item()), m: try m.clone(), v: try vv.clone())
+    }
+  }
+  return (epoch + 1, step)
+}
