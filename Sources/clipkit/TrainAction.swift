@@ -65,6 +65,11 @@ func runTrain(_ ctx: ActionContext) throws {
   let (h, w) = bundle.transform.outputSize
   var badSamples = 0
   let runStart = Date()
+  // CLIPKIT_LOG_LOSS prints every step's loss; CLIPKIT_CRASH_AFTER_EPOCH=N ends the process
+  // abruptly (as kill -9 would) right after epoch N's checkpoint, for resume tests.
+  let env = ProcessInfo.processInfo.environment
+  let logLoss = env["CLIPKIT_LOG_LOSS"] != nil
+  let crashAfter = env["CLIPKIT_CRASH_AFTER_EPOCH"].flatMap { Int($0) }
 
   for epoch in startEpoch..<t.numEpochs {
     adapter.train()
@@ -108,7 +113,7 @@ func runTrain(_ ctx: ActionContext) throws {
       epochLoss += l
       globalStep += 1
       progress.advance()
-      if ProcessInfo.processInfo.environment["CLIPKIT_LOG_LOSS"] != nil { print(String(format: "step %d loss %.6f", globalStep, l)) }
+      if logLoss { print(String(format: "step %d loss %.9g", globalStep, l)) }
     }
     let meanLoss = epochLoss / Double(max(stepsPerEpoch, 1))
     let elapsed = Date().timeIntervalSince(epochStart)
@@ -140,6 +145,7 @@ func runTrain(_ ctx: ActionContext) throws {
       try linkLatest(ctx.resultsDir, to: "epoch_\(epoch + 1).pth")
       print("  saved \(path)")
     }
+    if crashAfter == epoch + 1 { fflush(nil); _exit(137) }
   }
   if badSamples > 0 { warn("\(badSamples) unreadable training samples were skipped") }
   try ctx.status.write(.success, message: "Train finished successfully.")

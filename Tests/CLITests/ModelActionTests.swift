@@ -14,7 +14,7 @@ let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
     let dir = NSTemporaryDirectory() + "clipkit-e2e-\(UUID().uuidString)"
     let data = dir + "/pairs"
     try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
-    let names = try FileManager.default.contentsOfDirectory(atPath: images).sorted()
+    let names = try FileManager.default.contentsOfDirectory(atPath: images).filter { !$0.hasSuffix(".txt") }.sorted()
     for (i, n) in names.enumerated() {
       try FileManager.default.copyItem(atPath: images + "/" + n, toPath: data + "/" + n)
       try "caption number \(i) for \(n)".write(toFile: data + "/" + (n as NSString).deletingPathExtension + ".txt", atomically: true, encoding: .utf8)

@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+import Torch
+
+@Suite struct Training {
+  let fixtures = repoRoot + "/Tests/ModelTests/Fixtures"
+
+  func spec(_ results: String, epochs: Int, extra: String = "") throws -> String {
+    let dir = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let text = """
+      results_dir: \(results)
+      model:
+        type: siglip2-so400m-patch16-256
+        pretrained_dir: \(fixtures)/tiny_siglip
+      train:
+        num_epochs: \(epochs)
+        seed: 1234
+        precision: fp32
+        checkpoint_interval: 1
+        optim:
+          vision_lr: 1.0e-3
+          text_lr: 2.0e-3
+          weight_decay: 0.05
+          betas: [0.9, 0.95]
+          eps: 1.0e-6
+          warmup_steps: 5
+          scheduler: cosine
+      dataset:
+        train:
+          datasets:
+            - image_dir: \(fixtures)/images
+          batch_size: 4
+        augmentation:
+          scale: [1.0, 1.0]
+          color_jitter: []
+          grayscale: 0.0
+      \(extra)
+      """
+    try text.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    return dir + "/spec.yaml"
+  }
+
+  func losses(_ out: String) -> [Double] {
+    out.split(separator: "\n").compactMap { line in
+      let p = line.split(separator: " ")
+      return p.count == 4 && p[0] == "step" && p[2] == "loss" ? Double(p[3]) : nil
+    }
+  }
+
+  func run(_ args: [String], env: [String: String]) throws -> (Int32, String, String) {
+    setenv("CLIPKIT_LOG_LOSS", "1", 1)
+    for (k, v) in env { setenv(k, v, 1) }
+    defer { unsetenv("CLIPKIT_LOG_LOSS"); for k in env.keys { unsetenv(k) } }
+    let r = try clipkit(args)
+    return (r.code, r.out, r.err)
+  }
+
+  @Test func first20StepsMatchPyTorch() throws {
+    let ref = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixtures + "/train_reference.json"))) as! [String: Any]
+    let expected = (ref["losses"] as! [NSNumber]).map(\.doubleValue)
+    let results = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
+    let (code, out, err) = try run(["train", "-e", try spec(results, epochs: 20)], env: [:])
+    #expect(code == 0, "\(err)")
+    let got = losses(out)
+    #expect(got.count == expected.count)
+    for (i, (g, e)) in zip(got, expected).enumerated() {
+      #expect(abs(g - e) <= 1e-4 * abs(e), "step \(i + 1): \(g) vs PyTorch \(e)")
+    }
+    // Every checkpoint loads as a PyTorch checkpoint with TAO's keys.
+    for n in [1, 20] {
+      let ck = try PyTorchCheckpoint.read(results + "/train/epoch_\(n).pth")
+      let t = try ck.tensors
+      #expect(t["model.logit_scale"] != nil && t["model.backbone.inner.vision_model.head.probe"] != nil)
+    }
+    let latest = try FileManager.default.destinationOfSymbolicLink(atPath: results + "/train/clip_latest.pth")
+    #expect(latest == "epoch_20.pth")
+  }
+
+  @Test func crashThenResumeContinuesExactly() throws {
+    let full = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
+    let (c1, out1, e1) = try run(["train", "-e", try spec(full, epochs: 6)], env: [:])
+    #expect(c1 == 0, "\(e1)")
+    let uninterrupted = losses(out1)
+    let crashed = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
+    let s = try spec(crashed, epochs: 6)
+    let (c2, out2, _) = try run(["train", "-e", s], env: ["CLIPKIT_CRASH_AFTER_EPOCH": "3"])
+    #expect(c2 == 137)
+    #expect(losses(out2).count == 3)
+    // No partial files under final names, only complete checkpoints.
+    let files = try FileManager.default.contentsOfDirectory(atPath: crashed + "/train")
+    #expect(!files.contains { $0.contains(".tmp") })
+    let (c3, out3, e3) = try run(["train", "-e", s], env: [:])
+    #expect(c3 == 0, "\(e3)")
+    #expect(out3.contains("Resumed from"))
+    let resumed = losses(out3)
+    #expect(resumed.count == 3)
+    for (g, e) in zip(resumed, uninterrupted.suffix(3)) { #expect(abs(g - e) <= 1e-6 * max(1, abs(e)), "\(g) vs \(e)") }
+  }
+
+  @Test func unsupportedSettingsSaySo() throws {
+    let results = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
+    for (override, fragment) in [("train.precision=fp16", "fp16"), ("train.num_gpus=2", "multi-GPU"),
+                                 ("dataset.train.batch_size=64", "fewer than one batch")] {
+      let (code, _, err) = try run(["train", "-e", try spec(results, epochs: 1), override], env: [:])
+      #expect(code != 0 && err.contains(fragment), "\(override): \(err)")
+    }
+  }
+}
