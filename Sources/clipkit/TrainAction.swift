@@ -22,8 +22,8 @@ func runTrain(_ ctx: ActionContext) throws {
   if t.optim.optimizerType != "adamw" { throw ActionError.input("train.optim.optimizer_type=\(t.optim.optimizerType): only adamw is available") }
   if t.gradCheckpointing { warn("train.grad_checkpointing is not applied in this build (activations are kept)") }
   let aug = cfg.dataset.augmentation
-  if aug.scale != [1, 1] || !aug.colorJitter.isEmpty || aug.grayscale > 0 {
-    warn("dataset.augmentation is not applied in this build yet: images use the model's eval transform")
+  if !aug.colorJitter.isEmpty && ![4, 5].contains(aug.colorJitter.count) {
+    warn("dataset.augmentation.color_jitter has \(aug.colorJitter.count) values (expected [p, brightness, contrast, saturation, hue]); colour jitter is off")
   }
   guard !cfg.dataset.train.datasets.isEmpty else { throw ActionError.input("dataset.train.datasets is empty") }
 
@@ -63,6 +63,7 @@ func runTrain(_ ctx: ActionContext) throws {
   print("Training \(train.images.count) pairs, \(stepsPerEpoch) steps/epoch × \(t.numEpochs) epochs, batch \(batch), \(t.precision), loss \(t.lossType)")
   let embedder = Embedder(bundle: bundle, batchSize: cfg.dataset.val.batchSize, workers: cfg.dataset.val.numWorkers)
   let (h, w) = bundle.transform.outputSize
+  let augmentation = Augmentation(size: (w, h), scale: aug.scale, colorJitter: aug.colorJitter, grayscale: aug.grayscale)
   var badSamples = 0
   let runStart = Date()
   // CLIPKIT_LOG_LOSS prints every step's loss; CLIPKIT_CRASH_AFTER_EPOCH=N ends the process
@@ -82,8 +83,16 @@ func runTrain(_ ctx: ActionContext) throws {
       let files = idx.map { train.images[$0] }
       let slots = Slots<[Float]>(count: files.count)
       let (decoder, transform) = (ImageDecoder(), bundle.transform)
+      // Each sample's augmentation draws come from (seed, epoch, sample): the same on any thread.
+      let seeds = idx.map { UInt64(max(t.seed, 0)) &* 1_000_003 &+ UInt64(epoch) &* 7_919 &+ UInt64($0) }
       DispatchQueue.concurrentPerform(iterations: files.count) { i in
-        if let img = try? decoder.decode(file: files[i]) { slots[i] = transform(img) }
+        guard let img = try? decoder.decode(file: files[i]) else { return }
+        if augmentation.isIdentity {
+          slots[i] = transform(img)
+        } else {
+          var rng = SeededRandom(seed: seeds[i])
+          slots[i] = transform.normalizedOnly(augmentation(img, rng: &rng))
+        }
       }
       let ok = (0..<files.count).filter { slots[$0] != nil }
       badSamples += files.count - ok.count

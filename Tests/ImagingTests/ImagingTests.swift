@@ -117,3 +117,39 @@ func diff(_ a: [UInt8], _ b: [UInt8]) -> (Int, Double) {
     }
   }
 }
+
+@Suite struct TrainingAugmentation {
+  @Test func deterministicPerSeedAndShaped() throws {
+    let img = try IFx.decoded("photo_420.jpg")
+    let aug = Augmentation(size: (48, 40), scale: [0.3, 1.0], colorJitter: [0.8, 0.4, 0.4, 0.4, 0.1], grayscale: 0.2)
+    var r1 = SeededRandom(seed: 9), r2 = SeededRandom(seed: 9), r3 = SeededRandom(seed: 10)
+    let a = aug(img, rng: &r1), b = aug(img, rng: &r2), c = aug(img, rng: &r3)
+    #expect(a.width == 48 && a.height == 40)
+    #expect(a == b)
+    #expect(a != c)
+  }
+
+  @Test func fullScaleWithoutJitterIsThePlainResize() throws {
+    let img = try IFx.decoded("rgb.png")
+    let aug = Augmentation(size: (32, 32), scale: [1, 1], colorJitter: [], grayscale: 0)
+    #expect(aug.isIdentity)
+    var rng = SeededRandom(seed: 1)
+    // With scale 1 only the whole image fits the 3/4-4/3 ratio search: the fallback keeps it all.
+    let square = img.resized(width: 60, height: 60)
+    #expect(aug(square, rng: &rng) == square.resized(width: 32, height: 32, filter: .bicubic))
+  }
+
+  @Test func grayscaleAndBlendArithmetic() throws {
+    let img = try IFx.decoded("rgb.png")
+    let gray = Augmentation(size: (20, 20), scale: [1, 1], colorJitter: [], grayscale: 1.0)
+    var rng = SeededRandom(seed: 3)
+    let g = gray(img.resized(width: 20, height: 20), rng: &rng)
+    for i in 0..<(20 * 20) { #expect(g.pixels[3 * i] == g.pixels[3 * i + 1] && g.pixels[3 * i + 1] == g.pixels[3 * i + 2]) }
+    // Pillow's luma: (R·19595 + G·38470 + B·7471 + 32768) >> 16.
+    #expect(Augmentation.luma((255, 0, 0)) == 76 && Augmentation.luma((0, 255, 0)) == 150 && Augmentation.luma((0, 0, 255)) == 29)
+    // Image.blend truncates toward zero and clips when extrapolating.
+    let one = RGBImage(width: 1, height: 1, pixels: [100, 200, 10])
+    #expect(Augmentation.blend(one, toward: { _ in (0, 0, 0) }, factor: 1.5).pixels == [150, 255, 15])
+    #expect(Augmentation.blend(one, toward: { _ in (0, 0, 0) }, factor: 0.33).pixels == [33, 66, 3])
+  }
+}
