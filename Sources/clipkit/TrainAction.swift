@@ -64,6 +64,8 @@ func runTrain(_ ctx: ActionContext) throws {
   let embedder = Embedder(bundle: bundle, batchSize: cfg.dataset.val.batchSize, workers: cfg.dataset.val.numWorkers)
   let (h, w) = bundle.transform.outputSize
   let augmentation = Augmentation(size: (w, h), scale: aug.scale, colorJitter: aug.colorJitter, grayscale: aug.grayscale)
+  // TensorBoard logs where TAO's Lightning logger puts them.
+  let board = try TensorBoardWriter(directory: ctx.resultsDir + "/lightning_logs/version_1")
   var badSamples = 0
   let runStart = Date()
   // CLIPKIT_LOG_LOSS prints every step's loss; CLIPKIT_CRASH_AFTER_EPOCH=N ends the process
@@ -120,6 +122,10 @@ func runTrain(_ ctx: ActionContext) throws {
       let l = try lossValue.item()
       guard l.isFinite else { throw ActionError.input("the loss became \(l) at step \(globalStep); lower the learning rates or add warmup") }
       epochLoss += l
+      let lrs = Dictionary(optimizer.groups.map { ($0.name, $0.lr) }, uniquingKeysWith: { a, _ in a })
+      try board.scalars([("train_loss", l), ("train/vision_lr", lrs["vision_decay"] ?? lrs["vision_no_decay"] ?? 0),
+                         ("train/text_lr", lrs["text_decay"] ?? lrs["text_no_decay"] ?? 0), ("train/lr", lrs["text_decay"] ?? lrs["text_no_decay"] ?? 0),
+                         ("train/logit_scale", try bundle.encoder.logitScale.exp().item())], step: globalStep)
       globalStep += 1
       progress.advance()
       if logLoss { print(String(format: "step %d loss %.9g", globalStep, l)) }
@@ -130,6 +136,7 @@ func runTrain(_ ctx: ActionContext) throws {
     print(String(format: "epoch %d/%d: train_loss %.4f, logit_scale %.3f, %.1f s", epoch + 1, t.numEpochs, meanLoss,
                  try bundle.encoder.logitScale.exp().item(), elapsed))
     var kpi: [String: Any] = ["train_loss": meanLoss]
+    var boardValues: [(String, Double)] = [("train_loss_epoch", meanLoss)]
     if let val, (epoch + 1) % t.validationInterval == 0, !val.images.isEmpty {
       adapter.eval()
       let img = try embedder.images(val.images, progressLabel: "validation")
@@ -141,8 +148,12 @@ func runTrain(_ ctx: ActionContext) throws {
       for (p, r) in [("i2t", m.i2t), ("t2i", m.t2i)] {
         kpi["val/\(p)_mAP"] = String(r.mAP); kpi["val/\(p)_R@1"] = String(r.recallAt1)
         kpi["val/\(p)_MedR"] = String(r.medianRank); kpi["val/\(p)_AUC"] = String(r.auc)
+        boardValues += [("val/\(p)_mAP", r.mAP), ("val/\(p)_R@1", r.recallAt1), ("val/\(p)_R@5", r.recallAt5),
+                        ("val/\(p)_MedR", r.medianRank), ("val/\(p)_MeanR", r.meanRank), ("val/\(p)_AUC", r.auc)]
       }
     }
+    try board.scalars(boardValues, step: globalStep)
+    try board.flush()
     try ctx.status.write(.running, message: "Training loop in progress", kpi: kpi, extra: [
       "epoch": epoch, "max_epoch": t.numEpochs - 1, "step": globalStep, "max_step": totalSteps,
       "time_per_epoch": Progress.duration(elapsed), "time_per_step": String(format: "%.3f", elapsed / Double(max(stepsPerEpoch, 1))),
