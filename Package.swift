@@ -64,16 +64,18 @@ let package = Package(
     .target(name: "Models", dependencies: ["Torch", "Tokenizers", "Imaging"]),
     .target(name: "Retrieval", dependencies: ["CH5"]),
     .target(name: "Training", dependencies: ["Torch"]),
+    .target(name: "Data"),
     .executableTarget(
       name: "clipkit",
       dependencies: [
-        "Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training",
+        "Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
     .testTarget(name: "TorchTests", dependencies: ["Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "SpecTests", dependencies: ["Spec"], resources: [.copy("Fixtures")]),
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Torch"]),
+    .testTarget(name: "DataTests", dependencies: ["Data"], resources: [.copy("Fixtures")]),
     .testTarget(name: "RetrievalTests", dependencies: ["Retrieval"], resources: [.copy("Fixtures")]),
     .testTarget(name: "ModelTests", dependencies: ["Models"], resources: [.copy("Fixtures")]),
     .testTarget(name: "ImagingTests", dependencies: ["Imaging"], resources: [.copy("Fixtures")]),

@@ -1,3 +1,4 @@
+import Data
 import Foundation
 import Imaging
 import Models
@@ -13,6 +14,10 @@ struct Embedder {
 
   /// Embeddings of the images that decode, in order; unreadable ones are skipped with a warning.
   func images(_ paths: [String], progressLabel: String = "images") throws -> (embeddings: [Float], kept: [Int], dim: Int) {
+    try images(paths.map { ImageSource.file($0) }, progressLabel: progressLabel)
+  }
+
+  func images(_ paths: [ImageSource], progressLabel: String = "images") throws -> (embeddings: [Float], kept: [Int], dim: Int) {
     var out: [Float] = []
     var kept: [Int] = []
     var dim = 0
@@ -24,7 +29,10 @@ struct Embedder {
       let (decoder, transform) = (self.decoder, bundle.transform)
       let files = idx.map { paths[$0] }
       DispatchQueue.concurrentPerform(iterations: files.count) { i in
-        results[i] = Result { transform(try decoder.decode(file: files[i])) }
+        results[i] = Result {
+          if case .file(let p) = files[i] { return transform(try decoder.decode(file: p)) }
+          return transform(try decoder.decode(bytes: try files[i].bytes(), name: files[i].name))
+        }
       }
       var pixels = [[Float]?](repeating: nil, count: idx.count)
       for i in idx.indices {

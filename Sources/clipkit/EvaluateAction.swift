@@ -1,43 +1,16 @@
+import Data
 import Foundation
 import Models
 import Retrieval
 import Spec
 import Torch
 
-/// Image-caption pairs of the custom layout: every .jpg/.jpeg/.png/.webp in image_dir (or the
-/// image_list_file entries) whose caption file exists and is not empty.
-func customPairs(_ datasets: [DataPathConfig], section: String) throws -> (images: [String], captions: [String], skipped: Int) {
-  var images: [String] = [], captions: [String] = []
-  var skipped = 0
-  for (i, d) in datasets.enumerated() {
-    guard let dir = d.imageDir else { throw ActionError.input("\(section).\(i).image_dir is not set") }
-    var names: [String]
-    if let list = d.imageListFile {
-      guard let text = try? String(contentsOfFile: list, encoding: .utf8) else {
-        throw ActionError.input("\(section).\(i).image_list_file \(list) cannot be read")
-      }
-      names = text.components(separatedBy: .newlines).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-    } else {
-      var isDir: ObjCBool = false
-      guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-        throw ActionError.input("\(section).\(i).image_dir \(dir) does not exist or is not a directory")
-      }
-      names = try FileManager.default.contentsOfDirectory(atPath: dir)
-        .filter { ["jpg", "jpeg", "png", "webp"].contains(($0 as NSString).pathExtension.lowercased()) }
-        .sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
-    }
-    let captionDir = d.captionDir ?? dir
-    for name in names {
-      let stem = (name as NSString).deletingPathExtension
-      let captionPath = (captionDir as NSString).appendingPathComponent(stem + d.captionFileSuffix)
-      guard let raw = try? String(contentsOfFile: captionPath, encoding: .utf8) else { skipped += 1; continue }
-      let caption = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-      if caption.isEmpty { skipped += 1; continue }
-      images.append((dir as NSString).appendingPathComponent(name))
-      captions.append(caption)
-    }
+/// The spec's DataPath entries as the Data library's custom datasets.
+func customDatasets(_ d: [DataPathConfig], section: String) throws -> [CustomDataset] {
+  try d.enumerated().map { i, e in
+    guard let dir = e.imageDir else { throw ActionError.input("\(section).\(i).image_dir is not set") }
+    return CustomDataset(imageDir: dir, imageListFile: e.imageListFile, captionDir: e.captionDir, captionSuffix: e.captionFileSuffix)
   }
-  return (images, captions, skipped)
 }
 
 /// `clipkit evaluate`: retrieval metrics on image-caption pairs (evaluate.datasets, else
@@ -46,14 +19,14 @@ func runEvaluate(_ ctx: ActionContext) throws {
   let cfg = ctx.config.evaluate
   let (datasets, section) = cfg.datasets.isEmpty ? (ctx.config.dataset.val.datasets, "dataset.val.datasets") : (cfg.datasets, "evaluate.datasets")
   guard !datasets.isEmpty else { throw ActionError.input("evaluate needs image-caption pairs: set dataset.val.datasets (or evaluate.datasets)") }
-  let pairs = try customPairs(datasets, section: section)
-  if pairs.skipped > 0 { warn("\(pairs.skipped) images without a (non-empty) caption were skipped") }
-  guard !pairs.images.isEmpty else { throw ActionError.input("\(section) holds no image-caption pairs") }
+  let pairs = try customPairs(try customDatasets(datasets, section: section), section: section)
+  if pairs.skippedCaptions > 0 { warn("\(pairs.skippedCaptions) images without a (non-empty) caption were skipped") }
+  guard !pairs.pairs.isEmpty else { throw ActionError.input("\(section) holds no image-caption pairs") }
   let bundle = try loadModel(ctx, checkpoint: cfg.checkpoint)
   let embedder = Embedder(bundle: bundle, batchSize: max(1, cfg.batchSize), workers: max(1, cfg.numWorkers))
-  let img = try embedder.images(pairs.images)
-  if img.kept.count < pairs.images.count { warn("\(pairs.images.count - img.kept.count) unreadable images were dropped with their captions") }
-  let captions = img.kept.map { pairs.captions[$0] }
+  let img = try embedder.images(pairs.pairs.map(\.image))
+  if img.kept.count < pairs.pairs.count { warn("\(pairs.pairs.count - img.kept.count) unreadable images were dropped with their captions") }
+  let captions = img.kept.map { pairs.pairs[$0].caption }
   let txt = try embedder.texts(captions)
   let result = try retrievalMetrics(images: img.embeddings, texts: txt.embeddings, count: captions.count, dim: img.dim)
   print("Image-to-Text: \(result.i2t.line)")

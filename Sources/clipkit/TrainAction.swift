@@ -1,3 +1,4 @@
+import Data
 import Foundation
 import Imaging
 import Models
@@ -18,14 +19,12 @@ func runTrain(_ ctx: ActionContext) throws {
   if t.precision == "fp16" {
     throw ActionError.input("train.precision=fp16 needs a CUDA device (fp16 autocast with loss scaling); on CPU use train.precision=bf16 or fp32")
   }
-  if cfg.dataset.train.type == "wds" { throw ActionError.input("dataset.train.type=wds: WebDataset shards are not supported in this build yet; use the custom layout") }
   if t.optim.optimizerType != "adamw" { throw ActionError.input("train.optim.optimizer_type=\(t.optim.optimizerType): only adamw is available") }
   if t.gradCheckpointing { warn("train.grad_checkpointing is not applied in this build (activations are kept)") }
   let aug = cfg.dataset.augmentation
   if !aug.colorJitter.isEmpty && ![4, 5].contains(aug.colorJitter.count) {
     warn("dataset.augmentation.color_jitter has \(aug.colorJitter.count) values (expected [p, brightness, contrast, saturation, hue]); colour jitter is off")
   }
-  guard !cfg.dataset.train.datasets.isEmpty else { throw ActionError.input("dataset.train.datasets is empty") }
 
   if t.seed >= 0 { try Torch.manualSeed(UInt64(t.seed)) }
   let loss = ContrastiveLoss(rawValue: t.lossType)!
@@ -37,13 +36,26 @@ func runTrain(_ ctx: ActionContext) throws {
   if let pre = t.pretrainedModelPath { try ModelRegistry.loadCheckpoint(pre, into: bundle); print("Loaded weights from \(pre)") }
   let adapter = bundle.encoder.module
 
-  let train = try customPairs(cfg.dataset.train.datasets, section: "dataset.train.datasets")
-  if train.skipped > 0 { warn("\(train.skipped) training images without a (non-empty) caption were skipped") }
-  let batch = cfg.dataset.train.batchSize
-  guard train.images.count >= batch else {
-    throw ActionError.input("the training set has \(train.images.count) pairs, fewer than one batch of dataset.train.batch_size=\(batch)")
+  let trainSet: PairSet
+  if cfg.dataset.train.type == "wds" {
+    let w = cfg.dataset.train.wds
+    let shards = try WebDataset.shards(rootDir: w?.rootDir, listFile: w?.shardListFile)
+    guard !shards.isEmpty else { throw ActionError.input("no .tar shards found for dataset.train.wds") }
+    trainSet = WebDataset.index(shards)
+    print("Indexed \(shards.count) shards: \(trainSet.pairs.count) samples")
+    for s in trainSet.brokenShards { warn("shard \(s) is truncated or unreadable; its complete samples are used") }
+  } else {
+    guard !cfg.dataset.train.datasets.isEmpty else { throw ActionError.input("dataset.train.datasets is empty") }
+    trainSet = try customPairs(try customDatasets(cfg.dataset.train.datasets, section: "dataset.train.datasets"), section: "dataset.train.datasets")
   }
-  let val = cfg.dataset.val.datasets.isEmpty ? nil : try customPairs(cfg.dataset.val.datasets, section: "dataset.val.datasets")
+  if trainSet.skippedCaptions > 0 { warn("\(trainSet.skippedCaptions) training samples without a (non-empty) caption were skipped") }
+  let trainPairs = trainSet.pairs
+  let batch = cfg.dataset.train.batchSize
+  guard trainPairs.count >= batch else {
+    throw ActionError.input("the training set has \(trainPairs.count) pairs, fewer than one batch of dataset.train.batch_size=\(batch)")
+  }
+  let val = cfg.dataset.val.datasets.isEmpty ? nil
+    : try customPairs(try customDatasets(cfg.dataset.val.datasets, section: "dataset.val.datasets"), section: "dataset.val.datasets")
 
   // Parameter groups (§3.4): vision / text / logit × decay / no-decay.
   if cfg.model.freezeVisionEncoder { try setTower(adapter, "backbone.inner.vision_model.", trainable: false) }
@@ -51,7 +63,7 @@ func runTrain(_ ctx: ActionContext) throws {
   let groups = parameterGroups(adapter, optim: t.optim)
   let optimizer = AdamW(groups: groups, betas: (t.optim.betas[0], t.optim.betas.count > 1 ? t.optim.betas[1] : 0.999), eps: t.optim.eps)
 
-  let stepsPerEpoch = train.images.count / batch
+  let stepsPerEpoch = trainPairs.count / batch
   let totalSteps = stepsPerEpoch * t.numEpochs
   var startEpoch = 0, globalStep = 0
   let latest = ctx.resultsDir + "/clip_latest.pth"
@@ -60,7 +72,7 @@ func runTrain(_ ctx: ActionContext) throws {
     (startEpoch, globalStep) = try resumeFrom(resume, adapter: adapter, optimizer: optimizer)
     print("Resumed from \(resume) at epoch \(startEpoch + 1), step \(globalStep)")
   }
-  print("Training \(train.images.count) pairs, \(stepsPerEpoch) steps/epoch × \(t.numEpochs) epochs, batch \(batch), \(t.precision), loss \(t.lossType)")
+  print("Training \(trainPairs.count) pairs, \(stepsPerEpoch) steps/epoch × \(t.numEpochs) epochs, batch \(batch), \(t.precision), loss \(t.lossType)")
   let embedder = Embedder(bundle: bundle, batchSize: cfg.dataset.val.batchSize, workers: cfg.dataset.val.numWorkers)
   let (h, w) = bundle.transform.outputSize
   let augmentation = Augmentation(size: (w, h), scale: aug.scale, colorJitter: aug.colorJitter, grayscale: aug.grayscale)
@@ -76,19 +88,19 @@ func runTrain(_ ctx: ActionContext) throws {
 
   for epoch in startEpoch..<t.numEpochs {
     adapter.train()
-    let order = try Tensor.randperm(train.images.count, generator: try Generator(seed: UInt64(max(t.seed, 0)) &+ UInt64(epoch))).toArray(Int64.self).map(Int.init)
+    let order = try Tensor.randperm(trainPairs.count, generator: try Generator(seed: UInt64(max(t.seed, 0)) &+ UInt64(epoch))).toArray(Int64.self).map(Int.init)
     let progress = Progress("epoch \(epoch + 1)/\(t.numEpochs)", total: stepsPerEpoch, unit: "step")
     var epochLoss = 0.0
     let epochStart = Date()
     for s in 0..<stepsPerEpoch {
       let idx = Array(order[(s * batch)..<((s + 1) * batch)])
-      let files = idx.map { train.images[$0] }
+      let files = idx.map { trainPairs[$0].image }
       let slots = Slots<[Float]>(count: files.count)
       let (decoder, transform) = (ImageDecoder(), bundle.transform)
       // Each sample's augmentation draws come from (seed, epoch, sample): the same on any thread.
       let seeds = idx.map { UInt64(max(t.seed, 0)) &* 1_000_003 &+ UInt64(epoch) &* 7_919 &+ UInt64($0) }
       DispatchQueue.concurrentPerform(iterations: files.count) { i in
-        guard let img = try? decoder.decode(file: files[i]) else { return }
+        guard let bytes = try? files[i].bytes(), let img = try? decoder.decode(bytes: bytes, name: files[i].name) else { return }
         if augmentation.isIdentity {
           slots[i] = transform(img)
         } else {
@@ -103,7 +115,7 @@ func runTrain(_ ctx: ActionContext) throws {
         throw ActionError.input("more than 10% of training samples are unreadable (\(badSamples)); check the data")
       }
       let pixels = try Tensor(ok.flatMap { slots[$0]! }, shape: [ok.count, 3, h, w])
-      let enc = try bundle.tokenize(ok.map { train.captions[idx[$0]] })
+      let enc = try bundle.tokenize(ok.map { trainPairs[idx[$0]].caption })
       let ids = try Tensor(enc.ids.flatMap { $0.map(Int64.init) }, shape: [ok.count, enc.ids[0].count])
       for g in optimizer.groups.indices {
         optimizer.groups[g].lr = scheduledLR(base: optimizer.groups[g].baseLR, step: globalStep, warmup: t.optim.warmupSteps,
@@ -137,10 +149,10 @@ func runTrain(_ ctx: ActionContext) throws {
                  try bundle.encoder.logitScale.exp().item(), elapsed))
     var kpi: [String: Any] = ["train_loss": meanLoss]
     var boardValues: [(String, Double)] = [("train_loss_epoch", meanLoss)]
-    if let val, (epoch + 1) % t.validationInterval == 0, !val.images.isEmpty {
+    if let val, (epoch + 1) % t.validationInterval == 0, !val.pairs.isEmpty {
       adapter.eval()
-      let img = try embedder.images(val.images, progressLabel: "validation")
-      let caps = img.kept.map { val.captions[$0] }
+      let img = try embedder.images(val.pairs.map(\.image), progressLabel: "validation")
+      let caps = img.kept.map { val.pairs[$0].caption }
       let txt = try embedder.texts(caps)
       let m = try retrievalMetrics(images: img.embeddings, texts: txt.embeddings, count: caps.count, dim: img.dim)
       print("  val Image-to-Text: \(m.i2t.line)")

@@ -107,3 +107,32 @@ import Torch
     }
   }
 }
+
+@Suite struct TrainingOnShards {
+  @Test func trainsFromWebDatasetShards() throws {
+    let fixtures = repoRoot + "/Tests/ModelTests/Fixtures"
+    let shards = repoRoot + "/Tests/DataTests/Fixtures/shards"
+    let dir = NSTemporaryDirectory() + "clipkit-wds-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try """
+      results_dir: \(dir)/results
+      model:
+        type: siglip2-so400m-patch16-256
+        pretrained_dir: \(fixtures)/tiny_siglip
+      train:
+        num_epochs: 2
+        precision: fp32
+      dataset:
+        train:
+          type: wds
+          wds:
+            root_dir: \(shards)
+          batch_size: 2
+      """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    let r = try clipkit(["train", "-e", dir + "/spec.yaml"])
+    #expect(r.code == 0, "\(r.err)")
+    #expect(r.out.contains("Indexed 2 shards: 5 samples"))
+    #expect(r.err.contains("3 training samples without a (non-empty) caption were skipped"))
+    #expect(FileManager.default.fileExists(atPath: dir + "/results/train/epoch_2.pth"))
+  }
+}

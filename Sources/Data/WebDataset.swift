@@ -1,0 +1,138 @@
+import Foundation
+
+/// WebDataset shards: tar files whose members are grouped into samples by key (the member path up
+/// to the first dot of its file name); a sample needs an image (.jpg .jpeg .png .webp) and a caption
+/// (.txt .text). Shards are indexed once (headers only), so epochs have an exact length and the
+/// sample order is shuffled over the whole set. A truncated or unreadable shard keeps the samples
+/// read before the damage and is reported.
+public enum WebDataset {
+  static let imageExts: Set<String> = ["jpg", "jpeg", "png", "webp"]
+  static let captionExts: Set<String> = ["txt", "text"]
+
+  /// Shard paths from `root_dir` (searched recursively) or a shard list file (relative lines
+  /// resolve against root_dir when given, else the list file's folder; `{000..099}` ranges expand).
+  public static func shards(rootDir: String?, listFile: String?) throws -> [String] {
+    if let list = listFile {
+      guard let text = try? String(contentsOfFile: list, encoding: .utf8) else {
+        throw DataError.input("dataset.train.wds.shard_list_file \(list) cannot be read")
+      }
+      let base = rootDir ?? (list as NSString).deletingLastPathComponent
+      var out: [String] = []
+      for line in text.components(separatedBy: .newlines) {
+        let l = line.trimmingCharacters(in: .whitespaces)
+        if l.isEmpty || l.hasPrefix("#") { continue }
+        if l.contains("://") && !l.hasPrefix("file://") {
+          throw DataError.input("shard \(l): remote shards (s3://, http://) are not read by this build; copy them locally")
+        }
+        for e in try expandBraces(l.hasPrefix("file://") ? String(l.dropFirst(7)) : l) {
+          out.append(e.hasPrefix("/") ? e : (base as NSString).appendingPathComponent(e))
+        }
+      }
+      return out
+    }
+    guard let root = rootDir else { throw DataError.input("dataset.train.type=wds needs dataset.train.wds.root_dir or shard_list_file") }
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir), isDir.boolValue else {
+      throw DataError.input("dataset.train.wds.root_dir \(root) does not exist or is not a directory")
+    }
+    var out: [String] = []
+    let e = FileManager.default.enumerator(atPath: root)
+    while let rel = e?.nextObject() as? String {
+      if rel.hasSuffix(".tar") { out.append((root as NSString).appendingPathComponent(rel)) }
+    }
+    return out.sorted()
+  }
+
+  /// `shard-{000..012}.tar` → 13 names (zero padding kept; several groups multiply).
+  public static func expandBraces(_ s: String) throws -> [String] {
+    guard let open = s.firstIndex(of: "{"), let close = s[open...].firstIndex(of: "}") else { return [s] }
+    let inner = s[s.index(after: open)..<close]
+    let head = String(s[..<open]), tail = String(s[s.index(after: close)...])
+    var items: [String]
+    if let dots = inner.range(of: "..") {
+      let a = String(inner[..<dots.lowerBound]), b = String(inner[dots.upperBound...])
+      guard let lo = Int(a), let hi = Int(b), lo <= hi, hi - lo < 10_000_000 else {
+        throw DataError.input("bad brace range {\(inner)} in \(s)")
+      }
+      let width = a.count
+      items = (lo...hi).map { String(format: "%0\(width)d", $0) }
+    } else {
+      items = inner.split(separator: ",").map(String.init)
+    }
+    return try items.flatMap { try expandBraces(head + $0 + tail) }
+  }
+
+  /// Scans shards into pairs; captions are read now (small), image bytes later by offset.
+  public static func index(_ shards: [String]) -> PairSet {
+    var out = PairSet()
+    for shard in shards {
+      guard let h = FileHandle(forReadingAtPath: shard) else { out.brokenShards.append(shard); continue }
+      defer { try? h.close() }
+      var offset: UInt64 = 0
+      var longName: String? = nil
+      var currentKey: String? = nil
+      var fields: [String: (UInt64, Int, String)] = [:]
+      var caption: String? = nil
+      var broken = false
+      func flush() {
+        if let cap = caption, let img = fields.first(where: { imageExts.contains($0.key) }) {
+          let c = cap.trimmingCharacters(in: .whitespacesAndNewlines)
+          if c.isEmpty { out.skippedCaptions += 1 } else {
+            out.pairs.append(Pair(image: .member(shard: shard, offset: img.value.0, size: img.value.1, name: img.value.2), caption: c))
+          }
+        } else if currentKey != nil && (caption != nil || !fields.isEmpty) {
+          out.skippedCaptions += 1
+        }
+        fields = [:]; caption = nil
+      }
+      while true {
+        guard let header = try? h.read(upToCount: 512), header.count == 512 else {
+          if (try? h.offset()).map({ $0 != offset }) ?? true { broken = true }
+          break
+        }
+        let b = [UInt8](header)
+        if b.allSatisfy({ $0 == 0 }) { break }  // end of archive
+        func str(_ r: Range<Int>) -> String { String(decoding: b[r].prefix { $0 != 0 }, as: UTF8.self) }
+        guard let size = Int(str(124..<136).trimmingCharacters(in: CharacterSet(charactersIn: " \0")), radix: 8) else { broken = true; break }
+        let type = b[156]
+        var name = longName ?? str(0..<100)
+        if longName == nil, str(257..<263).hasPrefix("ustar") {
+          let prefix = str(345..<500)
+          if !prefix.isEmpty { name = prefix + "/" + name }
+        }
+        let dataStart = offset + 512
+        let padded = UInt64((size + 511) / 512 * 512)
+        offset = dataStart + padded
+        if type == UInt8(ascii: "L") {  // GNU long name for the next member
+          guard let d = try? h.read(upToCount: size), d.count == size else { broken = true; break }
+          longName = String(decoding: d.prefix { $0 != 0 }, as: UTF8.self)
+          try? h.seek(toOffset: offset)
+          continue
+        }
+        longName = nil
+        guard type == UInt8(ascii: "0") || type == 0 else { try? h.seek(toOffset: offset); continue }
+        let base = (name as NSString).lastPathComponent
+        let dir = (name as NSString).deletingLastPathComponent
+        guard let dot = base.firstIndex(of: ".") else { try? h.seek(toOffset: offset); continue }
+        let key = (dir.isEmpty ? "" : dir + "/") + base[..<dot]
+        let ext = base[base.index(after: dot)...].lowercased()
+        if key != currentKey || fields[ext] != nil || (captionExts.contains(ext) && caption != nil) {
+          flush()
+          currentKey = key
+        }
+        if captionExts.contains(ext) {
+          guard let d = try? h.read(upToCount: size), d.count == size else { broken = true; break }
+          caption = String(decoding: d, as: UTF8.self)
+        } else {
+          fields[ext] = (dataStart, size, name)
+        }
+        try? h.seek(toOffset: offset)
+      }
+      // A member whose data runs past the end makes the shard truncated: drop that sample.
+      if let end = try? h.seekToEnd(), offset > end { broken = true; fields = [:]; caption = nil }
+      if broken { out.brokenShards.append(shard) }
+      flush()
+    }
+    return out
+  }
+}
