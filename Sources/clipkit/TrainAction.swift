@@ -69,7 +69,8 @@ func runTrain(_ ctx: ActionContext) throws {
   let latest = ctx.resultsDir + "/clip_latest.pth"
   if let resume = t.resumeTrainingCheckpointPath ?? (FileManager.default.fileExists(atPath: latest) ? latest : nil) {
     guard resume.hasSuffix(".pth") else { throw ActionError.input("train.resume_training_checkpoint_path must be a .pth file: \(resume)") }
-    (startEpoch, globalStep) = try resumeFrom(resume, adapter: adapter, optimizer: optimizer)
+    globalStep = try resumeFrom(resume, adapter: adapter, optimizer: optimizer)
+    startEpoch = globalStep / stepsPerEpoch
     print("Resumed from \(resume) at epoch \(startEpoch + 1), step \(globalStep)")
   }
   print("Training \(trainPairs.count) pairs, \(stepsPerEpoch) steps/epoch × \(t.numEpochs) epochs, batch \(batch), \(t.precision), loss \(t.lossType)")
@@ -85,6 +86,29 @@ func runTrain(_ ctx: ActionContext) throws {
   let env = ProcessInfo.processInfo.environment
   let logLoss = env["CLIPKIT_LOG_LOSS"] != nil
   let crashAfter = env["CLIPKIT_CRASH_AFTER_EPOCH"].flatMap { Int($0) }
+  let crashAfterStep = env["CLIPKIT_CRASH_AFTER_STEP"].flatMap { Int($0) }
+
+  /// Retrieval metrics on dataset.val; returns status kpis and TensorBoard values.
+  func validate() throws -> ([String: Any], [(String, Double)]) {
+    guard let val, !val.pairs.isEmpty else { return ([:], []) }
+    adapter.eval()
+    defer { adapter.train() }
+    let img = try embedder.images(val.pairs.map(\.image), progressLabel: "validation")
+    let caps = img.kept.map { val.pairs[$0].caption }
+    let txt = try embedder.texts(caps)
+    let m = try retrievalMetrics(images: img.embeddings, texts: txt.embeddings, count: caps.count, dim: img.dim)
+    print("  val Image-to-Text: \(m.i2t.line)")
+    print("  val Text-to-Image: \(m.t2i.line)")
+    var kpi: [String: Any] = [:]
+    var values: [(String, Double)] = []
+    for (p, r) in [("i2t", m.i2t), ("t2i", m.t2i)] {
+      kpi["val/\(p)_mAP"] = String(r.mAP); kpi["val/\(p)_R@1"] = String(r.recallAt1)
+      kpi["val/\(p)_MedR"] = String(r.medianRank); kpi["val/\(p)_AUC"] = String(r.auc)
+      values += [("val/\(p)_mAP", r.mAP), ("val/\(p)_R@1", r.recallAt1), ("val/\(p)_R@5", r.recallAt5),
+                 ("val/\(p)_MedR", r.medianRank), ("val/\(p)_MeanR", r.meanRank), ("val/\(p)_AUC", r.auc)]
+    }
+    return (kpi, values)
+  }
 
   for epoch in startEpoch..<t.numEpochs {
     adapter.train()
@@ -92,7 +116,9 @@ func runTrain(_ ctx: ActionContext) throws {
     let progress = Progress("epoch \(epoch + 1)/\(t.numEpochs)", total: stepsPerEpoch, unit: "step")
     var epochLoss = 0.0
     let epochStart = Date()
-    for s in 0..<stepsPerEpoch {
+    let skip = epoch == startEpoch ? globalStep - epoch * stepsPerEpoch : 0  // mid-epoch resume
+    if skip > 0 { progress.advance(skip) }
+    for s in skip..<stepsPerEpoch {
       let idx = Array(order[(s * batch)..<((s + 1) * batch)])
       let files = idx.map { trainPairs[$0].image }
       let slots = Slots<[Float]>(count: files.count)
@@ -140,6 +166,17 @@ func runTrain(_ ctx: ActionContext) throws {
                          ("train/logit_scale", try bundle.encoder.logitScale.exp().item())], step: globalStep)
       globalStep += 1
       progress.advance()
+      if t.checkpointIntervalUnit == "step" && globalStep % t.checkpointInterval == 0 {
+        let path = ctx.resultsDir + "/step_\(globalStep).pth"
+        try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, epoch: epoch, globalStep: globalStep)
+        try linkLatest(ctx.resultsDir, to: "step_\(globalStep).pth")
+        if crashAfterStep == globalStep { fflush(nil); _exit(137) }
+      }
+      if let every = t.valCheckInterval, every > 0, globalStep % every == 0 {
+        let (kpi, values) = try validate()
+        try board.scalars(values, step: globalStep)
+        if !kpi.isEmpty { try ctx.status.write(.running, message: "Validation at step \(globalStep)", kpi: kpi, extra: ["step": globalStep]) }
+      }
       if logLoss { print(String(format: "step %d loss %.9g", globalStep, l)) }
     }
     let meanLoss = epochLoss / Double(max(stepsPerEpoch, 1))
@@ -149,20 +186,10 @@ func runTrain(_ ctx: ActionContext) throws {
                  try bundle.encoder.logitScale.exp().item(), elapsed))
     var kpi: [String: Any] = ["train_loss": meanLoss]
     var boardValues: [(String, Double)] = [("train_loss_epoch", meanLoss)]
-    if let val, (epoch + 1) % t.validationInterval == 0, !val.pairs.isEmpty {
-      adapter.eval()
-      let img = try embedder.images(val.pairs.map(\.image), progressLabel: "validation")
-      let caps = img.kept.map { val.pairs[$0].caption }
-      let txt = try embedder.texts(caps)
-      let m = try retrievalMetrics(images: img.embeddings, texts: txt.embeddings, count: caps.count, dim: img.dim)
-      print("  val Image-to-Text: \(m.i2t.line)")
-      print("  val Text-to-Image: \(m.t2i.line)")
-      for (p, r) in [("i2t", m.i2t), ("t2i", m.t2i)] {
-        kpi["val/\(p)_mAP"] = String(r.mAP); kpi["val/\(p)_R@1"] = String(r.recallAt1)
-        kpi["val/\(p)_MedR"] = String(r.medianRank); kpi["val/\(p)_AUC"] = String(r.auc)
-        boardValues += [("val/\(p)_mAP", r.mAP), ("val/\(p)_R@1", r.recallAt1), ("val/\(p)_R@5", r.recallAt5),
-                        ("val/\(p)_MedR", r.medianRank), ("val/\(p)_MeanR", r.meanRank), ("val/\(p)_AUC", r.auc)]
-      }
+    if t.valCheckInterval == nil && (epoch + 1) % t.validationInterval == 0 {
+      let (k, v) = try validate()
+      kpi.merge(k) { a, _ in a }
+      boardValues += v
     }
     try board.scalars(boardValues, step: globalStep)
     try board.flush()
@@ -240,13 +267,13 @@ func linkLatest(_ dir: String, to name: String) throws {
   }
 }
 
-/// Restores weights, optimiser moments and counters; returns (next epoch, global step).
-func resumeFrom(_ path: String, adapter: Module, optimizer: AdamW) throws -> (Int, Int) {
+/// Restores weights, optimiser moments and the step counter; returns the global step reached.
+func resumeFrom(_ path: String, adapter: Module, optimizer: AdamW) throws -> Int {
   let ckpt = try PyTorchCheckpoint.read(path)
   var tensors = try ckpt.tensors
   tensors = Dictionary(uniqueKeysWithValues: tensors.map { ($0.key.hasPrefix("model.") ? String($0.key.dropFirst(6)) : $0.key, $0.value) })
   try adapter.load(stateDict: tensors, source: path)
-  guard case .dict(let top) = ckpt.root, let epoch = top["epoch"]?.intValue, let step = top["global_step"]?.intValue else {
+  guard case .dict(let top) = ckpt.root, top["epoch"]?.intValue != nil, let step = top["global_step"]?.intValue else {
     throw ActionError.input("\(path) has no epoch/global_step: not a training checkpoint")
   }
   if case .list(let names)? = top["clipkit_param_names"], case .list(let opts)? = top["optimizer_states"],
@@ -257,5 +284,5 @@ func resumeFrom(_ path: String, adapter: Module, optimizer: AdamW) throws -> (In
       optimizer.restore(name, step: Int(try st.item()), m: try m.clone(), v: try vv.clone())
     }
   }
-  return (epoch + 1, step)
+  return step
 }

@@ -5,7 +5,7 @@ import Torch
 @Suite struct Training {
   let fixtures = repoRoot + "/Tests/ModelTests/Fixtures"
 
-  func spec(_ results: String, epochs: Int, extra: String = "") throws -> String {
+  func spec(_ results: String, epochs: Int) throws -> String {
     let dir = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let text = """
@@ -35,7 +35,6 @@ import Torch
           scale: [1.0, 1.0]
           color_jitter: []
           grayscale: 0.0
-      \(extra)
       """
     try text.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
     return dir + "/spec.yaml"
@@ -93,6 +92,25 @@ import Torch
     let (c3, out3, e3) = try run(["train", "-e", s], env: [:])
     #expect(c3 == 0, "\(e3)")
     #expect(out3.contains("Resumed from"))
+    let resumed = losses(out3)
+    #expect(resumed.count == 3)
+    for (g, e) in zip(resumed, uninterrupted.suffix(3)) { #expect(abs(g - e) <= 1e-6 * max(1, abs(e)), "\(g) vs \(e)") }
+  }
+
+  @Test func stepCheckpointsResumeMidEpoch() throws {
+    let extra = ["train.checkpoint_interval_unit=step", "train.checkpoint_interval=3", "dataset.train.batch_size=2"]
+    let full = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
+    let (c1, out1, e1) = try run(["train", "-e", try spec(full, epochs: 3)] + extra, env: [:])
+    #expect(c1 == 0, "\(e1)")
+    let uninterrupted = losses(out1)
+    #expect(uninterrupted.count == 6)
+    let crashed = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
+    let s = try spec(crashed, epochs: 3)
+    let (c2, _, _) = try run(["train", "-e", s] + extra, env: ["CLIPKIT_CRASH_AFTER_STEP": "3"])
+    #expect(c2 == 137)
+    #expect(try FileManager.default.destinationOfSymbolicLink(atPath: crashed + "/train/clip_latest.pth") == "step_3.pth")
+    let (c3, out3, e3) = try run(["train", "-e", s] + extra, env: [:])
+    #expect(c3 == 0, "\(e3)")
     let resumed = losses(out3)
     #expect(resumed.count == 3)
     for (g, e) in zip(resumed, uninterrupted.suffix(3)) { #expect(abs(g - e) <= 1e-6 * max(1, abs(e)), "\(g) vs \(e)") }
