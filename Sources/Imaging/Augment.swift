@@ -63,12 +63,9 @@ public struct Augmentation: Sendable {
       let hf = uniform(-hue, hue)
       for op in ops {
         switch op {
-        case 0 where brightness > 0: out = Augmentation.blend(out, toward: { _ in (0, 0, 0) }, factor: bf)
-        case 1 where contrast > 0:
-          let mean = Augmentation.meanLuma(out)
-          out = Augmentation.blend(out, toward: { _ in (mean, mean, mean) }, factor: cf)
-        case 2 where saturation > 0:
-          out = Augmentation.blend(out, toward: { p in let l = Augmentation.luma(p); return (l, l, l) }, factor: sf)
+        case 0 where brightness > 0: Augmentation.blendConstant(&out, 0, factor: bf)
+        case 1 where contrast > 0: Augmentation.blendConstant(&out, Augmentation.meanLuma(out), factor: cf)
+        case 2 where saturation > 0: Augmentation.blendLuma(&out, factor: sf)
         case 3 where hue > 0: out = Augmentation.shiftHue(out, hf)
         default: break
         }
@@ -91,46 +88,90 @@ public struct Augmentation: Sendable {
   /// ImageEnhance.Contrast's grey level: int(mean of L + 0.5).
   static func meanLuma(_ img: RGBImage) -> UInt8 {
     var sum = 0
-    for i in 0..<(img.width * img.height) { sum += Int(luma((img.pixels[3 * i], img.pixels[3 * i + 1], img.pixels[3 * i + 2]))) }
+    img.pixels.withUnsafeBufferPointer { p in
+      for i in 0..<(img.width * img.height) {
+        sum += Int(luma((p[3 * i], p[3 * i + 1], p[3 * i + 2])))
+      }
+    }
     return UInt8(min(255, Int(Double(sum) / Double(max(img.width * img.height, 1)) + 0.5)))
   }
   /// Image.blend(degenerate, img, factor) with Pillow's truncation and clipping.
   static func blend(_ img: RGBImage, toward degenerate: ((UInt8, UInt8, UInt8)) -> (UInt8, UInt8, UInt8), factor: Double) -> RGBImage {
     var out = img
-    for i in 0..<(img.width * img.height) {
-      let p = (img.pixels[3 * i], img.pixels[3 * i + 1], img.pixels[3 * i + 2])
-      let d = degenerate(p)
-      for (c, (a, b)) in [(d.0, p.0), (d.1, p.1), (d.2, p.2)].enumerated() {
-        let v = Double(a) + factor * (Double(b) - Double(a))
-        out.pixels[3 * i + c] = v <= 0 ? 0 : v >= 255 ? 255 : UInt8(v)
+    @inline(__always) func mix(_ a: UInt8, _ b: UInt8) -> UInt8 {
+      let v = Double(a) + factor * (Double(b) - Double(a))
+      return v <= 0 ? 0 : v >= 255 ? 255 : UInt8(v)
+    }
+    img.pixels.withUnsafeBufferPointer { src in
+      out.pixels.withUnsafeMutableBufferPointer { dst in
+        for i in 0..<(img.width * img.height) {
+          let p = (src[3 * i], src[3 * i + 1], src[3 * i + 2])
+          let d = degenerate(p)
+          dst[3 * i] = mix(d.0, p.0); dst[3 * i + 1] = mix(d.1, p.1); dst[3 * i + 2] = mix(d.2, p.2)
+        }
       }
     }
     return out
   }
+  @inline(__always) static func mix(_ a: UInt8, _ b: UInt8, _ factor: Float) -> UInt8 {
+    let v = Float(a) + factor * (Float(b) - Float(a))
+    return v <= 0 ? 0 : v >= 255 ? 255 : UInt8(v)
+  }
+  /// Image.blend toward a flat grey (brightness: black; contrast: the mean luma).
+  static func blendConstant(_ img: inout RGBImage, _ level: UInt8, factor: Double) {
+    let f = Float(factor)
+    var table = [UInt8](repeating: 0, count: 256)
+    for v in 0..<256 { table[v] = mix(level, UInt8(v), f) }
+    img.pixels.withUnsafeMutableBufferPointer { p in
+      table.withUnsafeBufferPointer { t in for i in 0..<p.count { p[i] = t[Int(p[i])] } }
+    }
+  }
+  /// Image.blend toward the image's own grayscale (saturation).
+  static func blendLuma(_ img: inout RGBImage, factor: Double) {
+    let f = Float(factor)
+    img.pixels.withUnsafeMutableBufferPointer { p in
+      for i in 0..<(p.count / 3) {
+        let l = luma((p[3 * i], p[3 * i + 1], p[3 * i + 2]))
+        p[3 * i] = mix(l, p[3 * i], f); p[3 * i + 1] = mix(l, p[3 * i + 1], f); p[3 * i + 2] = mix(l, p[3 * i + 2], f)
+      }
+    }
+  }
+
   /// torchvision's adjust_hue on a PIL image: hue channel of HSV shifted by factor·255 (uint8 wrap).
   static func shiftHue(_ img: RGBImage, _ factor: Double) -> RGBImage {
     var out = img
     let shift = Int(UInt8(truncatingIfNeeded: Int((factor * 255).rounded(.towardZero))))
-    for i in 0..<(img.width * img.height) {
-      let r = Double(img.pixels[3 * i]) / 255, g = Double(img.pixels[3 * i + 1]) / 255, b = Double(img.pixels[3 * i + 2]) / 255
-      let mx = max(r, g, b), mn = min(r, g, b)
-      let v = mx, s = mx == 0 ? 0 : (mx - mn) / mx
-      var h = 0.0
-      if mx != mn {
-        let rc = (mx - r) / (mx - mn), gc = (mx - g) / (mx - mn), bc = (mx - b) / (mx - mn)
-        h = r == mx ? bc - gc : g == mx ? 2 + rc - bc : 4 + gc - rc
-        h = (h / 6).truncatingRemainder(dividingBy: 1)
-        if h < 0 { h += 1 }
+    img.pixels.withUnsafeBufferPointer { src in
+      out.pixels.withUnsafeMutableBufferPointer { dst in
+        for i in 0..<(img.width * img.height) {
+          let r = Float(src[3 * i]) / 255, g = Float(src[3 * i + 1]) / 255, b = Float(src[3 * i + 2]) / 255
+          let mx = max(r, g, b), mn = min(r, g, b)
+          if mx == mn { continue }  // grey: hue does not matter
+          let v = mx, s = (mx - mn) / mx
+          let rc = (mx - r) / (mx - mn), gc = (mx - g) / (mx - mn), bc = (mx - b) / (mx - mn)
+          var h = r == mx ? bc - gc : g == mx ? 2 + rc - bc : 4 + gc - rc
+          h /= 6
+          h -= Float(Int(h))
+          if h < 0 { h += 1 }
+          let hu = (Int(h * 255) + shift) & 0xFF
+          let h6 = Float(hu) / 255 * 6
+          let k = Int(h6)
+          let f = h6 - Float(k)
+          let p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f))
+          let rr: Float, gg: Float, bb: Float
+          switch k % 6 {
+          case 0: (rr, gg, bb) = (v, t, p)
+          case 1: (rr, gg, bb) = (q, v, p)
+          case 2: (rr, gg, bb) = (p, v, t)
+          case 3: (rr, gg, bb) = (p, q, v)
+          case 4: (rr, gg, bb) = (t, p, v)
+          default: (rr, gg, bb) = (v, p, q)
+          }
+          dst[3 * i] = UInt8(min(255, max(0, rr * 255 + 0.5)))
+          dst[3 * i + 1] = UInt8(min(255, max(0, gg * 255 + 0.5)))
+          dst[3 * i + 2] = UInt8(min(255, max(0, bb * 255 + 0.5)))
+        }
       }
-      let hu = (Int(h * 255) + shift) & 0xFF
-      let hh = Double(hu) / 255
-      let k = Int(hh * 6) % 6
-      let f = hh * 6 - Double(Int(hh * 6))
-      let p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f))
-      let (rr, gg, bb): (Double, Double, Double) = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][k]
-      out.pixels[3 * i] = UInt8(min(255, max(0, (rr * 255).rounded())))
-      out.pixels[3 * i + 1] = UInt8(min(255, max(0, (gg * 255).rounded())))
-      out.pixels[3 * i + 2] = UInt8(min(255, max(0, (bb * 255).rounded())))
     }
     return out
   }

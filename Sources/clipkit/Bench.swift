@@ -2,13 +2,15 @@ import ArgumentParser
 import Foundation
 import Imaging
 import Models
+import Spec
 import Torch
+import Training
 
 /// Benchmarks that print figures a user can reproduce (see the README's "Benchmarks").
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Measure ClipKit's throughput (image pipeline, embedding).",
-    subcommands: [BenchImages.self, BenchEmbed.self])
+    subcommands: [BenchImages.self, BenchEmbed.self, BenchTrain.self])
 }
 
 struct BenchImages: ParsableCommand {
@@ -21,6 +23,7 @@ struct BenchImages: ParsableCommand {
   @Option(help: "Resampling filter: nearest, box, bilinear, hamming, bicubic, lanczos.") var filter = "bicubic"
   @Flag(help: "Decode JPEGs at reduced DCT scale first, as Pillow's Image.draft().") var draft = false
   @Option(help: "Passes over the folder (the first also warms the file cache).") var repeats = 3
+  @Flag(help: "Apply TAO's default training augmentation (RandomResizedCrop 0.4-1, colour jitter, grayscale) instead of a resize.") var augment = false
 
   func run() throws {
     let filters: [String: ResampleFilter] = ["nearest": .nearest, "box": .box, "bilinear": .bilinear,
@@ -30,6 +33,7 @@ struct BenchImages: ParsableCommand {
     guard !files.isEmpty else { throw ValidationError("no images under \(folder)") }
     let transform = ImageTransform(resize: .squash(width: size, height: size), filter: f, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])
     let decoder = ImageDecoder()
+    let augmentation = Augmentation(size: (size, size), scale: [0.4, 1.0], colorJitter: [0.8, 0.32, 0.32, 0.32, 0.08], grayscale: 0.2)
     var best = Double.infinity
     var pixels = 0
     for _ in 0..<repeats {
@@ -38,13 +42,19 @@ struct BenchImages: ParsableCommand {
       for path in files {
         let img = try decoder.decode(file: path, draft: draft ? (size, size) : nil)
         pixels += img.width * img.height
-        let out = transform(img)
+        let out: [Float]
+        if augment {
+          var rng = SeededRandom(seed: UInt64(pixels))
+          out = transform.normalizedOnly(augmentation(img, rng: &rng))
+        } else {
+          out = transform(img)
+        }
         precondition(out.count == 3 * size * size)
       }
       best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
     }
-    print(String(format: "clipkit  %d images, %.1f MP decoded, %@ %dx%d%@: %.1f images/s (best of %d, 1 thread)",
-                 files.count, Double(pixels) / 1e6, filter, size, size, draft ? ", draft" : "",
+    print(String(format: "clipkit  %d images, %.1f MP decoded, %@ %dx%d%@%@: %.1f images/s (best of %d, 1 thread)",
+                 files.count, Double(pixels) / 1e6, filter, size, size, draft ? ", draft" : "", augment ? ", augmented" : "",
                  Double(files.count) / best, repeats))
   }
 }
@@ -98,5 +108,48 @@ struct BenchEmbed: ParsableCommand {
       let s = Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
       print(String(format: "clipkit  text embedding: 256 captions, batch %d: %.1f texts/s", batchSize, 256 / s))
     }
+  }
+}
+
+struct BenchTrain: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "train",
+    abstract: "Training-step throughput (forward, SigLIP loss, backward, AdamW) on synthetic batches; prints images/s.")
+
+  @Option(help: "Hugging Face model directory (config.json; weights are not needed).") var model: String
+  @Option(help: "Batch size.") var batchSize = 16
+  @Option(help: "libtorch CPU threads.") var threads = 2
+  @Option(help: "Timed steps (after one warm-up step).") var steps = 5
+  @Option(help: "fp32 or bf16 (autocast).") var precision = "fp32"
+
+  func run() throws {
+    Torch.threads = threads
+    let bundle = try ModelRegistry.load(type: "bench", pretrainedDir: model, canonicalize: false, initLogitScale: 2.3026,
+                                        initLogitBias: -10, randomInit: try Generator(seed: 0))
+    let adapter = bundle.encoder.module
+    adapter.train()
+    let groups = parameterGroups(adapter, optim: try Spec.load(yaml: "").config().train.optim)
+    let opt = AdamW(groups: groups, betas: (0.9, 0.95), eps: 1e-6)
+    let (h, w) = bundle.transform.outputSize
+    let g = try Generator(seed: 1)
+    let pixels = try Tensor.randn([batchSize, 3, h, w], generator: g)
+    let vocab = try bundle.tokenize(["x"]).ids[0].count
+    let ids = try Tensor.randint(0, 1000, [batchSize, vocab], generator: g)
+    func step() throws {
+      let loss = try autocast(.cpu, dtype: .bfloat16, enabled: precision == "bf16") { () throws -> Tensor in
+        try ContrastiveLoss.siglip(image: try bundle.encoder.encodeImages(pixels).to(.float32),
+                                   text: try bundle.encoder.encodeTexts(ids, attentionMask: nil).to(.float32),
+                                   logitScale: bundle.encoder.logitScale, logitBias: bundle.encoder.logitBias)
+      }
+      try opt.zeroGrad()
+      try loss.backward()
+      try opt.step()
+    }
+    try step()
+    let t = DispatchTime.now().uptimeNanoseconds
+    for _ in 0..<steps { try step() }
+    let s = Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
+    print(String(format: "clipkit  train step: batch %d, %d threads, %@: %.2f images/s (%.2f s/step)", batchSize, threads, precision,
+                 Double(batchSize * steps) / s, s / Double(steps)))
   }
 }
