@@ -89,3 +89,27 @@ let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
     #expect(bad.code != 0 && bad.err.contains("/nonexistent.pth"))
   }
 }
+
+@Suite struct HubCacheLookup {
+  @Test func modelTypeResolvesThroughTheHubCache() throws {
+    let cache = NSTemporaryDirectory() + "hf-cache-\(UUID().uuidString)"
+    let snapshot = cache + "/models--google--siglip2-so400m-patch16-384/snapshots/abc123"
+    try FileManager.default.createDirectory(atPath: snapshot, withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(atPath: cache + "/models--google--siglip2-so400m-patch16-384/refs", withIntermediateDirectories: true)
+    try "abc123".write(toFile: cache + "/models--google--siglip2-so400m-patch16-384/refs/main", atomically: true, encoding: .utf8)
+    let model = repoRoot + "/Tests/ModelTests/Fixtures/tiny_siglip"
+    for f in try FileManager.default.contentsOfDirectory(atPath: model) {
+      try FileManager.default.copyItem(atPath: model + "/" + f, toPath: snapshot + "/" + f)
+    }
+    let dir = NSTemporaryDirectory() + "hf-spec-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try "a cat\n".write(toFile: dir + "/p.txt", atomically: true, encoding: .utf8)
+    try "results_dir: \(dir)/r\nmodel:\n  type: siglip2-so400m-patch16-384\ninference:\n  text_file: \(dir)/p.txt\n"
+      .write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    setenv("HF_HUB_CACHE", cache, 1)
+    defer { unsetenv("HF_HUB_CACHE") }
+    let r = try clipkit(["inference", "-e", dir + "/spec.yaml"])
+    #expect(r.code == 0, "\(r.err)")
+    #expect(r.out.contains(snapshot))
+  }
+}
