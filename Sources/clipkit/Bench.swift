@@ -29,7 +29,7 @@ struct BenchImages: ParsableCommand {
     let filters: [String: ResampleFilter] = ["nearest": .nearest, "box": .box, "bilinear": .bilinear,
                                              "hamming": .hamming, "bicubic": .bicubic, "lanczos": .lanczos]
     guard let f = filters[filter] else { throw ValidationError("unknown filter '\(filter)'") }
-    let files = try imageFiles(in: folder)
+    let files = try walkImages(folder)
     guard !files.isEmpty else { throw ValidationError("no images under \(folder)") }
     let transform = ImageTransform(resize: .squash(width: size, height: size), filter: f, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])
     let decoder = ImageDecoder()
@@ -59,21 +59,6 @@ struct BenchImages: ParsableCommand {
   }
 }
 
-/// Image files under a folder, recursively, sorted (the extensions `clipkit inference` reads).
-func imageFiles(in folder: String) throws -> [String] {
-  var isDir: ObjCBool = false
-  guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
-    throw ValidationError("\(folder) is not a directory")
-  }
-  let exts: Set<String> = ["jpg", "jpeg", "png", "bmp", "gif", "webp"]
-  var out: [String] = []
-  let e = FileManager.default.enumerator(atPath: folder)
-  while let rel = e?.nextObject() as? String {
-    if exts.contains((rel as NSString).pathExtension.lowercased()) { out.append((folder as NSString).appendingPathComponent(rel)) }
-  }
-  return out.sorted()
-}
-
 struct BenchEmbed: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "embed",
@@ -89,7 +74,7 @@ struct BenchEmbed: ParsableCommand {
   func run() throws {
     Torch.threads = threads
     let bundle = try ModelRegistry.load(type: "bench", pretrainedDir: model, canonicalize: false)
-    let files = try imageFiles(in: images)
+    let files = try walkImages(images)
     guard !files.isEmpty else { throw ValidationError("no images under \(images)") }
     let embedder = Embedder(bundle: bundle, batchSize: batchSize, workers: threads)
     var best = Double.infinity

@@ -21,7 +21,7 @@ struct DemoData: ParsableCommand {
   static let shapes = ["circle", "horizontal bar", "vertical bar"]
 
   func run() throws {
-    var rng = SplitMix(seed: seed)
+    var rng = SeededRandom(seed: seed)
     var written = 0
     for split in ["train", "val"] {
       let dir = folder + "/" + split
@@ -42,13 +42,13 @@ struct DemoData: ParsableCommand {
     print("Wrote \(written) image-caption pairs (\(Self.colors.count * Self.shapes.count) colour-shape combinations) under \(folder)/train and \(folder)/val")
   }
 
-  static func draw(shape: String, color: (UInt8, UInt8, UInt8), size s: Int, rng: inout SplitMix) -> RGBImage {
+  static func draw(shape: String, color: (UInt8, UInt8, UInt8), size s: Int, rng: inout SeededRandom) -> RGBImage {
     // Grey background with noise; the shape at a random place and scale.
-    let bg = UInt8(90 + rng.next() % 80)
+    let bg = UInt8(90 + Int.random(in: 0..<80, using: &rng))
     var img = RGBImage(width: s, height: s, fill: bg)
-    for i in 0..<img.pixels.count { img.pixels[i] = UInt8(clamping: Int(img.pixels[i]) + Int(rng.next() % 21) - 10) }
-    let r = Double(s) * (0.26 + 0.12 * rng.unit())
-    let cx = r + (Double(s) - 2 * r) * rng.unit(), cy = r + (Double(s) - 2 * r) * rng.unit()
+    for i in 0..<img.pixels.count { img.pixels[i] = UInt8(clamping: Int(img.pixels[i]) + Int.random(in: -10...10, using: &rng)) }
+    let r = Double(s) * (0.26 + 0.12 * Double.random(in: 0..<1, using: &rng))
+    let cx = r + (Double(s) - 2 * r) * Double.random(in: 0..<1, using: &rng), cy = r + (Double(s) - 2 * r) * Double.random(in: 0..<1, using: &rng)
     for y in 0..<s {
       for x in 0..<s {
         let dx = Double(x) + 0.5 - cx, dy = Double(y) + 0.5 - cy
@@ -66,18 +66,4 @@ struct DemoData: ParsableCommand {
     }
     return img
   }
-}
-
-/// A small deterministic generator (SplitMix64).
-struct SplitMix {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E3779B97F4A7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-    z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-    return z ^ (z >> 31)
-  }
-  mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
