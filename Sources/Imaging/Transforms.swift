@@ -81,3 +81,65 @@ public struct ImageTransform: Sendable {
 
   public func callAsFunction(_ img: RGBImage) -> [Float] { normalized(resized(img)) }
 }
+
+/// SigLIP 2 NaFlex preprocessing (Siglip2ImageProcessor): resize so the patch grid fits
+/// `maxNumPatches` (binary search on a scale, sides rounded up to whole patches), scale and
+/// normalise, cut into patches flattened in (row, column, channel) order, and zero-pad to
+/// `maxNumPatches` with a mask.
+public struct NaFlexTransform: Sendable {
+  public var patchSize: Int
+  public var maxNumPatches: Int
+  public var filter: ResampleFilter
+  public var mean: [Double]
+  public var std: [Double]
+  public var rescale: Double
+
+  public init(patchSize: Int, maxNumPatches: Int, filter: ResampleFilter, mean: [Double], std: [Double], rescale: Double = 1.0 / 255) {
+    self.patchSize = patchSize
+    self.maxNumPatches = maxNumPatches
+    self.filter = filter
+    self.mean = mean
+    self.std = std
+    self.rescale = rescale
+  }
+
+  /// transformers' get_image_size_for_max_num_patches, in the same floating-point steps.
+  public func targetSize(height: Int, width: Int) -> (Int, Int) {
+    let p = Double(patchSize)
+    func scaled(_ s: Double, _ size: Int) -> Int { max(patchSize, Int((Double(size) * s / p).rounded(.up) * p)) }
+    let eps = 1e-5
+    var lo = eps / 10, hi = 100.0
+    while hi - lo >= eps {
+      let s = (lo + hi) / 2
+      let n = (Double(scaled(s, height)) / p) * (Double(scaled(s, width)) / p)
+      if n <= Double(maxNumPatches) { lo = s } else { hi = s }
+    }
+    return (scaled(lo, height), scaled(lo, width))
+  }
+
+  /// (patches [maxNumPatches × 3·P·P], mask [maxNumPatches], (grid rows, grid columns)).
+  public func callAsFunction(_ img: RGBImage) -> (patches: [Float], mask: [Int64], shape: (Int, Int)) {
+    let (h, w) = targetSize(height: img.height, width: img.width)
+    let r = img.resized(width: w, height: h, filter: filter)
+    let chw = ImageTransform(resize: .squash(width: w, height: h), filter: filter, mean: mean, std: std, rescale: rescale).normalized(r)
+    let P = patchSize, gh = h / P, gw = w / P, dim = 3 * P * P
+    var patches = [Float](repeating: 0, count: maxNumPatches * dim)
+    var mask = [Int64](repeating: 0, count: maxNumPatches)
+    for py in 0..<gh {
+      for px in 0..<gw {
+        let n = py * gw + px
+        mask[n] = 1
+        var o = n * dim
+        for y in 0..<P {
+          for x in 0..<P {
+            for c in 0..<3 {
+              patches[o] = chw[c * h * w + (py * P + y) * w + px * P + x]
+              o += 1
+            }
+          }
+        }
+      }
+    }
+    return (patches, mask, (gh, gw))
+  }
+}

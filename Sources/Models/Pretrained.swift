@@ -115,3 +115,27 @@ public struct ImageProcessorConfig: Sendable {
                                                           std: normalize ? std : [1, 1, 1], rescale: rescale))
   }
 }
+
+/// preprocessor_config.json of a Siglip2ImageProcessor (NaFlex).
+public struct NaFlexProcessorConfig: Sendable {
+  public var transform: NaFlexTransform
+
+  public static func load(_ dir: String) throws -> NaFlexProcessorConfig {
+    let path = dir + "/preprocessor_config.json"
+    var o: [String: Any] = [:]
+    if let d = FileManager.default.contents(atPath: path) {
+      guard let j = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] else {
+        throw ModelError.config(file: path, reason: "not a JSON object")
+      }
+      o = j
+    }
+    // Siglip2ImageProcessor's defaults: patch 16, 256 patches, bilinear, mean/std 0.5.
+    let resample = (o["resample"] as? Int).flatMap(ResampleFilter.init(pillowCode:)) ?? .bilinear
+    let normalize = (o["do_normalize"] as? Bool) ?? true
+    return NaFlexProcessorConfig(transform: NaFlexTransform(
+      patchSize: (o["patch_size"] as? Int) ?? 16, maxNumPatches: (o["max_num_patches"] as? Int) ?? 256, filter: resample,
+      mean: normalize ? ((o["image_mean"] as? [Double]) ?? [0.5, 0.5, 0.5]) : [0, 0, 0],
+      std: normalize ? ((o["image_std"] as? [Double]) ?? [0.5, 0.5, 0.5]) : [1, 1, 1],
+      rescale: (o["do_rescale"] as? Bool) == false ? 1.0 : ((o["rescale_factor"] as? Double) ?? 1.0 / 255)))
+  }
+}

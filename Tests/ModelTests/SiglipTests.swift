@@ -87,3 +87,36 @@ func cosineAndMaxDiff(_ a: Tensor, _ b: Tensor) throws -> (minCos: Double, maxAb
     }
   }
 }
+
+@Suite struct NaFlexMatchesTransformers {
+  let name = "tiny_siglip2_naflex"
+
+  @Test func featuresAndPreprocessing() throws {
+    let dir = MFx.model(name)
+    let model = try SiglipModel.fromPretrained(dir)
+    #expect(model.isNaFlex)
+    let ref = try Safetensors.read(dir + "/reference.safetensors").dictionary
+    let shapesFlat = try ref["spatial_shapes"]!.toArray(Int64.self).map(Int.init)
+    let shapes = stride(from: 0, to: shapesFlat.count, by: 2).map { (shapesFlat[$0], shapesFlat[$0 + 1]) }
+    try noGrad {
+      let img = try model.imageFeatures(patches: ref["pixel_values"]!, mask: ref["pixel_attention_mask"]!, shapes: shapes)
+      let (c, d) = try cosineAndMaxDiff(img, ref["image_features"]!)
+      #expect(d < 1e-4 && c > 0.99999, "naflex image: \(d) \(c)")
+      let txt = try model.textFeatures(ref["input_ids"]!)
+      let (c2, d2) = try cosineAndMaxDiff(txt, ref["text_features"]!)
+      #expect(d2 < 1e-4 && c2 > 0.99999, "naflex text: \(d2) \(c2)")
+    }
+    // Siglip2ImageProcessor from preprocessor_config.json.
+    let proc = try NaFlexProcessorConfig.load(dir)
+    let (_, images) = MFx.inputs(name)
+    var patches: [Float] = [], masks: [Int64] = [], grids: [Int] = []
+    for f in images {
+      let r = proc.transform(try ImageDecoder().decode(file: MFx.dir + "/images/" + f))
+      patches += r.patches; masks += r.mask; grids += [r.shape.0, r.shape.1]
+    }
+    #expect(grids == shapesFlat)
+    #expect(try masks == ref["pixel_attention_mask"]!.toArray(Int64.self))
+    let expected = try ref["pixel_values"]!.floats()
+    #expect(zip(patches, expected).map { abs($0 - $1) }.max()! < 1e-6)
+  }
+}

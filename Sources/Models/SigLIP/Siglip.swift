@@ -201,15 +201,23 @@ final class SiglipMAPHead: Module {
 }
 
 final class SiglipVisionTransformer: Module {
-  @Child("embeddings") var embeddings: SiglipVisionEmbeddings
+  // One of the two, under the same key: a conv patch embedding (SiglipModel) or NaFlex's Linear.
+  @Child("embeddings") var embeddings: SiglipVisionEmbeddings?
+  @Child("embeddings") var naflexEmbeddings: NaFlexVisionEmbeddings?
   @Child("encoder") var encoder: SiglipEncoder
   @Child("post_layernorm") var postNorm: LayerNorm
   @Child("head") var head: SiglipMAPHead?
 
-  init(_ c: SiglipVisionConfig, file: String, initialize: Initialization) throws {
+  init(_ c: SiglipVisionConfig, naflex: Bool = false, file: String, initialize: Initialization) throws {
     let act = try Activation(c.hiddenAct, file: file)
     super.init()
-    embeddings = try SiglipVisionEmbeddings(c, initialize: initialize)
+    if naflex {
+      embeddings = nil
+      naflexEmbeddings = try NaFlexVisionEmbeddings(c, initialize: initialize)
+    } else {
+      embeddings = try SiglipVisionEmbeddings(c, initialize: initialize)
+      naflexEmbeddings = nil
+    }
     encoder = try SiglipEncoder(count: c.numHiddenLayers) {
       try SiglipEncoderLayer(hidden: c.hiddenSize, intermediate: c.intermediateSize, heads: c.numAttentionHeads,
                              eps: c.layerNormEps, act: act, initialize: initialize)
@@ -220,6 +228,7 @@ final class SiglipVisionTransformer: Module {
 
   /// Pooled image features [B, D] from pixels [B, 3, H, W].
   func callAsFunction(_ pixels: Tensor) throws -> Tensor {
+    guard let embeddings else { throw ModelError.input("this SigLIP 2 NaFlex vision tower takes patches, not images") }
     let h = try postNorm(try encoder(try embeddings(pixels), mask: nil))
     guard let head else { return try h.mean(dims: [1]) }
     return try head(h)
@@ -287,7 +296,7 @@ public final class SiglipModel: Module {
     self.config = config
     super.init()
     text = try SiglipTextTransformer(config.textConfig, file: file, initialize: initialize)
-    vision = try SiglipVisionTransformer(config.visionConfig, file: file, initialize: initialize)
+    vision = try SiglipVisionTransformer(config.visionConfig, naflex: config.modelType == "siglip2", file: file, initialize: initialize)
     logitScale = try initialize.constant([1], 0)
     logitBias = try initialize.constant([1], 0)
   }
@@ -328,8 +337,8 @@ extension SiglipModel {
     do { config = try JSONDecoder().decode(SiglipConfig.self, from: data) } catch {
       throw ModelError.config(file: path, reason: "not a SigLIP config (\(error.localizedDescription))")
     }
-    guard config.modelType == "siglip" else {
-      throw ModelError.config(file: path, reason: "model_type '\(config.modelType)' is not 'siglip'")
+    guard config.modelType == "siglip" || config.modelType == "siglip2" else {
+      throw ModelError.config(file: path, reason: "model_type '\(config.modelType)' is not 'siglip' or 'siglip2'")
     }
     return try SiglipModel(config, file: path, initialize: initialize)
   }
