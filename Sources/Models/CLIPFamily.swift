@@ -3,12 +3,37 @@ import Imaging
 import Tokenizers
 import Torch
 
+/// One preprocessed image: normalised CHW pixels, or NaFlex patches with their mask and grid.
+public enum ImageInput: Sendable {
+  case pixels([Float], height: Int, width: Int)
+  case patches([Float], mask: [Int64], grid: (Int, Int))
+}
+
+/// A model's image preprocessing, run on worker threads.
+public enum ImagePreprocessing: Sendable {
+  case fixed(ImageTransform)
+  case naflex(NaFlexTransform)
+
+  public func callAsFunction(_ img: RGBImage) -> ImageInput {
+    switch self {
+    case .fixed(let t):
+      let (h, w) = t.outputSize
+      return .pixels(t(img), height: h, width: w)
+    case .naflex(let t):
+      let r = t(img)
+      return .patches(r.patches, mask: r.mask, grid: r.shape)
+    }
+  }
+}
+
 /// What every CLIP-family model offers the actions: normalised embeddings for pixels and token
 /// ids, its learnable logit scale (log space) and bias, and its module tree.
 public protocol CLIPEncoder: AnyObject {
   var module: Module { get }
   /// L2-normalised image embeddings [B, E] from normalised pixels [B, 3, H, W].
   func encodeImages(_ pixels: Tensor) throws -> Tensor
+  /// L2-normalised image embeddings [B, E] from preprocessed images (any input kind).
+  func encodeImages(_ inputs: [ImageInput]) throws -> Tensor
   /// L2-normalised text embeddings [B, E] from ids [B, L] (and a mask where the family uses one).
   func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor
   var logitScale: Tensor { get }
@@ -19,18 +44,21 @@ public protocol CLIPEncoder: AnyObject {
 public final class CLIPBundle {
   public let family: String
   public let encoder: CLIPEncoder
+  /// The eval transform (squash/crop to the model's fixed input); NaFlex models use `preprocess`.
   public let transform: ImageTransform
+  public let preprocess: ImagePreprocessing
   public let contextLength: Int
   public let canonicalize: Bool
   let tokenizeBatch: ([String]) throws -> BatchEncoding
   /// Where the weights came from, for messages.
   public let source: String
 
-  init(family: String, encoder: CLIPEncoder, transform: ImageTransform, contextLength: Int, canonicalize: Bool,
-       source: String, tokenize: @escaping ([String]) throws -> BatchEncoding) {
+  init(family: String, encoder: CLIPEncoder, transform: ImageTransform, preprocess: ImagePreprocessing, contextLength: Int,
+       canonicalize: Bool, source: String, tokenize: @escaping ([String]) throws -> BatchEncoding) {
     self.family = family
     self.encoder = encoder
     self.transform = transform
+    self.preprocess = preprocess
     self.contextLength = contextLength
     self.canonicalize = canonicalize
     self.source = source
@@ -61,6 +89,29 @@ public final class SiglipAdapter: Module, CLIPEncoder {
   }
 
   public func encodeImages(_ pixels: Tensor) throws -> Tensor { try inner.imageFeatures(pixels).l2Normalized() }
+  public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor {
+    guard let first = inputs.first else { throw ModelError.input("no images to encode") }
+    switch first {
+    case .pixels(_, let h, let w):
+      let flat = try inputs.flatMap { i -> [Float] in
+        guard case .pixels(let p, h, w) = i else { throw ModelError.input("mixed image inputs in one batch") }
+        return p
+      }
+      return try encodeImages(try Tensor(flat, shape: [inputs.count, 3, h, w]))
+    case .patches(let p0, let m0, _):
+      var flat: [Float] = [], masks: [Int64] = [], grids: [(Int, Int)] = []
+      for i in inputs {
+        guard case .patches(let p, let m, let g) = i, p.count == p0.count, m.count == m0.count else {
+          throw ModelError.input("mixed image inputs in one batch")
+        }
+        flat += p; masks += m; grids.append(g)
+      }
+      let n = m0.count
+      let patches = try Tensor(flat, shape: [inputs.count, n, p0.count / n])
+      let mask = try Tensor(masks, shape: [inputs.count, n])
+      return try inner.imageFeatures(patches: patches, mask: mask, shapes: grids).l2Normalized()
+    }
+  }
   public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor {
     try inner.textFeatures(ids, attentionMask: attentionMask).l2Normalized()
   }
@@ -101,9 +152,6 @@ public enum ModelRegistry {
   public static func load(type: String, pretrainedDir: String?, canonicalize: Bool,
                           initLogitScale: Double? = nil, initLogitBias: Double? = nil,
                           randomInit: Generator? = nil, weightsFromCheckpoint: Bool = false) throws -> CLIPBundle {
-    if type.hasSuffix("naflex") && pretrainedDir == nil {
-      throw ModelRegistryError.notImplemented(type: type, reason: "NaFlex SigLIP 2 (Siglip2Model) is not supported yet; use a fixed-resolution type")
-    }
     if radioTypes.contains(type) || openCLIPTypes.contains(type) {
       if pretrainedDir == nil {
         throw ModelRegistryError.notImplemented(type: type, reason: "RADIO-CLIP and OpenCLIP families are not supported yet")
@@ -124,8 +172,9 @@ public enum ModelRegistry {
     let tokenizer = try Tokenizer(directory: dir)
     let ctx = model.config.textConfig.maxPositionEmbeddings
     let processor = try ImageProcessorConfig.load(dir, defaultSize: model.config.visionConfig.imageSize)
-    return CLIPBundle(family: "siglip", encoder: adapter, transform: processor.transform, contextLength: ctx,
-                      canonicalize: canonicalize, source: dir) { texts in
+    let preprocess: ImagePreprocessing = model.isNaFlex ? .naflex(try NaFlexProcessorConfig.load(dir).transform) : .fixed(processor.transform)
+    return CLIPBundle(family: model.isNaFlex ? "siglip2-naflex" : "siglip", encoder: adapter, transform: processor.transform,
+                      preprocess: preprocess, contextLength: ctx, canonicalize: canonicalize, source: dir) { texts in
       try tokenizer(texts, maxLength: ctx, padding: .maxLength, truncation: true)
     }
   }

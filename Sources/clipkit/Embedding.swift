@@ -22,11 +22,10 @@ struct Embedder {
     var kept: [Int] = []
     var dim = 0
     let progress = Progress(progressLabel, total: paths.count, unit: "img")
-    let (h, w) = bundle.transform.outputSize
     for start in stride(from: 0, to: paths.count, by: batchSize) {
       let idx = Array(start..<min(start + batchSize, paths.count))
-      let results = Slots<Result<[Float], Error>>(count: idx.count)
-      let (decoder, transform) = (self.decoder, bundle.transform)
+      let results = Slots<Result<ImageInput, Error>>(count: idx.count)
+      let (decoder, transform) = (self.decoder, bundle.preprocess)
       let files = idx.map { paths[$0] }
       DispatchQueue.concurrentPerform(iterations: files.count) { i in
         results[i] = Result {
@@ -34,7 +33,7 @@ struct Embedder {
           return transform(try decoder.decode(bytes: try files[i].bytes(), name: files[i].name))
         }
       }
-      var pixels = [[Float]?](repeating: nil, count: idx.count)
+      var pixels = [ImageInput?](repeating: nil, count: idx.count)
       for i in idx.indices {
         switch results[i]! {
         case .success(let px): pixels[i] = px
@@ -43,9 +42,7 @@ struct Embedder {
       }
       let good = pixels.indices.filter { pixels[$0] != nil }
       if !good.isEmpty {
-        let flat = good.flatMap { pixels[$0]! }
-        let batch = try Tensor(flat, shape: [good.count, 3, h, w])
-        let emb = try noGrad { try bundle.encoder.encodeImages(batch) }
+        let emb = try noGrad { try bundle.encoder.encodeImages(good.map { pixels[$0]! }) }
         dim = emb.size(1)
         out += try emb.floats()
         kept += good.map { idx[$0] }

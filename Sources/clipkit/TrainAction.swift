@@ -77,6 +77,9 @@ func runTrain(_ ctx: ActionContext) throws {
   let embedder = Embedder(bundle: bundle, batchSize: cfg.dataset.val.batchSize, workers: cfg.dataset.val.numWorkers)
   let (h, w) = bundle.transform.outputSize
   let augmentation = Augmentation(size: (w, h), scale: aug.scale, colorJitter: aug.colorJitter, grayscale: aug.grayscale)
+  if bundle.family == "siglip2-naflex" && !augmentation.isIdentity {
+    warn("NaFlex models train on their own processor's patches: dataset.augmentation is not applied")
+  }
   // TensorBoard logs where TAO's Lightning logger puts them.
   let board = try TensorBoardWriter(directory: ctx.resultsDir + "/lightning_logs/version_1")
   var badSamples = 0
@@ -121,17 +124,18 @@ func runTrain(_ ctx: ActionContext) throws {
     for s in skip..<stepsPerEpoch {
       let idx = Array(order[(s * batch)..<((s + 1) * batch)])
       let files = idx.map { trainPairs[$0].image }
-      let slots = Slots<[Float]>(count: files.count)
-      let (decoder, transform) = (ImageDecoder(), bundle.transform)
+      let slots = Slots<ImageInput>(count: files.count)
+      let (decoder, transform, preprocess) = (ImageDecoder(), bundle.transform, bundle.preprocess)
+      let naflex = bundle.family == "siglip2-naflex"
       // Each sample's augmentation draws come from (seed, epoch, sample): the same on any thread.
       let seeds = idx.map { UInt64(max(t.seed, 0)) &* 1_000_003 &+ UInt64(epoch) &* 7_919 &+ UInt64($0) }
       DispatchQueue.concurrentPerform(iterations: files.count) { i in
         guard let bytes = try? files[i].bytes(), let img = try? decoder.decode(bytes: bytes, name: files[i].name) else { return }
-        if augmentation.isIdentity {
-          slots[i] = transform(img)
+        if augmentation.isIdentity || naflex {
+          slots[i] = preprocess(img)
         } else {
           var rng = SeededRandom(seed: seeds[i])
-          slots[i] = transform.normalizedOnly(augmentation(img, rng: &rng))
+          slots[i] = .pixels(transform.normalizedOnly(augmentation(img, rng: &rng)), height: h, width: w)
         }
       }
       let ok = (0..<files.count).filter { slots[$0] != nil }
@@ -140,7 +144,7 @@ func runTrain(_ ctx: ActionContext) throws {
       if Double(badSamples) > 0.1 * Double(max(globalStep * batch, 100)) {
         throw ActionError.input("more than 10% of training samples are unreadable (\(badSamples)); check the data")
       }
-      let pixels = try Tensor(ok.flatMap { slots[$0]! }, shape: [ok.count, 3, h, w])
+      let inputs = ok.map { slots[$0]! }
       let enc = try bundle.tokenize(ok.map { trainPairs[idx[$0]].caption })
       let ids = try Tensor(enc.ids.flatMap { $0.map(Int64.init) }, shape: [ok.count, enc.ids[0].count])
       for g in optimizer.groups.indices {
@@ -148,7 +152,7 @@ func runTrain(_ ctx: ActionContext) throws {
                                              total: totalSteps, kind: t.optim.scheduler)
       }
       let lossValue = try autocast(.cpu, dtype: .bfloat16, enabled: t.precision == "bf16") { () throws -> Tensor in
-        let img = try bundle.encoder.encodeImages(pixels).to(.float32)
+        let img = try bundle.encoder.encodeImages(inputs).to(.float32)
         let txt = try bundle.encoder.encodeTexts(ids, attentionMask: nil).to(.float32)
         return try loss(image: img, text: txt, logitScale: bundle.encoder.logitScale, logitBias: bundle.encoder.logitBias)
       }

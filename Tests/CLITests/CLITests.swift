@@ -2,7 +2,9 @@ import Foundation
 import Testing
 
 /// Runs the built `clipkit` binary (it sits beside the test bundle in the build directory).
-func clipkit(_ args: [String], cwd: String? = nil) throws -> (code: Int32, out: String, err: String) {
+/// `env` is added to this process's environment for the child only (tests run in parallel, so
+/// nothing here changes the shared environment).
+func clipkit(_ args: [String], cwd: String? = nil, env: [String: String] = [:]) throws -> (code: Int32, out: String, err: String) {
   var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
   while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("clipkit").path), dir.path != "/" {
     dir = dir.deletingLastPathComponent()
@@ -10,6 +12,7 @@ func clipkit(_ args: [String], cwd: String? = nil) throws -> (code: Int32, out: 
   let p = Process()
   p.executableURL = dir.appendingPathComponent("clipkit")
   p.arguments = args
+  p.environment = ProcessInfo.processInfo.environment.merging(env) { _, new in new }
   if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
   let out = Pipe(), err = Pipe()
   p.standardOutput = out

@@ -106,10 +106,54 @@ let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
     try "a cat\n".write(toFile: dir + "/p.txt", atomically: true, encoding: .utf8)
     try "results_dir: \(dir)/r\nmodel:\n  type: siglip2-so400m-patch16-384\ninference:\n  text_file: \(dir)/p.txt\n"
       .write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
-    setenv("HF_HUB_CACHE", cache, 1)
-    defer { unsetenv("HF_HUB_CACHE") }
-    let r = try clipkit(["inference", "-e", dir + "/spec.yaml"])
+    let r = try clipkit(["inference", "-e", dir + "/spec.yaml"], env: ["HF_HUB_CACHE": cache])
     #expect(r.code == 0, "\(r.err)")
     #expect(r.out.contains(snapshot))
+  }
+}
+
+@Suite struct NaFlexEndToEnd {
+  @Test func inferenceEvaluateAndTrainWithNaFlex() throws {
+    let model = repoRoot + "/Tests/ModelTests/Fixtures/tiny_siglip2_naflex"
+    let images = repoRoot + "/Tests/ModelTests/Fixtures/images"
+    let dir = NSTemporaryDirectory() + "clipkit-naflex-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try """
+      results_dir: \(dir)/results
+      model:
+        type: siglip2-so400m-patch16-naflex
+        pretrained_dir: \(model)
+      train:
+        num_epochs: 1
+        precision: fp32
+      dataset:
+        train:
+          datasets:
+            - image_dir: \(images)
+          batch_size: 2
+        val:
+          datasets:
+            - image_dir: \(images)
+      inference:
+        datasets:
+          - image_dir: \(images)
+      """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    let inf = try clipkit(["inference", "-e", dir + "/spec.yaml"])
+    #expect(inf.code == 0, "\(inf.err)")
+    let (img, _, _) = try EmbeddingFile.read(dir + "/results/inference/image_embeddings.h5", kind: .image)
+    let ref = try Safetensors.read(model + "/reference.safetensors").dictionary
+    let expected = try ref["image_features"]!.l2Normalized().floats()
+    let order = ["photo_420.jpg", "rgba.png", "lossy.webp", "gray.jpg", "cmyk.jpg", "palette8.bmp"]
+    let d = img.dimension
+    for (i, name) in order.enumerated() {
+      guard let row = img.labels.firstIndex(where: { $0.hasSuffix("/" + name) }) else { Issue.record("\(name) missing"); continue }
+      let got = Array(img.embeddings[(row * d)..<((row + 1) * d)]), want = Array(expected[(i * d)..<((i + 1) * d)])
+      #expect(zip(got, want).map { abs($0 - $1) }.max()! < 1e-4, "\(name)")
+    }
+    let ev = try clipkit(["evaluate", "-e", dir + "/spec.yaml"])
+    #expect(ev.code == 0 && ev.out.contains("Image-to-Text: R@1="), "\(ev.err)")
+    let tr = try clipkit(["train", "-e", dir + "/spec.yaml"])
+    #expect(tr.code == 0, "\(tr.err)")
+    #expect(tr.err.contains("NaFlex models train on their own processor's patches"))
   }
 }

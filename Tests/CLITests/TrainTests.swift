@@ -48,10 +48,7 @@ import Torch
   }
 
   func run(_ args: [String], env: [String: String]) throws -> (Int32, String, String) {
-    setenv("CLIPKIT_LOG_LOSS", "1", 1)
-    for (k, v) in env { setenv(k, v, 1) }
-    defer { unsetenv("CLIPKIT_LOG_LOSS"); for k in env.keys { unsetenv(k) } }
-    let r = try clipkit(args)
+    let r = try clipkit(args, env: env.merging(["CLIPKIT_LOG_LOSS": "1"]) { a, _ in a })
     return (r.code, r.out, r.err)
   }
 
