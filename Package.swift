@@ -10,6 +10,7 @@ let libtorch = Context.environment["LIBTORCH_DIR"] ?? "\(packageDir)/.deps/libto
 let torchCxx: [CXXSetting] = [
   .unsafeFlags([
     "-I\(libtorch)/include",
+    "-I\(libtorch)/include/torch/csrc/api/include",
     "-D_GLIBCXX_USE_CXX11_ABI=1",
     "-Wno-deprecated-declarations",
     "-O2",

@@ -38,6 +38,8 @@ public protocol CLIPEncoder: AnyObject {
   func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor
   var logitScale: Tensor { get }
   var logitBias: Tensor { get }
+  /// Recompute encoder activations in the backward pass (train.grad_checkpointing).
+  var gradientCheckpointing: Bool { get set }
 }
 
 /// A loaded model with the preprocessing that belongs to it.
@@ -80,6 +82,10 @@ public final class SiglipAdapter: Module, CLIPEncoder {
   @Param("logit_bias") public var logitBias: Tensor
   public var module: Module { self }
   public var inner: SiglipModel { backbone.inner }
+  public var gradientCheckpointing: Bool {
+    get { inner.gradientCheckpointing }
+    set { inner.gradientCheckpointing = newValue }
+  }
 
   public init(_ model: SiglipModel, logitScale: Double, logitBias: Double) throws {
     super.init()

@@ -1,4 +1,5 @@
 import CTorch
+import Foundation
 
 // Autograd, grad mode and autocast. libtorch keeps grad mode and autocast state per thread, so
 // these scopes affect only the calling thread.
@@ -75,3 +76,39 @@ public func autocast<R>(_ device: Device = .cpu, dtype: DType = .bfloat16, enabl
 }
 
 public var isAutocastEnabled: Bool { ck_autocast_enabled(0) != 0 }
+
+/// Activation checkpointing. `run(x, block)` computes `block(x)` without keeping its intermediate
+/// activations; the backward pass runs the block again with gradients on (PyTorch's reentrant
+/// checkpoint). The scope keeps the blocks alive: hold it until backward has run (a model keeps the
+/// scope of its latest forward). Blocks must be deterministic.
+public final class CheckpointScope {
+  private var boxes: [CheckpointBox] = []
+  public init() {}
+
+  public func run(_ x: Tensor, _ block: @escaping (Tensor) throws -> Tensor) throws -> Tensor {
+    let box = CheckpointBox(block)
+    boxes.append(box)
+    let ctx = Unmanaged.passUnretained(box).toOpaque()
+    var out: ck_tensor? = nil
+    try check("checkpoint", ck_checkpoint({ ctx, input, out in
+      let box = Unmanaged<CheckpointBox>.fromOpaque(ctx!).takeUnretainedValue()
+      do {
+        var copy: ck_tensor? = nil
+        if let e = ck_shallow_copy(input, &copy) { return e }
+        let y = try box.block(Tensor(copy!))
+        var result: ck_tensor? = nil
+        if let e = ck_shallow_copy(y.handle, &result) { return e }
+        out?.pointee = result
+        return nil
+      } catch {
+        return strdup(error.localizedDescription)
+      }
+    }, ctx, x.handle, &out))
+    return Tensor(out!)
+  }
+}
+
+final class CheckpointBox {
+  let block: (Tensor) throws -> Tensor
+  init(_ b: @escaping (Tensor) throws -> Tensor) { block = b }
+}

@@ -20,7 +20,6 @@ func runTrain(_ ctx: ActionContext) throws {
     throw ActionError.input("train.precision=fp16 needs a CUDA device (fp16 autocast with loss scaling); on CPU use train.precision=bf16 or fp32")
   }
   if t.optim.optimizerType != "adamw" { throw ActionError.input("train.optim.optimizer_type=\(t.optim.optimizerType): only adamw is available") }
-  if t.gradCheckpointing { warn("train.grad_checkpointing is not applied in this build (activations are kept)") }
   let aug = cfg.dataset.augmentation
   if !aug.colorJitter.isEmpty && ![4, 5].contains(aug.colorJitter.count) {
     warn("dataset.augmentation.color_jitter has \(aug.colorJitter.count) values (expected [p, brightness, contrast, saturation, hue]); colour jitter is off")
@@ -35,6 +34,7 @@ func runTrain(_ ctx: ActionContext) throws {
                                       randomInit: cfg.model.randomInit ? try Generator(seed: UInt64(max(t.seed, 0))) : nil)
   if let pre = t.pretrainedModelPath { try ModelRegistry.loadCheckpoint(pre, into: bundle); print("Loaded weights from \(pre)") }
   let adapter = bundle.encoder.module
+  bundle.encoder.gradientCheckpointing = t.gradCheckpointing
 
   let trainSet: PairSet
   if cfg.dataset.train.type == "wds" {

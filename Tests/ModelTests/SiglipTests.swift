@@ -120,3 +120,30 @@ func cosineAndMaxDiff(_ a: Tensor, _ b: Tensor) throws -> (minCos: Double, maxAb
     #expect(zip(patches, expected).map { abs($0 - $1) }.max()! < 1e-6)
   }
 }
+
+@Suite struct GradientCheckpointing {
+  @Test func sameGradientsWithAndWithoutRecomputation() throws {
+    let ref = try Safetensors.read(MFx.model("tiny_siglip") + "/reference.safetensors").dictionary
+    func grads(_ checkpointing: Bool) throws -> [String: [Float]] {
+      let bundle = try ModelRegistry.load(type: "x", pretrainedDir: MFx.model("tiny_siglip"), canonicalize: false)
+      let m = bundle.encoder.module
+      m.train()
+      bundle.encoder.gradientCheckpointing = checkpointing
+      let img = try bundle.encoder.encodeImages(ref["pixel_values"]!)
+      let txt = try bundle.encoder.encodeTexts(ref["input_ids"]!, attentionMask: nil)
+      let loss = try img.matmul(try txt.transpose(0, 1)).square().sum()
+      try loss.backward()
+      var out: [String: [Float]] = [:]
+      for (k, p) in m.namedParameters() where k.contains("layers.0") || k.contains("head") {
+        if let g = p.grad { out[k] = try g.floats() }
+      }
+      return out
+    }
+    let plain = try grads(false), recomputed = try grads(true)
+    #expect(!plain.isEmpty && Set(plain.keys) == Set(recomputed.keys))
+    for (k, g) in plain {
+      let d = zip(g, recomputed[k]!).map { abs($0 - $1) }.max() ?? 0
+      #expect(d < 1e-6, "\(k): \(d)")
+    }
+  }
+}

@@ -177,6 +177,10 @@ ck_error ck_as_strided(ck_tensor a, const int64_t *size, const int64_t *stride, 
                        ck_tensor *out);
 
 // ---- autograd ---------------------------------------------------------------------------------
+// A block for activation checkpointing: computes *out from input (a new handle), or an error.
+typedef ck_error (*ck_block_fn)(void *ctx, ck_tensor input, ck_tensor *out);
+// Runs `fn` without keeping activations; the backward pass runs it again with gradients on.
+ck_error ck_checkpoint(ck_block_fn fn, void *ctx, ck_tensor input, ck_tensor *out);
 ck_error ck_set_requires_grad(ck_tensor t, int requires_grad);
 ck_error ck_backward(ck_tensor t, ck_tensor grad, int retain_graph);
 ck_error ck_grad(ck_tensor t, ck_tensor *out);   // *out = NULL when no gradient exists

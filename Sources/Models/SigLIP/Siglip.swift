@@ -101,6 +101,7 @@ final class SiglipEncoder: Module {
   @Child("layers") var layers: [SiglipEncoderLayer]
   /// Recompute each layer's activations in the backward pass instead of keeping them.
   var checkpointing = false
+  private var scope: CheckpointScope?
 
   init(count: Int, make: () throws -> SiglipEncoderLayer) throws {
     super.init()
@@ -109,6 +110,12 @@ final class SiglipEncoder: Module {
 
   func callAsFunction(_ x: Tensor, mask: Tensor?) throws -> Tensor {
     var h = x
+    if checkpointing && isGradEnabled && isTraining {
+      let s = CheckpointScope()
+      scope = s  // alive until the next forward, by when backward has run
+      for layer in layers { h = try s.run(h) { try layer($0, mask: mask) } }
+      return h
+    }
     for layer in layers { h = try layer(h, mask: mask) }
     return h
   }

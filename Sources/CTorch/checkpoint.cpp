@@ -1,0 +1,86 @@
+// Activation checkpointing: run a block without keeping its activations, and run it again with
+// gradients on during the backward pass (PyTorch's reentrant torch.utils.checkpoint). The block is
+// a C callback into Swift. Kept apart from ctorch.cpp because the autograd headers are heavy.
+#include "ctorch.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+struct ck_tensor_s { at::Tensor t; };
+
+namespace {
+
+at::Tensor call_block(ck_block_fn fn, void *ctx, const at::Tensor &x) {
+  ck_tensor_s in{x};
+  ck_tensor out = nullptr;
+  ck_error err = fn(ctx, &in, &out);
+  if (err) {
+    std::string m(err);
+    std::free(err);
+    throw std::runtime_error(m);
+  }
+  if (!out) throw std::runtime_error("checkpointed block returned no tensor");
+  at::Tensor y = out->t;
+  delete out;
+  return y;
+}
+
+struct CheckpointBlock : public torch::autograd::Function<CheckpointBlock> {
+  static at::Tensor forward(torch::autograd::AutogradContext *c, at::Tensor x, int64_t fn, int64_t ctx) {
+    c->save_for_backward({x});
+    c->saved_data["fn"] = fn;
+    c->saved_data["ctx"] = ctx;
+    at::NoGradGuard no_grad;
+    return call_block(reinterpret_cast<ck_block_fn>(fn), reinterpret_cast<void *>(ctx), x);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *c,
+                                                 torch::autograd::variable_list grads) {
+    auto fn = reinterpret_cast<ck_block_fn>(c->saved_data["fn"].toInt());
+    auto ctx = reinterpret_cast<void *>(c->saved_data["ctx"].toInt());
+    at::Tensor x = c->get_saved_variables()[0].detach();
+    bool needs = x.is_floating_point();
+    if (needs) x.set_requires_grad(true);
+    at::Tensor y;
+    {
+      at::AutoGradMode enable(true);
+      y = call_block(fn, ctx, x);
+    }
+    // Re-entrant backward: parameters inside the block receive their gradients here.
+    torch::autograd::backward({y}, {grads[0]});
+    return {needs ? x.grad() : at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+extern "C" ck_error ck_checkpoint(ck_block_fn fn, void *ctx, ck_tensor input, ck_tensor *out) {
+  try {
+    if (!input || !input->t.defined()) throw std::invalid_argument("undefined tensor");
+    at::Tensor y = CheckpointBlock::apply(input->t, reinterpret_cast<int64_t>(fn), reinterpret_cast<int64_t>(ctx));
+    *out = new ck_tensor_s{y};
+    return nullptr;
+  } catch (const c10::Error &e) {
+    std::string m = e.what_without_backtrace();
+    auto cut = m.find("\nException raised from");
+    if (cut != std::string::npos) m.resize(cut);
+    char *p = static_cast<char *>(std::malloc(m.size() + 1));
+    std::memcpy(p, m.c_str(), m.size() + 1);
+    return p;
+  } catch (const std::exception &e) {
+    std::string m = e.what();
+    char *p = static_cast<char *>(std::malloc(m.size() + 1));
+    std::memcpy(p, m.c_str(), m.size() + 1);
+    return p;
+  } catch (...) {
+    char *p = static_cast<char *>(std::malloc(32));
+    std::strcpy(p, "unknown C++ exception");
+    return p;
+  }
+}
