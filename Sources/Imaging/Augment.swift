@@ -137,39 +137,47 @@ public struct Augmentation: Sendable {
     }
   }
 
-  /// torchvision's adjust_hue on a PIL image: hue channel of HSV shifted by factor·255 (uint8 wrap).
+  /// torchvision's adjust_hue on a PIL image: to Pillow's 8-bit HSV, hue channel shifted by
+  /// factor·255 with uint8 wrap-around, back to RGB (Pillow's rgb2hsv/hsv2rgb arithmetic).
   static func shiftHue(_ img: RGBImage, _ factor: Double) -> RGBImage {
     var out = img
-    let shift = Int(UInt8(truncatingIfNeeded: Int((factor * 255).rounded(.towardZero))))
+    let shift = UInt8(truncatingIfNeeded: Int((factor * 255).rounded(.towardZero)))
     img.pixels.withUnsafeBufferPointer { src in
       out.pixels.withUnsafeMutableBufferPointer { dst in
         for i in 0..<(img.width * img.height) {
-          let r = Float(src[3 * i]) / 255, g = Float(src[3 * i + 1]) / 255, b = Float(src[3 * i + 2]) / 255
-          let mx = max(r, g, b), mn = min(r, g, b)
-          if mx == mn { continue }  // grey: hue does not matter
-          let v = mx, s = (mx - mn) / mx
-          let rc = (mx - r) / (mx - mn), gc = (mx - g) / (mx - mn), bc = (mx - b) / (mx - mn)
-          var h = r == mx ? bc - gc : g == mx ? 2 + rc - bc : 4 + gc - rc
-          h /= 6
-          h -= Float(Int(h))
-          if h < 0 { h += 1 }
-          let hu = (Int(h * 255) + shift) & 0xFF
-          let h6 = Float(hu) / 255 * 6
+          let r = src[3 * i], g = src[3 * i + 1], b = src[3 * i + 2]
+          let maxc = max(r, g, b), minc = min(r, g, b)
+          if maxc == minc { continue }  // s = 0: hue has no effect, v = r = g = b
+          let cr = Float(maxc - minc)
+          let sat = cr / Float(maxc)
+          let rc = Float(maxc - r) / cr, gc = Float(maxc - g) / cr, bc = Float(maxc - b) / cr
+          // C's float/double mix, as Pillow's rgb2hsv evaluates it.
+          let hraw: Float = r == maxc ? bc - gc : g == maxc ? Float(2 + Double(rc) - Double(bc)) : Float(4 + Double(gc) - Double(rc))
+          var hd = Double(hraw) / 6 + 1
+          hd -= Double(Int(hd))
+          let hf = Float(hd)
+          let uh = UInt8(min(255, max(0, Int(Double(hf) * 255)))) &+ shift
+          let us = UInt8(min(255, max(0, Int(Double(sat) * 255))))
+          // hsv2rgb
+          if us == 0 { dst[3 * i] = maxc; dst[3 * i + 1] = maxc; dst[3 * i + 2] = maxc; continue }
+          let h6 = Double(uh) * 6 / 255
           let k = Int(h6)
-          let f = h6 - Float(k)
-          let p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f))
-          let rr: Float, gg: Float, bb: Float
+          let f = Float(h6 - Double(k))
+          let fs = Float(Double(us) / 255)
+          let v = Double(maxc)
+          let p = UInt8(min(255, Int((v * (1 - Double(fs))).rounded())))
+          let q = UInt8(min(255, Int((v * (1 - Double(fs * f))).rounded())))
+          let t = UInt8(min(255, Int((v * (1 - Double(fs) * (1 - Double(f)))).rounded())))
+          let (rr, gg, bb): (UInt8, UInt8, UInt8)
           switch k % 6 {
-          case 0: (rr, gg, bb) = (v, t, p)
-          case 1: (rr, gg, bb) = (q, v, p)
-          case 2: (rr, gg, bb) = (p, v, t)
-          case 3: (rr, gg, bb) = (p, q, v)
-          case 4: (rr, gg, bb) = (t, p, v)
-          default: (rr, gg, bb) = (v, p, q)
+          case 0: (rr, gg, bb) = (maxc, t, p)
+          case 1: (rr, gg, bb) = (q, maxc, p)
+          case 2: (rr, gg, bb) = (p, maxc, t)
+          case 3: (rr, gg, bb) = (p, q, maxc)
+          case 4: (rr, gg, bb) = (t, p, maxc)
+          default: (rr, gg, bb) = (maxc, p, q)
           }
-          dst[3 * i] = UInt8(min(255, max(0, rr * 255 + 0.5)))
-          dst[3 * i + 1] = UInt8(min(255, max(0, gg * 255 + 0.5)))
-          dst[3 * i + 2] = UInt8(min(255, max(0, bb * 255 + 0.5)))
+          dst[3 * i] = rr; dst[3 * i + 1] = gg; dst[3 * i + 2] = bb
         }
       }
     }

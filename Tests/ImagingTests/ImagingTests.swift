@@ -153,3 +153,27 @@ func diff(_ a: [UInt8], _ b: [UInt8]) -> (Int, Double) {
     #expect(Augmentation.blend(one, toward: { _ in (0, 0, 0) }, factor: 0.33).pixels == [33, 66, 3])
   }
 }
+
+@Suite struct ColourOpsMatchTorchvision {
+  @Test func hueBrightnessContrastSaturationGrayscale() throws {
+    let size = IFx.index["jitter_size"] as! [Int]
+    let src = RGBImage(width: size[0], height: size[1], pixels: IFx.bytes("expected/jitter_src.rgb"))
+    for c in IFx.index["jitter"] as! [[String: Any]] {
+      let op = c["op"] as! String, v = (c["value"] as! NSNumber).doubleValue
+      var out = src
+      switch op {
+      case "hue": out = Augmentation.shiftHue(src, v)
+      case "brightness": Augmentation.blendConstant(&out, 0, factor: v)
+      case "contrast": Augmentation.blendConstant(&out, Augmentation.meanLuma(src), factor: v)
+      case "saturation": Augmentation.blendLuma(&out, factor: v)
+      default:
+        for i in 0..<(src.width * src.height) {
+          let l = Augmentation.luma((src.pixels[3 * i], src.pixels[3 * i + 1], src.pixels[3 * i + 2]))
+          out.pixels[3 * i] = l; out.pixels[3 * i + 1] = l; out.pixels[3 * i + 2] = l
+        }
+      }
+      let (maxd, same) = diff(out.pixels, IFx.bytes("expected/" + (c["expected"] as! String)))
+      #expect(maxd == 0, "\(op) \(v): max difference \(maxd), \(same * 100)% identical")
+    }
+  }
+}
