@@ -66,6 +66,10 @@ func runTrain(_ ctx: ActionContext) throws {
   let stepsPerEpoch = trainPairs.count / batch
   let totalSteps = stepsPerEpoch * t.numEpochs
   var startEpoch = 0, globalStep = 0
+  // Temporary files of a run that was killed while writing are never under a final name; drop them.
+  for f in (try? FileManager.default.contentsOfDirectory(atPath: ctx.resultsDir)) ?? [] where f.hasPrefix(".") && f.contains(".tmp-") {
+    try? FileManager.default.removeItem(atPath: ctx.resultsDir + "/" + f)
+  }
   let latest = ctx.resultsDir + "/clip_latest.pth"
   if let resume = t.resumeTrainingCheckpointPath ?? (FileManager.default.fileExists(atPath: latest) ? latest : nil) {
     guard resume.hasSuffix(".pth") else { throw ActionError.input("train.resume_training_checkpoint_path must be a .pth file: \(resume)") }
