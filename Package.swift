@@ -66,16 +66,18 @@ let package = Package(
     .target(name: "Retrieval", dependencies: ["CH5"]),
     .target(name: "Training", dependencies: ["Torch"]),
     .target(name: "Data"),
+    .target(name: "Deploy"),
     .executableTarget(
       name: "clipkit",
       dependencies: [
-        "Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data",
+        "Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Deploy",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
     .testTarget(name: "TorchTests", dependencies: ["Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "SpecTests", dependencies: ["Spec"], resources: [.copy("Fixtures")]),
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Torch"]),
+    .testTarget(name: "DeployTests", dependencies: ["Deploy"]),
     .testTarget(name: "DataTests", dependencies: ["Data"], resources: [.copy("Fixtures")]),
     .testTarget(name: "RetrievalTests", dependencies: ["Retrieval"], resources: [.copy("Fixtures")]),
     .testTarget(name: "ModelTests", dependencies: ["Models"], resources: [.copy("Fixtures")]),

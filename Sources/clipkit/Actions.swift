@@ -47,9 +47,7 @@ struct GenTrtEngine: ParsableCommand {
     aliases: ["gen-trt-engine"])
   @OptionGroup var options: SpecOptions
   func run() throws {
-    try runAction("gen_trt_engine", section: "gen_trt_engine", options: options, requires: ["gen_trt_engine"]) { _ in
-      throw ActionError.notImplemented(action: "gen_trt_engine", detail: "TensorRT engine generation has not landed; no engine was built")
-    }
+    try runAction("gen_trt_engine", section: "gen_trt_engine", options: options, requires: ["gen_trt_engine"], runGenTrtEngine)
   }
 }
 

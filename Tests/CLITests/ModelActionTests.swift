@@ -157,3 +157,52 @@ let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
     #expect(tr.err.contains("NaFlex models train on their own processor's patches"))
   }
 }
+
+@Suite struct GenTrtEngine {
+  func spec() throws -> (String, String) {
+    let dir = NSTemporaryDirectory() + "trt-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir + "/export/clip_model_tokenizer", withIntermediateDirectories: true)
+    try FileManager.default.copyItem(atPath: repoRoot + "/Tests/DeployTests/Fixtures/dynamic_batch.onnx", toPath: dir + "/export/clip_model.onnx")
+    try "model: {}\n".write(toFile: dir + "/export/clip_model_config.yaml", atomically: true, encoding: .utf8)
+    try """
+      results_dir: \(dir)/results
+      gen_trt_engine:
+        onnx_file: \(dir)/export/clip_model.onnx
+        trt_engine: \(dir)/deploy/clip_model.engine
+        tensorrt:
+          data_type: fp16
+          min_batch_size: 1
+          opt_batch_size: 4
+          max_batch_size: 8
+      """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    return (dir, dir + "/spec.yaml")
+  }
+
+  @Test func withoutTensorRTSaysSoInOneLine() throws {
+    let (_, s) = try spec()
+    let r = try clipkit(["gen_trt_engine", "-e", s], env: ["PATH": "/usr/bin:/bin", "CLIPKIT_TRTEXEC": ""])
+    if FileManager.default.fileExists(atPath: "/usr/src/tensorrt/bin/trtexec") { return }
+    #expect(r.code != 0)
+    #expect(r.err.contains("TensorRT was not found") && r.err.contains("CLIPKIT_TRTEXEC"))
+    #expect(r.err.split(separator: "\n").count == 1)
+  }
+
+  @Test func runsTrtexecWithOneProfileAndCopiesSidecars() throws {
+    let (dir, s) = try spec()
+    // A stand-in trtexec that records its arguments and writes the engine file.
+    let fake = dir + "/trtexec"
+    try """
+      #!/bin/sh
+      echo "$@" > \(dir)/trtexec.args
+      for a in "$@"; do case "$a" in --saveEngine=*) echo engine > "${a#--saveEngine=}";; esac; done
+      """.write(toFile: fake, atomically: true, encoding: .utf8)
+    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: fake)
+    let r = try clipkit(["gen_trt_engine", "-e", s], env: ["CLIPKIT_TRTEXEC": fake])
+    #expect(r.code == 0, "\(r.err)")
+    let args = try String(contentsOfFile: dir + "/trtexec.args", encoding: .utf8)
+    #expect(args.contains("--optShapes=image:4x3x224x224,input_ids:4x64,attention_mask:4x64") && args.contains("--fp16"))
+    #expect(FileManager.default.fileExists(atPath: dir + "/deploy/clip_model.engine"))
+    #expect(FileManager.default.fileExists(atPath: dir + "/deploy/clip_model_config.yaml"))
+    #expect(FileManager.default.fileExists(atPath: dir + "/deploy/clip_model_tokenizer"))
+  }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import Testing
+@testable import Deploy
+
+let deployFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
+
+@Suite struct TensorRTProfiles {
+  @Test func readsONNXInputs() throws {
+    let inputs = try ONNXInputs.read(deployFixtures + "/dynamic_batch.onnx")
+    #expect(inputs == [
+      .init(name: "image", dims: [.symbolic("batch_size"), .fixed(3), .fixed(224), .fixed(224)]),
+      .init(name: "input_ids", dims: [.symbolic("batch_size"), .fixed(64)]),
+      .init(name: "attention_mask", dims: [.symbolic("batch_size"), .fixed(64)]),
+    ])
+  }
+
+  @Test func oneProfileOverEveryInput() throws {
+    let inputs = try ONNXInputs.read(deployFixtures + "/dynamic_batch.onnx")
+    var b = TensorRTBuild(onnx: "m.onnx", engine: "m.engine", minBatch: 1, optBatch: 8, maxBatch: 16, fixedBatch: -1, fp16: true,
+                          workspaceMB: 4096, timingCache: "cache.bin", layerPrecisions: ["head*:fp32"], verbose: false)
+    #expect(try b.arguments(for: inputs) == [
+      "--onnx=m.onnx", "--saveEngine=m.engine", "--memPoolSize=workspace:4096M",
+      "--minShapes=image:1x3x224x224,input_ids:1x64,attention_mask:1x64",
+      "--optShapes=image:8x3x224x224,input_ids:8x64,attention_mask:8x64",
+      "--maxShapes=image:16x3x224x224,input_ids:16x64,attention_mask:16x64",
+      "--fp16", "--timingCacheFile=cache.bin", "--precisionConstraints=obey", "--layerPrecisions=head*:fp32",
+    ])
+    b.fixedBatch = 4
+    b.fp16 = false
+    b.timingCache = nil
+    b.layerPrecisions = []
+    let fixed = try b.arguments(for: inputs)
+    #expect(fixed.contains("--minShapes=image:4x3x224x224,input_ids:4x64,attention_mask:4x64") && !fixed.contains("--fp16"))
+    b.minBatch = 9
+    #expect(throws: DeployError.self) { try b.arguments(for: inputs) }
+  }
+
+  @Test func onlyTheBatchAxisMayBeDynamic() throws {
+    let inputs = try ONNXInputs.read(deployFixtures + "/dynamic_height.onnx")
+    let b = TensorRTBuild(onnx: "m.onnx", engine: "e", minBatch: 1, optBatch: 1, maxBatch: 2, fixedBatch: -1, fp16: false,
+                          workspaceMB: 1024, timingCache: nil, layerPrecisions: [], verbose: false)
+    do { _ = try b.arguments(for: inputs); Issue.record("accepted a dynamic height") } catch {
+      #expect(error.localizedDescription.contains("'height'"))
+    }
+    #expect(throws: DeployError.self) { try ONNXInputs.read(deployFixtures + "/../DeployTests.swift") }
+  }
+
+  @Test func trtexecLookupHonoursTheOverride() throws {
+    #expect(TensorRTBuild.findTrtexec(environment: ["PATH": "/nonexistent"]) == nil || FileManager.default.fileExists(atPath: "/usr/src/tensorrt/bin/trtexec"))
+    let fake = NSTemporaryDirectory() + "trtexec-\(UUID().uuidString)"
+    FileManager.default.createFile(atPath: fake, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+    #expect(TensorRTBuild.findTrtexec(environment: ["CLIPKIT_TRTEXEC": fake]) == fake)
+  }
+}
