@@ -46,6 +46,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+    .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
   ],
   targets: [
     .target(name: "CTorch", cxxSettings: torchCxx, linkerSettings: torchLink),
@@ -62,7 +63,9 @@ let package = Package(
     .target(name: "Spec", dependencies: [.product(name: "Yams", package: "Yams")]),
     .target(name: "Tokenizers", dependencies: ["CGzip"]),
     .target(name: "Imaging", dependencies: ["CCodecs", "CTurboJPEG", "CWebP"]),
-    .target(name: "Models", dependencies: ["Torch", "Tokenizers", "Imaging"]),
+    .target(name: "Export", dependencies: ["Torch", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Proto/onnx-subset.proto"]),
+    .target(name: "Models", dependencies: ["Torch", "Tokenizers", "Imaging", "Export"]),
     .target(name: "Retrieval", dependencies: ["CH5"]),
     .target(name: "Training", dependencies: ["Torch"]),
     .target(name: "Data"),
@@ -70,7 +73,7 @@ let package = Package(
     .executableTarget(
       name: "clipkit",
       dependencies: [
-        "Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Deploy",
+        "Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Deploy", "Export",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 

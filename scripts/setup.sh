@@ -18,7 +18,7 @@ cache=${CLIPKIT_CACHE:-$HOME/.cache/clipkit}
 say() { echo "[setup] $*" >&2; }
 
 # --- Debian packages --------------------------------------------------------------------------
-apt_pkgs=(libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev libhdf5-dev zlib1g-dev pkg-config unzip)
+apt_pkgs=(libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev libhdf5-dev zlib1g-dev pkg-config unzip python3-venv)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

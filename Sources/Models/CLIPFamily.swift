@@ -1,3 +1,4 @@
+import Export
 import Foundation
 import Imaging
 import Tokenizers
@@ -38,6 +39,9 @@ public protocol CLIPEncoder: AnyObject {
   func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor
   var logitScale: Tensor { get }
   var logitBias: Tensor { get }
+  /// The towers as ONNX subgraphs: normalised embeddings from `pixels` [B, 3, H, W] / `ids` [B, L].
+  func onnxImageEmbedding(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String
+  func onnxTextEmbedding(_ g: ONNXGraph, ids: String, length: Int) throws -> String
   /// Recompute encoder activations in the backward pass (train.grad_checkpointing).
   var gradientCheckpointing: Bool { get set }
 }

@@ -49,6 +49,13 @@ public struct Spec: Sendable {
     if !missing.isEmpty { throw SpecError.missingMandatory(paths: missing) }
   }
 
+  /// A copy with one `key=value` assignment applied, typed and checked as a command-line override.
+  public func overriding(_ assignment: String, schema: SpecSection = CLIPSchema.root) throws -> Spec {
+    var t = tree
+    try Override.apply(assignment, to: &t, schema: schema)
+    return Spec(tree: t, source: source)
+  }
+
   /// The resolved spec as YAML (what `experiment.yaml` holds).
   public func yaml() -> String { YAMLOutput.emit(tree) }
 }

@@ -34,9 +34,7 @@ struct Export: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Export to ONNX with tokenizer and config sidecars.")
   @OptionGroup var options: SpecOptions
   func run() throws {
-    try runAction("export", section: "export", options: options, requires: ["model", "export"]) { _ in
-      throw ActionError.notImplemented(action: "export", detail: "the ONNX writer has not landed; nothing was exported")
-    }
+    try runAction("export", section: "export", options: options, requires: ["model", "export"], runExport)
   }
 }
 

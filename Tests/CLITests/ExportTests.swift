@@ -1,0 +1,124 @@
+import Foundation
+import Testing
+import Torch
+
+/// Python with onnx + onnxruntime (scripts/test.sh makes one under ~/.cache/clipkit/pyenv and
+/// sets CLIPKIT_REQUIRE_ORT so these tests cannot silently skip there).
+let ortPython: String? = {
+  let env = ProcessInfo.processInfo.environment
+  let candidates = [env["CLIPKIT_PYTHON"], NSHomeDirectory() + "/.cache/clipkit/pyenv/bin/python"].compactMap { $0 }
+  return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+}()
+let ortRequired = ProcessInfo.processInfo.environment["CLIPKIT_REQUIRE_ORT"] == "1"
+
+/// Runs `model` on onnxruntime with `inputs`; returns its outputs and the printed signature.
+func runOnnxRuntime(_ model: String, _ inputs: [(String, Tensor)]) throws -> (outputs: [String: Tensor], signature: String) {
+  guard let python = ortPython else { throw FileIOError.read(path: "python", reason: "no Python with onnxruntime (run scripts/test.sh)") }
+  let dir = NSTemporaryDirectory() + "clipkit-ort-\(UUID().uuidString)"
+  try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+  try Safetensors.write(inputs, to: dir + "/in.safetensors")
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: python)
+  p.arguments = [repoRoot + "/tools/ort/run_onnx.py", model, dir + "/in.safetensors", dir + "/out.safetensors"]
+  let out = Pipe(), err = Pipe()
+  p.standardOutput = out
+  p.standardError = err
+  try p.run()
+  let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+  let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+  p.waitUntilExit()
+  guard p.terminationStatus == 0 else { throw FileIOError.read(path: model, reason: "onnxruntime failed: \(e)") }
+  return (try Safetensors.read(dir + "/out.safetensors").dictionary, o)
+}
+
+func maxAbsDiff(_ a: Tensor, _ b: Tensor) throws -> Double { try (a - b).abs().amax().item() }
+
+@Suite struct ExportToONNX {
+  let model = repoRoot + "/Tests/ModelTests/Fixtures/tiny_siglip"
+
+  func workspace(_ extra: String = "") throws -> (dir: String, spec: String) {
+    let dir = NSTemporaryDirectory() + "clipkit-export-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let spec = """
+      results_dir: \(dir)/results
+      model:
+        type: siglip2-so400m-patch16-256
+        pretrained_dir: \(model)
+      export:
+        onnx_file: \(dir)/export/clip_model.onnx
+        input_height: 32
+        input_width: 32
+      \(extra)
+      """
+    try spec.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    return (dir, dir + "/spec.yaml")
+  }
+
+  var reference: [String: Tensor] { get throws { try Safetensors.read(model + "/reference.safetensors").dictionary } }
+  var rawLogitScale: Double { get throws { try Safetensors.read(model + "/model.safetensors").dictionary["logit_scale"]!.reshape([]).item() } }
+
+  @Test(.enabled(if: ortPython != nil || ortRequired))
+  func combinedGraphMatchesTransformersOnOnnxRuntime() throws {
+    let (dir, spec) = try workspace()
+    let r = try clipkit(["export", "-e", spec])
+    #expect(r.code == 0, "\(r.err)")
+    let ref = try reference
+    // Any mask values: TAO's graph keeps the mask only as a dummy input.
+    let mask = try Tensor([Int64](repeating: 0, count: 6 * 16), shape: [6, 16])
+    let (out, sig) = try runOnnxRuntime(dir + "/export/clip_model.onnx",
+                                        [("image", ref["pixel_values"]!), ("input_ids", ref["input_ids"]!), ("attention_mask", mask)])
+    #expect(try maxAbsDiff(out["image_embedding"]!, try ref["image_features"]!.l2Normalized()) < 1e-4)
+    #expect(try maxAbsDiff(out["text_embedding"]!, try ref["text_features"]!.l2Normalized()) < 1e-4)
+    #expect(abs(try out["logit_scale"]!.item() - exp(try rawLogitScale)) < 1e-3)
+    #expect(sig.contains(#"["logit_scale", "tensor(float)", []]"#) && sig.contains(#"["logit_bias", "tensor(float)", []]"#), "\(sig)")
+    // TAO's names, only the batch axis dynamic.
+    #expect(sig.contains(#"["image", "tensor(float)", ["batch_size", 3, 32, 32]]"#), "\(sig)")
+    #expect(sig.contains(#"["input_ids", "tensor(int64)", ["batch_size", 16]]"#), "\(sig)")
+    #expect(sig.contains(#"["attention_mask", "tensor(int64)", ["batch_size", 16]]"#), "\(sig)")
+    #expect(sig.contains(#""outputs": [["image_embedding", "tensor(float)", ["batch_size", "#), "\(sig)")
+
+    // Sidecars: the resolved spec with the learned raw logit values, and the tokenizer at the graph's length.
+    let yaml = try String(contentsOfFile: dir + "/export/clip_model_config.yaml", encoding: .utf8)
+    #expect(yaml.contains("init_logit_scale: \(try rawLogitScale)"), "\(yaml)")
+    let tok = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/export/clip_model_tokenizer/tokenizer_config.json"))) as! [String: Any]
+    #expect(tok["model_max_length"] as? Int == 16)
+    #expect(FileManager.default.fileExists(atPath: dir + "/export/clip_model_tokenizer/tokenizer.json"))
+
+    // Never overwrites.
+    let again = try clipkit(["export", "-e", spec])
+    #expect(again.code != 0 && again.err.contains("clip_model.onnx already exists"), "\(again.err)")
+  }
+
+  @Test(.enabled(if: ortPython != nil || ortRequired))
+  func separateGraphsAtAnotherResolutionWithAStaticBatch() throws {
+    let (dir, spec) = try workspace()
+    let r = try clipkit(["export", "-e", spec, "export.encoder_type=separate", "export.input_height=48", "export.input_width=48",
+                         "export.batch_size=6"])
+    #expect(r.code == 0, "\(r.err)")
+    let ref = try reference
+    let (vision, vsig) = try runOnnxRuntime(dir + "/export/clip_model_vision.onnx", [("image", ref["pixel_values_large"]!)])
+    // The position grid is resized bicubically, as transformers' interpolate_pos_encoding.
+    #expect(try maxAbsDiff(vision["image_embedding"]!, try ref["image_features_large"]!.l2Normalized()) < 1e-4)
+    #expect(vsig.contains(#"["image", "tensor(float)", [6, 3, 48, 48]]"#), "\(vsig)")
+    #expect(!vsig.contains("text_embedding"))
+    let (text, tsig) = try runOnnxRuntime(dir + "/export/clip_model_text.onnx",
+                                          [("input_ids", ref["input_ids"]!), ("attention_mask", ref["attention_mask"]!)])
+    #expect(try maxAbsDiff(text["text_embedding"]!, try ref["text_features"]!.l2Normalized()) < 1e-4)
+    #expect(tsig.contains(#"["input_ids", "tensor(int64)", [6, 16]]"#) && tsig.contains("logit_bias"), "\(tsig)")
+    #expect(FileManager.default.fileExists(atPath: dir + "/export/clip_model_config.yaml"))
+  }
+
+  @Test func refusesWhatCannotBeExported() throws {
+    let (_, spec) = try workspace()
+    let opset = try clipkit(["export", "-e", spec, "export.opset_version=13"])
+    #expect(opset.code != 0 && opset.err.contains("opset_version 13"), "\(opset.err)")
+    let etlt = try clipkit(["export", "-e", spec, "export.onnx_file=/tmp/x.etlt"])
+    #expect(etlt.code != 0 && etlt.err.contains(".etlt"), "\(etlt.err)")
+    let size = try clipkit(["export", "-e", spec, "export.input_height=36"])
+    #expect(size.code != 0 && size.err.contains("multiples of the patch size"), "\(size.err)")
+    let naflex = try clipkit(["export", "-e", spec, "model.pretrained_dir=\(repoRoot)/Tests/ModelTests/Fixtures/tiny_siglip2_naflex"])
+    #expect(naflex.code != 0 && naflex.err.contains("NaFlex"), "\(naflex.err)")
+    let none = try clipkit(["export", "-e", spec, "export.onnx_file=null"])
+    #expect(none.code != 0 && none.err.contains("export.onnx_file or export.checkpoint"), "\(none.err)")
+  }
+}
