@@ -39,8 +39,13 @@ public final class ONNXGraph {
   private var outputs: [Onnx_ValueInfoProto] = []
   private var counter = 0
   public let name: String
+  /// The opset the graph is written for; layers pick their operators by it.
+  public let opset: Int
 
-  public init(name: String) { self.name = name }
+  public init(name: String, opset: Int = 17) {
+    self.name = name
+    self.opset = opset
+  }
 
   /// Total bytes of all weights.
   public var weightBytes: Int { initializers.reduce(0) { $0 + $1.bytes.count } }
@@ -144,7 +149,7 @@ public final class ONNXGraph {
 
   /// Writes the model. Weights go inline unless they exceed `externalThreshold` bytes, in which
   /// case all of them go to `<stem>_weights.bin` beside `path` (TAO's rule for >1.9 GiB models).
-  public func write(to path: String, opset: Int, producerVersion: String,
+  public func write(to path: String, producerVersion: String,
                     externalThreshold: Int = 1_900 * 1_048_576) throws {
     let url = URL(fileURLWithPath: path)
     let stem = url.deletingPathExtension().lastPathComponent

@@ -1,8 +1,8 @@
 import Foundation
 import Torch
 
-// Transformer building blocks in opset-17 operators (LayerNormalization is the newest one used),
-// so the graphs run on onnxruntime and TensorRT 8.6+ alike.
+// Transformer building blocks in operators of opset 14 and later, so the graphs run on
+// onnxruntime and TensorRT alike. LayerNormalization is used from opset 17 and spelled out below it.
 
 public enum ONNXActivation: Sendable {
   case geluErf, geluTanh, quickGelu
@@ -18,8 +18,17 @@ extension ONNXGraph {
   }
 
   public func layerNorm(_ x: String, weight: Tensor, bias: Tensor, eps: Double, key: String) throws -> String {
-    op("LayerNormalization", [x, try self.weight(key + ".weight", weight), try self.weight(key + ".bias", bias)],
-       [.int("axis", -1), .float("epsilon", Float(eps))], hint: key)
+    let w = try self.weight(key + ".weight", weight), b = try self.weight(key + ".bias", bias)
+    if opset >= 17 {
+      return op("LayerNormalization", [x, w, b], [.int("axis", -1), .float("epsilon", Float(eps))], hint: key)
+    }
+    // (x − mean) / √(var + eps) · w + b, biased variance, over the last axis (ReduceMean takes
+    // its axes as an attribute before opset 18).
+    func mean(_ t: String) -> String { op("ReduceMean", [t], [.ints("axes", [-1]), .int("keepdims", 1)]) }
+    let centred = op("Sub", [x, mean(x)])
+    let variance = mean(op("Mul", [centred, centred]))
+    let normed = op("Div", [centred, op("Sqrt", [op("Add", [variance, float(Float(eps))])])])
+    return op("Add", [op("Mul", [normed, w]), b], hint: key)
   }
 
   public func linear(_ x: String, _ m: Linear, key: String) throws -> String {

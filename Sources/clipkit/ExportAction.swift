@@ -17,8 +17,8 @@ func runExport(_ ctx: ActionContext) throws {
   if onnxFile.hasSuffix(".etlt") {
     throw ActionError.input("export.onnx_file \(onnxFile): encrypted .etlt export is not supported; write a plain .onnx")
   }
-  guard (17...21).contains(cfg.opsetVersion) else {
-    throw ActionError.input("export.opset_version \(cfg.opsetVersion) is not supported: the graphs use LayerNormalization, which needs opset 17 (17–21 accepted)")
+  guard (14...21).contains(cfg.opsetVersion) else {
+    throw ActionError.input("export.opset_version \(cfg.opsetVersion) is not supported: ClipKit writes opsets 14–21 (LayerNormalization from 17, spelled out in basic operators below it)")
   }
   guard cfg.batchSize == -1 || cfg.batchSize > 0 else {
     throw ActionError.input("export.batch_size \(cfg.batchSize) must be -1 (dynamic) or positive")
@@ -62,18 +62,18 @@ func runExport(_ ctx: ActionContext) throws {
   var graphs: [(String, ONNXGraph)] = []
   try noGrad {
     if separate {
-      let gv = ONNXGraph(name: "clip_vision"), gt = ONNXGraph(name: "clip_text")
+      let gv = ONNXGraph(name: "clip_vision", opset: cfg.opsetVersion), gt = ONNXGraph(name: "clip_text", opset: cfg.opsetVersion)
       try vision(gv); try logits(gv)
       try text(gt); try logits(gt)
       graphs = [(targets[0], gv), (targets[1], gt)]
     } else {
-      let g = ONNXGraph(name: "clip")
+      let g = ONNXGraph(name: "clip", opset: cfg.opsetVersion)
       try vision(g); try text(g); try logits(g)
       graphs = [(onnxFile, g)]
     }
   }
   for (path, g) in graphs {
-    try g.write(to: path, opset: cfg.opsetVersion, producerVersion: ClipKitVersion.string)
+    try g.write(to: path, producerVersion: ClipKitVersion.string)
     print("Wrote \(path) (\(String(format: "%.1f", Double(g.weightBytes) / 1_048_576)) MiB of weights, opset \(cfg.opsetVersion), batch \(cfg.batchSize == -1 ? "dynamic" : String(cfg.batchSize)), image \(h)x\(w), text \(l) tokens)")
   }
 

@@ -31,7 +31,41 @@ func runOnnxRuntime(_ model: String, _ inputs: [(String, Tensor)]) throws -> (ou
   return (try Safetensors.read(dir + "/out.safetensors").dictionary, o)
 }
 
+/// Token ids [N·L] from transformers' AutoTokenizer on a saved tokenizer folder (padded to its
+/// model_max_length, as TAO's deploy tokenises).
+func transformersTokenize(_ folder: String, _ texts: [String]) throws -> [Int] {
+  guard let python = ortPython else { throw FileIOError.read(path: "python", reason: "no Python with transformers (run scripts/test.sh)") }
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: python)
+  p.arguments = ["-c", """
+    import json, sys
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(sys.argv[1])
+    texts = json.loads(sys.stdin.read())
+    enc = tok(texts, padding="max_length", truncation=True, max_length=tok.model_max_length)
+    print(json.dumps([i for row in enc["input_ids"] for i in row]))
+    """, folder]
+  let input = Pipe(), out = Pipe(), err = Pipe()
+  p.standardInput = input
+  p.standardOutput = out
+  p.standardError = err
+  try p.run()
+  input.fileHandleForWriting.write(try JSONSerialization.data(withJSONObject: texts))
+  try input.fileHandleForWriting.close()
+  let o = out.fileHandleForReading.readDataToEndOfFile()
+  let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+  p.waitUntilExit()
+  guard p.terminationStatus == 0, let ids = try? JSONSerialization.jsonObject(with: o) as? [Int] else {
+    throw FileIOError.read(path: folder, reason: "transformers could not tokenise with it: \(e)")
+  }
+  return ids
+}
+
 func maxAbsDiff(_ a: Tensor, _ b: Tensor) throws -> Double { try (a - b).abs().amax().item() }
+/// The smallest row-wise cosine similarity of two [N, D] matrices.
+func minCosine(_ a: Tensor, _ b: Tensor) throws -> Double {
+  try (try a.l2Normalized() * b.l2Normalized()).sum(dims: [1]).amin().item()
+}
 
 @Suite struct ExportToONNX {
   let model = repoRoot + "/Tests/ModelTests/Fixtures/tiny_siglip"
@@ -77,12 +111,32 @@ func maxAbsDiff(_ a: Tensor, _ b: Tensor) throws -> Double { try (a - b).abs().a
     #expect(sig.contains(#"["attention_mask", "tensor(int64)", ["batch_size", 16]]"#), "\(sig)")
     #expect(sig.contains(#""outputs": [["image_embedding", "tensor(float)", ["batch_size", "#), "\(sig)")
 
+    // The dynamic batch at 1 and 7 (the six references plus the first again).
+    let pixels7 = try Tensor.cat([ref["pixel_values"]!, ref["pixel_values"]!.narrow(dim: 0, start: 0, length: 1)])
+    let ids7 = try Tensor.cat([ref["input_ids"]!, ref["input_ids"]!.narrow(dim: 0, start: 0, length: 1)])
+    let img7 = try Tensor.cat([ref["image_features"]!, ref["image_features"]!.narrow(dim: 0, start: 0, length: 1)])
+    let txt7 = try Tensor.cat([ref["text_features"]!, ref["text_features"]!.narrow(dim: 0, start: 0, length: 1)])
+    for n in [1, 7] {
+      let (o, _) = try runOnnxRuntime(dir + "/export/clip_model.onnx",
+                                      [("image", try pixels7.narrow(dim: 0, start: 0, length: n)),
+                                       ("input_ids", try ids7.narrow(dim: 0, start: 0, length: n)),
+                                       ("attention_mask", try Tensor([Int64](repeating: 1, count: n * 16), shape: [n, 16]))])
+      let wantImg = try img7.narrow(dim: 0, start: 0, length: n).l2Normalized(), wantTxt = try txt7.narrow(dim: 0, start: 0, length: n).l2Normalized()
+      #expect(o["image_embedding"]!.shape == [n, 64])
+      #expect(try maxAbsDiff(o["image_embedding"]!, wantImg) < 1e-4 && minCosine(o["image_embedding"]!, wantImg) >= 0.99999)
+      #expect(try maxAbsDiff(o["text_embedding"]!, wantTxt) < 1e-4 && minCosine(o["text_embedding"]!, wantTxt) >= 0.99999)
+    }
+
     // Sidecars: the resolved spec with the learned raw logit values, and the tokenizer at the graph's length.
     let yaml = try String(contentsOfFile: dir + "/export/clip_model_config.yaml", encoding: .utf8)
     #expect(yaml.contains("init_logit_scale: \(try rawLogitScale)"), "\(yaml)")
     let tok = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/export/clip_model_tokenizer/tokenizer_config.json"))) as! [String: Any]
     #expect(tok["model_max_length"] as? Int == 16)
     #expect(FileManager.default.fileExists(atPath: dir + "/export/clip_model_tokenizer/tokenizer.json"))
+    // transformers loads the folder and gives the ids clipkit's tokenizer gave the reference.
+    let prompts = (try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: model + "/inputs.json"))) as! [String: Any])["prompts"] as! [String]
+    let ids = try transformersTokenize(dir + "/export/clip_model_tokenizer", prompts)
+    #expect(ids == (try ref["input_ids"]!.toArray(Int64.self)).map(Int.init))
 
     // Never overwrites.
     let again = try clipkit(["export", "-e", spec])
@@ -106,6 +160,24 @@ func maxAbsDiff(_ a: Tensor, _ b: Tensor) throws -> Double { try (a - b).abs().a
     #expect(try maxAbsDiff(text["text_embedding"]!, try ref["text_features"]!.l2Normalized()) < 1e-4)
     #expect(tsig.contains(#"["input_ids", "tensor(int64)", [6, 16]]"#) && tsig.contains("logit_bias"), "\(tsig)")
     #expect(FileManager.default.fileExists(atPath: dir + "/export/clip_model_config.yaml"))
+  }
+
+  @Test(.enabled(if: ortPython != nil || ortRequired))
+  func combinedAndSeparateAgreeAtOpset15() throws {
+    // Below opset 17 LayerNormalization is spelled out; both layouts give the same embeddings.
+    let (dir, spec) = try workspace()
+    #expect(try clipkit(["export", "-e", spec, "export.opset_version=15"]).code == 0)
+    #expect(try clipkit(["export", "-e", spec, "export.encoder_type=separate", "export.onnx_file=\(dir)/sep/m.onnx"]).code == 0)
+    let ref = try reference
+    let (c, csig) = try runOnnxRuntime(dir + "/export/clip_model.onnx",
+                                       [("image", ref["pixel_values"]!), ("input_ids", ref["input_ids"]!), ("attention_mask", ref["attention_mask"]!)])
+    let (v, _) = try runOnnxRuntime(dir + "/sep/m_vision.onnx", [("image", ref["pixel_values"]!)])
+    let (t, _) = try runOnnxRuntime(dir + "/sep/m_text.onnx", [("input_ids", ref["input_ids"]!), ("attention_mask", ref["attention_mask"]!)])
+    #expect(try maxAbsDiff(c["image_embedding"]!, v["image_embedding"]!) < 1e-5)
+    #expect(try maxAbsDiff(c["text_embedding"]!, t["text_embedding"]!) < 1e-5)
+    #expect(try maxAbsDiff(c["image_embedding"]!, try ref["image_features"]!.l2Normalized()) < 1e-4)
+    #expect(try c["logit_bias"]!.item() == v["logit_bias"]!.item())
+    #expect(!csig.isEmpty)
   }
 
   @Test func refusesWhatCannotBeExported() throws {
