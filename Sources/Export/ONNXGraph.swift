@@ -148,7 +148,7 @@ public final class ONNXGraph {
   // MARK: writing
 
   /// Writes the model. Weights go inline unless they exceed `externalThreshold` bytes, in which
-  /// case all of them go to `<stem>_weights.bin` beside `path` (TAO's rule for >1.9 GiB models).
+  /// case the float weights go to `<stem>_weights.bin` beside `path` (TAO's rule for >1.9 GiB models).
   public func write(to path: String, producerVersion: String,
                     externalThreshold: Int = 1_900 * 1_048_576) throws {
     let url = URL(fileURLWithPath: path)
@@ -167,7 +167,8 @@ public final class ONNXGraph {
       t.name = i.name
       t.dims = i.shape.map(Int64.init)
       t.dataType = i.type.rawValue
-      if external {
+      // Shape and axes constants stay inline: shape inference and TensorRT need their values.
+      if external && i.type == .float && i.bytes.count > 64 {
         // Offsets aligned to 64 bytes so readers can map the file.
         let pad = (64 - blob.count % 64) % 64
         blob.append(Data(count: pad))
@@ -198,7 +199,7 @@ public final class ONNXGraph {
     do { data = try model.serializedData() } catch {
       throw ExportError.io(path: path, reason: "the ONNX model could not be serialised (\(error))")
     }
-    if external { try AtomicFile.write(binPath, data: blob) }
+    if !blob.isEmpty { try AtomicFile.write(binPath, data: blob) }
     try AtomicFile.write(path, data: data)
   }
 }

@@ -1,3 +1,4 @@
+import Export
 import Foundation
 import Testing
 import Torch
@@ -192,5 +193,24 @@ func minCosine(_ a: Tensor, _ b: Tensor) throws -> Double {
     #expect(naflex.code != 0 && naflex.err.contains("NaFlex"), "\(naflex.err)")
     let none = try clipkit(["export", "-e", spec, "export.onnx_file=null"])
     #expect(none.code != 0 && none.err.contains("export.onnx_file or export.checkpoint"), "\(none.err)")
+  }
+}
+
+@Suite struct ONNXGraphWriting {
+  @Test(.enabled(if: ortPython != nil || ortRequired))
+  func weightsPastTheThresholdGoToOneExternalFile() throws {
+    let dir = NSTemporaryDirectory() + "clipkit-ext-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let g = ONNXGraph(name: "ext")
+    let x = g.input("x", .float, [.symbolic("batch_size"), .fixed(3)])
+    let w = try Tensor((0..<48).map { Float($0 % 11) / 7 - 0.6 }, shape: [16, 3]), b = try Tensor((0..<16).map { Float($0) / 9 })
+    g.output(g.l2Normalize(try g.linear(x, weight: w, bias: b, key: "fc")), as: "y", .float, [.symbolic("batch_size"), .fixed(16)])
+    try g.write(to: dir + "/tiny.onnx", producerVersion: "test", externalThreshold: 0)
+    let bin = try FileManager.default.attributesOfItem(atPath: dir + "/tiny_weights.bin")[.size] as! Int
+    #expect(bin >= 48 * 4)  // the weight; small constants stay inline
+    let input = try Tensor([Float(1), -2, 3, 0.5, 0, -1], shape: [2, 3])
+    let (out, _) = try runOnnxRuntime(dir + "/tiny.onnx", [("x", input)])
+    let want = try (try input.matmul(w.transpose(0, 1)) + b).l2Normalized()
+    #expect(try maxAbsDiff(out["y"]!, want) < 1e-6)
   }
 }
