@@ -18,7 +18,7 @@ struct Evaluate: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Retrieval metrics (R@1/5/10, mAP, MedR, AUC) on image-caption pairs.")
   @OptionGroup var options: SpecOptions
   func run() throws {
-    try runAction("evaluate", section: "evaluate", options: options, requires: ["model", "evaluate"], runEvaluate)
+    try runAction("evaluate", section: "evaluate", options: options, requires: ["model", "evaluate"]) { try runEvaluate($0) }
   }
 }
 
@@ -26,7 +26,7 @@ struct Inference: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Embed images and prompts into HDF5 files.")
   @OptionGroup var options: SpecOptions
   func run() throws {
-    try runAction("inference", section: "inference", options: options, requires: ["model", "inference"], runInference)
+    try runAction("inference", section: "inference", options: options, requires: ["model", "inference"]) { try runInference($0) }
   }
 }
 
@@ -58,8 +58,8 @@ struct Deploy: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "evaluate", abstract: "Retrieval metrics from an exported model or engine.")
     @OptionGroup var options: SpecOptions
     func run() throws {
-      try runAction("deploy evaluate", section: "evaluate", options: options, requires: ["evaluate"]) { _ in
-        throw ActionError.notImplemented(action: "deploy evaluate", detail: "running exported models has not landed; no metrics were computed")
+      try runAction("deploy evaluate", section: "evaluate", options: options, requires: ["evaluate"]) { ctx in
+        try runEvaluate(ctx) { try loadDeployed($0.config.evaluate.trtEngine, section: "evaluate") }
       }
     }
   }
@@ -68,8 +68,8 @@ struct Deploy: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "inference", abstract: "Embeddings from an exported model or engine.")
     @OptionGroup var options: SpecOptions
     func run() throws {
-      try runAction("deploy inference", section: "inference", options: options, requires: ["inference"]) { _ in
-        throw ActionError.notImplemented(action: "deploy inference", detail: "running exported models has not landed; no embeddings were written")
+      try runAction("deploy inference", section: "inference", options: options, requires: ["inference"]) { ctx in
+        try runInference(ctx) { try loadDeployed($0.config.inference.trtEngine, section: "inference") }
       }
     }
   }

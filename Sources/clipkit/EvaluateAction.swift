@@ -15,14 +15,16 @@ func customDatasets(_ d: [DataPathConfig], section: String) throws -> [CustomDat
 
 /// `clipkit evaluate`: retrieval metrics on image-caption pairs (evaluate.datasets, else
 /// dataset.val.datasets).
-func runEvaluate(_ ctx: ActionContext) throws {
+/// `model` gives the encoder: the spec's checkpoint by default, an exported model for `deploy`.
+func runEvaluate(_ ctx: ActionContext,
+                 model: (ActionContext) throws -> CLIPBundle = { try loadModel($0, checkpoint: $0.config.evaluate.checkpoint) }) throws {
   let cfg = ctx.config.evaluate
   let (datasets, section) = cfg.datasets.isEmpty ? (ctx.config.dataset.val.datasets, "dataset.val.datasets") : (cfg.datasets, "evaluate.datasets")
   guard !datasets.isEmpty else { throw ActionError.input("evaluate needs image-caption pairs: set dataset.val.datasets (or evaluate.datasets)") }
   let pairs = try customPairs(try customDatasets(datasets, section: section), section: section)
   if pairs.skippedCaptions > 0 { warn("\(pairs.skippedCaptions) images without a (non-empty) caption were skipped") }
   guard !pairs.pairs.isEmpty else { throw ActionError.input("\(section) holds no image-caption pairs") }
-  let bundle = try loadModel(ctx, checkpoint: cfg.checkpoint)
+  let bundle = try model(ctx)
   let embedder = Embedder(bundle: bundle, batchSize: max(1, cfg.batchSize), workers: max(1, cfg.numWorkers))
   let img = try embedder.images(pairs.pairs.map(\.image))
   if img.kept.count < pairs.pairs.count { warn("\(pairs.pairs.count - img.kept.count) unreadable images were dropped with their captions") }

@@ -1,3 +1,4 @@
+import Deploy
 import Foundation
 import Models
 import Retrieval
@@ -21,9 +22,31 @@ func loadModel(_ ctx: ActionContext, checkpoint: String?) throws -> CLIPBundle {
   return bundle
 }
 
+/// An exported model for `clipkit deploy`: discovery as TAO Deploy (a file, its `_vision`/`_text`
+/// partners, or a directory), run by ClipKit's ONNX executor on libtorch.
+func loadDeployed(_ path: String?, section: String) throws -> CLIPBundle {
+  guard let path else {
+    throw ActionError.input("\(section).trt_engine is not set: give the exported .onnx (its _vision/_text pair, or their directory)")
+  }
+  let files = try DeployedFiles.discover(path)
+  if files.all.contains(where: { $0.hasSuffix(".engine") }) {
+    throw ActionError.input("\(files.all.joined(separator: ", ")): running TensorRT engines needs TensorRT, which was not found; set \(section).trt_engine to the exported .onnx instead (ClipKit runs it on libtorch)")
+  }
+  let exported = try Spec.load(file: files.config)
+  guard let type = exported.value("model.type")?.stringValue else { throw ActionError.input("\(files.config) has no model.type") }
+  var canonicalize = false
+  if case .bool(true)? = exported.value("model.canonicalize_text") { canonicalize = true }
+  let bundle = try CLIPBundle.deployed(combined: files.combined, vision: files.vision, text: files.text, tokenizerDir: files.tokenizer,
+                                       modelType: type, canonicalize: canonicalize)
+  print("Running \(bundle.source) on ClipKit's ONNX executor (tokenizer \(files.tokenizer))")
+  return bundle
+}
+
 /// `clipkit inference`: embeds inference.datasets[].image_dir (recursively) and inference.text_file
 /// into HDF5 files in TAO's layout.
-func runInference(_ ctx: ActionContext) throws {
+/// `model` gives the encoder: the spec's checkpoint by default, an exported model for `deploy`.
+func runInference(_ ctx: ActionContext,
+                  model: (ActionContext) throws -> CLIPBundle = { try loadModel($0, checkpoint: $0.config.inference.checkpoint) }) throws {
   let cfg = ctx.config.inference
   let dirs = cfg.datasets.compactMap(\.imageDir)
   guard !dirs.isEmpty || cfg.textFile != nil else {
@@ -39,7 +62,7 @@ func runInference(_ ctx: ActionContext) throws {
     }
     texts = content.components(separatedBy: .newlines).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
   }
-  let bundle = try loadModel(ctx, checkpoint: cfg.checkpoint)
+  let bundle = try model(ctx)
   let embedder = Embedder(bundle: bundle, batchSize: max(1, cfg.batchSize), workers: max(1, cfg.numWorkers))
   var kpi: [String: Any] = [:]
   if !dirs.isEmpty {

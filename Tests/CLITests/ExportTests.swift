@@ -1,5 +1,6 @@
 import Export
 import Foundation
+import Retrieval
 import Testing
 import Torch
 
@@ -212,5 +213,99 @@ func minCosine(_ a: Tensor, _ b: Tensor) throws -> Double {
     let (out, _) = try runOnnxRuntime(dir + "/tiny.onnx", [("x", input)])
     let want = try (try input.matmul(w.transpose(0, 1)) + b).l2Normalized()
     #expect(try maxAbsDiff(out["y"]!, want) < 1e-6)
+  }
+}
+
+/// `clipkit deploy` on exported ONNX files (ClipKit's executor on libtorch) against the eager model.
+@Suite struct DeployExportedModels {
+  func workspace() throws -> (dir: String, spec: String) {
+    let dir = NSTemporaryDirectory() + "clipkit-deploy-\(UUID().uuidString)"
+    let fm = FileManager.default
+    try fm.createDirectory(atPath: dir + "/pairs", withIntermediateDirectories: true)
+    // TAO Deploy resizes SigLIP inputs bilinearly; so do real SigLIP processors (resample 2).
+    try fm.copyItem(atPath: repoRoot + "/Tests/ModelTests/Fixtures/tiny_siglip", toPath: dir + "/model")
+    let pre = dir + "/model/preprocessor_config.json"
+    try String(contentsOfFile: pre, encoding: .utf8).replacingOccurrences(of: "\"resample\": 3", with: "\"resample\": 2")
+      .write(toFile: pre, atomically: true, encoding: .utf8)
+    let images = repoRoot + "/Tests/ModelTests/Fixtures/images"
+    for (i, n) in try fm.contentsOfDirectory(atPath: images).filter({ !$0.hasSuffix(".txt") }).sorted().enumerated() {
+      try fm.copyItem(atPath: images + "/" + n, toPath: dir + "/pairs/" + n)
+      try "a caption number \(i) about \(n)".write(toFile: dir + "/pairs/" + (n as NSString).deletingPathExtension + ".txt", atomically: true, encoding: .utf8)
+    }
+    try "a photo of a cat\nA Red Car on the highway.\n".write(toFile: dir + "/prompts.txt", atomically: true, encoding: .utf8)
+    let spec = """
+      results_dir: \(dir)/results
+      model:
+        type: siglip2-so400m-patch16-256
+        pretrained_dir: \(dir)/model
+      dataset:
+        val:
+          datasets:
+            - image_dir: \(dir)/pairs
+      export:
+        onnx_file: \(dir)/results/export/clip_model.onnx
+        input_height: 32
+        input_width: 32
+      evaluate:
+        batch_size: 4
+        trt_engine: \(dir)/results/export/clip_model.onnx
+      inference:
+        batch_size: 4
+        datasets:
+          - image_dir: \(dir)/pairs
+        text_file: \(dir)/prompts.txt
+        trt_engine: \(dir)/results/export
+      """
+    try spec.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    return (dir, dir + "/spec.yaml")
+  }
+
+  func json(_ path: String) throws -> [String: Double] {
+    let o = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+    return o.compactMapValues { ($0 as? NSNumber)?.doubleValue }
+  }
+
+  @Test func deployEvaluateGivesTheEagerMetrics() throws {
+    let (dir, spec) = try workspace()
+    #expect(try clipkit(["export", "-e", spec]).code == 0)
+    let eager = try clipkit(["evaluate", "-e", spec])
+    #expect(eager.code == 0, "\(eager.err)")
+    let want = try json(dir + "/results/evaluate/results.json")
+    let deployed = try clipkit(["deploy", "evaluate", "-e", spec])
+    #expect(deployed.code == 0, "\(deployed.err)")
+    let got = try json(dir + "/results/evaluate/results.json")
+    #expect(want.count >= 14 && Set(want.keys) == Set(got.keys))
+    for (k, v) in want { #expect(abs(got[k]! - v) <= 1e-4, "\(k): \(got[k]!) vs \(v)") }
+  }
+
+  @Test func deployInferenceOnSeparateGraphsMatchesInference() throws {
+    let (dir, spec) = try workspace()
+    #expect(try clipkit(["inference", "-e", spec]).code == 0)
+    let (img, _, _) = try EmbeddingFile.read(dir + "/results/inference/image_embeddings.h5", kind: .image)
+    let (txt, _, _) = try EmbeddingFile.read(dir + "/results/inference/text_embeddings.h5", kind: .text)
+    #expect(try clipkit(["export", "-e", spec, "export.encoder_type=separate", "export.onnx_file=\(dir)/sep/m.onnx"]).code == 0)
+    // A path that does not exist resolves to its _vision/_text pair (TAO's discovery).
+    let r = try clipkit(["deploy", "inference", "-e", spec, "inference.trt_engine=\(dir)/sep/m.onnx",
+                         "inference.results_dir=\(dir)/deployed"])
+    #expect(r.code == 0, "\(r.err)")
+    let (dimg, _, _) = try EmbeddingFile.read(dir + "/deployed/image_embeddings.h5", kind: .image)
+    let (dtxt, _, _) = try EmbeddingFile.read(dir + "/deployed/text_embeddings.h5", kind: .text)
+    #expect(dimg.labels == img.labels && dtxt.labels == txt.labels && dimg.labels.count == 6)
+    #expect(zip(dimg.embeddings, img.embeddings).map { abs($0 - $1) }.max()! < 1e-4)
+    #expect(zip(dtxt.embeddings, txt.embeddings).map { abs($0 - $1) }.max()! < 1e-4)
+  }
+
+  @Test func enginesAndMissingSidecarsAreClearErrors() throws {
+    let (dir, spec) = try workspace()
+    try FileManager.default.createDirectory(atPath: dir + "/engines", withIntermediateDirectories: true)
+    FileManager.default.createFile(atPath: dir + "/engines/clip.engine", contents: Data([1, 2, 3]))
+    let noSidecar = try clipkit(["deploy", "evaluate", "-e", spec, "evaluate.trt_engine=\(dir)/engines/clip.engine"])
+    #expect(noSidecar.code != 0 && noSidecar.err.contains("_config.yaml"), "\(noSidecar.err)")
+    #expect(try clipkit(["export", "-e", spec, "export.onnx_file=\(dir)/engines/clip.onnx"]).code == 0)
+    try FileManager.default.removeItem(atPath: dir + "/engines/clip.onnx")
+    let engine = try clipkit(["deploy", "evaluate", "-e", spec, "evaluate.trt_engine=\(dir)/engines/clip.engine"])
+    #expect(engine.code != 0 && engine.err.contains("needs TensorRT"), "\(engine.err)")
+    let missing = try clipkit(["deploy", "inference", "-e", spec, "inference.trt_engine=\(dir)/nowhere/x.onnx"])
+    #expect(missing.code != 0 && missing.err.contains("does not exist"), "\(missing.err)")
   }
 }

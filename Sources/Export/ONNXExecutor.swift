@@ -1,0 +1,154 @@
+import Foundation
+import SwiftProtobuf
+import Torch
+
+// Runs an exported ONNX graph on libtorch, node by node, so `clipkit deploy` works on the ONNX
+// files without ONNX Runtime or TensorRT. It covers the operators ClipKit's exporter writes (and
+// Constant/Shape-free graphs like them); anything else is refused by name, never guessed.
+
+public final class ONNXExecutor {
+  public struct Signature: Sendable {
+    public let name: String
+    public let dims: [Int?]  // nil = symbolic (dynamic)
+  }
+
+  private let nodes: [Onnx_NodeProto]
+  private var constants: [String: Tensor] = [:]
+  public let inputs: [Signature]
+  public let outputs: [Signature]
+  public let path: String
+
+  public init(path: String) throws {
+    self.path = path
+    guard let data = FileManager.default.contents(atPath: path) else { throw ExportError.io(path: path, reason: "cannot be read") }
+    let model: Onnx_ModelProto
+    do { model = try Onnx_ModelProto(serializedBytes: data) } catch {
+      throw ExportError.io(path: path, reason: "not an ONNX model (\(error))")
+    }
+    let g = model.graph
+    nodes = g.node
+    let dir = (path as NSString).deletingLastPathComponent
+    var external: [String: Data] = [:]
+    for t in g.initializer { constants[t.name] = try Self.tensor(t, dir: dir, cache: &external, model: path) }
+    func sig(_ v: Onnx_ValueInfoProto) -> Signature {
+      Signature(name: v.name, dims: v.type.tensorType.shape.dim.map { $0.value.flatMap { if case .dimValue(let n) = $0 { return Int(n) } else { return nil } } })
+    }
+    let initNames = Set(constants.keys)
+    inputs = g.input.filter { !initNames.contains($0.name) }.map(sig)
+    outputs = g.output.map(sig)
+    let known: Set<String> = ["Conv", "Reshape", "Transpose", "Add", "Sub", "Mul", "Div", "MatMul", "LayerNormalization", "ReduceMean",
+                              "ReduceSum", "Sqrt", "Max", "Tanh", "Erf", "Sigmoid", "Softmax", "Gather", "Identity", "Constant"]
+    if let bad = nodes.first(where: { !known.contains($0.opType) || !($0.domain.isEmpty || $0.domain == "ai.onnx") }) {
+      throw ExportError.unsupported("\(path): operator \(bad.opType) (node \(bad.name)) is not supported by ClipKit's ONNX executor; run this model with onnxruntime or TensorRT")
+    }
+  }
+
+  private static func tensor(_ t: Onnx_TensorProto, dir: String, cache: inout [String: Data], model: String) throws -> Tensor {
+    var raw = t.rawData
+    if t.dataLocation == .external {
+      let e = Dictionary(t.externalData.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+      guard let loc = e["location"] else { throw ExportError.io(path: model, reason: "tensor \(t.name) has external data without a location") }
+      if cache[loc] == nil {
+        guard let d = FileManager.default.contents(atPath: dir + "/" + loc) else {
+          throw ExportError.io(path: dir + "/" + loc, reason: "external weights of \(model) are missing (keep them beside the .onnx)")
+        }
+        cache[loc] = d
+      }
+      let blob = cache[loc]!
+      let off = Int(e["offset"] ?? "0") ?? 0
+      let len = Int(e["length"] ?? "") ?? (blob.count - off)
+      guard off >= 0, len >= 0, off + len <= blob.count else { throw ExportError.io(path: dir + "/" + loc, reason: "truncated (tensor \(t.name))") }
+      raw = blob.subdata(in: off..<(off + len))
+    }
+    let shape = t.dims.map(Int.init)
+    switch t.dataType {
+    case 1:
+      if raw.isEmpty { return try Tensor([Float](), shape: [0]).reshape(shape) }
+      return try raw.withUnsafeBytes { try Tensor(bytes: $0, shape: shape, dtype: .float32) }
+    case 7:
+      if raw.isEmpty { return try Tensor(t.int64Data, shape: shape) }
+      return try raw.withUnsafeBytes { try Tensor(bytes: $0, shape: shape, dtype: .int64) }
+    default:
+      throw ExportError.unsupported("\(model): tensor \(t.name) has ONNX data type \(t.dataType); only float32 and int64 are supported")
+    }
+  }
+
+  /// Runs the graph; `feeds` by input name. Returns every graph output.
+  public func run(_ feeds: [String: Tensor]) throws -> [String: Tensor] {
+    var env = constants
+    for i in inputs {
+      guard let t = feeds[i.name] else { throw ExportError.unsupported("\(path): input '\(i.name)' was not given") }
+      env[i.name] = t
+    }
+    for n in nodes {
+      func input(_ k: Int) throws -> Tensor {
+        guard k < n.input.count, let t = env[n.input[k]] else {
+          throw ExportError.unsupported("\(path): node \(n.name) reads '\(k < n.input.count ? n.input[k] : "#\(k)")', which nothing produced")
+        }
+        return t
+      }
+      func attr(_ name: String) -> Onnx_AttributeProto? { n.attribute.first { $0.name == name } }
+      func ints(_ name: String) -> [Int]? { attr(name).map { $0.ints.map(Int.init) } }
+      let out: Tensor
+      switch n.opType {
+      case "Add": out = try input(0) + input(1)
+      case "Sub": out = try input(0) - input(1)
+      case "Mul": out = try input(0) * input(1)
+      case "Div": out = try input(0) / input(1)
+      case "Max": out = try input(0).maximum(try input(1))
+      case "MatMul": out = try input(0).matmul(try input(1))
+      case "Sqrt": out = try input(0).sqrt()
+      case "Tanh": out = try input(0).tanh()
+      case "Erf": out = try input(0).erf()
+      case "Sigmoid": out = try input(0).sigmoid()
+      case "Identity": out = try input(0)
+      case "Softmax": out = try F.softmax(try input(0), dim: Int(attr("axis")?.i ?? -1))
+      case "Transpose": out = try input(0).permute(ints("perm") ?? Array((0..<input(0).shape.count).reversed()))
+      case "Reshape":
+        let x = try input(0)
+        // ONNX: 0 copies the input's dimension (allowzero unset), -1 is inferred.
+        let target = try input(1).toArray(Int64.self).enumerated().map { i, d in d == 0 ? x.size(i) : Int(d) }
+        out = try x.reshape(target)
+      case "Conv":
+        let k = ints("strides") ?? [1, 1], p = ints("pads") ?? [0, 0, 0, 0], d = ints("dilations") ?? [1, 1]
+        guard p.count == 4, p[0] == p[2], p[1] == p[3] else { throw ExportError.unsupported("\(path): node \(n.name) has asymmetric padding") }
+        out = try F.conv2d(try input(0), try input(1), n.input.count > 2 ? try input(2) : nil, stride: (k[0], k[1]),
+                           padding: (p[0], p[1]), dilation: (d[0], d[1]), groups: Int(attr("group")?.i ?? 1))
+      case "LayerNormalization":
+        let x = try input(0), axis = Int(attr("axis")?.i ?? -1)
+        let first = axis < 0 ? x.shape.count + axis : axis
+        out = try F.layerNorm(x, shape: Array(x.shape[first...]), weight: try input(1), bias: n.input.count > 2 ? try input(2) : nil,
+                              eps: Double(attr("epsilon")?.f ?? 1e-5))
+      case "ReduceMean", "ReduceSum":
+        let x = try input(0)
+        let axes = try ints("axes") ?? (n.input.count > 1 ? try input(1).toArray(Int64.self).map(Int.init) : Array(0..<x.shape.count))
+        let keep = (attr("keepdims")?.i ?? 1) == 1
+        out = n.opType == "ReduceMean" ? try x.mean(dims: axes, keepDim: keep) : try x.sum(dims: axes, keepDim: keep)
+      case "Gather":
+        let x = try input(0), idx = try input(1), axis = Int(attr("axis")?.i ?? 0)
+        let dim = axis < 0 ? x.shape.count + axis : axis
+        if idx.shape.isEmpty {
+          out = try x.select(dim: dim, index: Int(try idx.item()))
+        } else if dim == 0 && x.shape.count == 2 {
+          out = try F.embedding(idx, weight: x)
+        } else {
+          let flat = try x.indexSelect(dim: dim, index: try idx.reshape([-1]))
+          out = try flat.reshape(Array(x.shape[..<dim]) + idx.shape + Array(x.shape[(dim + 1)...]))
+        }
+      case "Constant":
+        guard let t = attr("value"), t.hasT else { throw ExportError.unsupported("\(path): Constant node \(n.name) without a tensor value") }
+        var cache: [String: Data] = [:]
+        out = try Self.tensor(t.t, dir: (path as NSString).deletingLastPathComponent, cache: &cache, model: path)
+      default:
+        throw ExportError.unsupported("\(path): operator \(n.opType) is not supported")
+      }
+      env[n.output[0]] = out
+    }
+    var result: [String: Tensor] = [:]
+    for o in outputs {
+      guard let t = env[o.name] else { throw ExportError.unsupported("\(path): output '\(o.name)' was never produced") }
+      result[o.name] = t
+    }
+    return result
+  }
+}

@@ -1,0 +1,119 @@
+import Export
+import Foundation
+import Imaging
+import Tokenizers
+import Torch
+
+// An exported model (ONNX, TAO's layout) as a CLIPEncoder, run by ClipKit's ONNX executor on
+// libtorch, with TAO Deploy's preprocessing (§7.3) and the exported tokenizer.
+
+public final class DeployedEncoder: CLIPEncoder {
+  let vision: ONNXExecutor?
+  let text: ONNXExecutor?
+  let combined: Bool
+  let imageShape: (c: Int, h: Int, w: Int)
+  let textLength: Int
+  public let logitScale: Tensor
+  public let logitBias: Tensor
+  public let module = Module()
+  public var gradientCheckpointing = false
+
+  /// `combined` = one graph for both towers; otherwise either or both of `vision`/`text`.
+  init(vision: ONNXExecutor?, text: ONNXExecutor?, combined: Bool) throws {
+    self.vision = vision
+    self.text = text
+    self.combined = combined
+    func dims(_ e: ONNXExecutor?, _ name: String) -> [Int?]? { e?.inputs.first { $0.name == name }?.dims }
+    let img = dims(vision, "image"), ids = dims(text, "input_ids")
+    if let img {
+      guard img.count == 4, let c = img[1], let h = img[2], let w = img[3] else {
+        throw ExportError.unsupported("\(vision!.path): input 'image' must be [B, C, H, W] with fixed C, H, W")
+      }
+      imageShape = (c, h, w)
+    } else {
+      imageShape = (3, 0, 0)
+    }
+    if let ids {
+      guard ids.count == 2, let l = ids[1] else { throw ExportError.unsupported("\(text!.path): input 'input_ids' must be [B, L] with a fixed L") }
+      textLength = l
+    } else {
+      textLength = 0
+    }
+    if vision != nil && img == nil { throw ExportError.unsupported("\(vision!.path) has no 'image' input") }
+    if text != nil && ids == nil { throw ExportError.unsupported("\(text!.path) has no 'input_ids' input") }
+    // logit_scale/bias from a dummy pass of whichever graph there is (TAO reads them from vision).
+    let probe = vision ?? text!
+    var feeds: [String: Tensor] = [:]
+    if vision != nil { feeds["image"] = try Tensor.zeros([1, imageShape.c, imageShape.h, imageShape.w]) }
+    if probe === text || combined { feeds.merge(try Self.zeroText(1, textLength)) { a, _ in a } }
+    let out = try noGrad { try probe.run(feeds) }
+    logitScale = try (out["logit_scale"] ?? Tensor.scalar(Float(1))).log()
+    logitBias = try out["logit_bias"] ?? Tensor.scalar(Float(0))
+  }
+
+  static func zeroText(_ n: Int, _ l: Int) throws -> [String: Tensor] {
+    ["input_ids": try Tensor([Int64](repeating: 0, count: n * l), shape: [n, l]),
+     "attention_mask": try Tensor([Int64](repeating: 1, count: n * l), shape: [n, l])]
+  }
+
+  public func encodeImages(_ pixels: Tensor) throws -> Tensor {
+    guard let vision else { throw ModelError.input("this deployment has no vision model (export the _vision graph too)") }
+    var feeds = ["image": pixels]
+    if combined { feeds.merge(try Self.zeroText(pixels.size(0), textLength)) { a, _ in a } }
+    guard let e = try noGrad({ try vision.run(feeds) })["image_embedding"] else { throw ModelError.input("\(vision.path) has no image_embedding output") }
+    return try Self.renormalize(e)
+  }
+
+  public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor {
+    let flat = try inputs.flatMap { i -> [Float] in
+      guard case .pixels(let p, _, _) = i else { throw ModelError.input("exported models take fixed-size images") }
+      return p
+    }
+    return try encodeImages(try Tensor(flat, shape: [inputs.count, imageShape.c, imageShape.h, imageShape.w]))
+  }
+
+  public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor {
+    guard let g = combined ? vision : text else { throw ModelError.input("Text engine not loaded: this deployment has no text model (export the _text graph too)") }
+    let n = ids.size(0)
+    // Only the ids matter; the mask is TAO's dummy input (all ones).
+    var feeds = ["input_ids": ids, "attention_mask": try Tensor([Int64](repeating: 1, count: n * textLength), shape: [n, textLength])]
+    if combined { feeds["image"] = try Tensor.zeros([n, imageShape.c, imageShape.h, imageShape.w]) }
+    guard let e = try noGrad({ try g.run(feeds) })["text_embedding"] else { throw ModelError.input("\(g.path) has no text_embedding output") }
+    return try Self.renormalize(e)
+  }
+
+  /// TAO Deploy re-normalises the outputs (L2 with +1e-8).
+  static func renormalize(_ e: Tensor) throws -> Tensor { try e / (try (e * e).sum(dims: [1], keepDim: true).sqrt() + 1e-8) }
+
+  public func onnxImageEmbedding(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
+    throw ExportError.unsupported("an exported model cannot be exported again; export the checkpoint")
+  }
+  public func onnxTextEmbedding(_ g: ONNXGraph, ids: String, length: Int) throws -> String {
+    throw ExportError.unsupported("an exported model cannot be exported again; export the checkpoint")
+  }
+}
+
+extension CLIPBundle {
+  /// A deployment: the exported graph(s), the `_tokenizer` folder and the `model.type` /
+  /// `canonicalize_text` of its `_config.yaml`.
+  public static func deployed(combined: String?, vision: String?, text: String?, tokenizerDir: String, modelType: String,
+                              canonicalize: Bool) throws -> CLIPBundle {
+    let v = try (combined ?? vision).map { try ONNXExecutor(path: $0) }
+    let t = try combined == nil ? text.map { try ONNXExecutor(path: $0) } : v
+    let enc = try DeployedEncoder(vision: v, text: t, combined: combined != nil)
+    let (c, h, w) = enc.imageShape
+    guard c == 3 else { throw ModelError.input("\(v?.path ?? "model"): image input has \(c) channels, expected 3") }
+    // §7.3: SigLIP squashes bilinearly with mean/std 0.5; RADIO/OpenCLIP use Pillow's shortest
+    // side + centre crop, bicubic, OpenAI CLIP statistics.
+    let transform = modelType.hasPrefix("siglip")
+      ? ImageTransform(resize: .squash(width: w, height: h), filter: .bilinear, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])
+      : ImageTransform(resize: .shortestPillow(size: h), filter: .bicubic, mean: [0.48145466, 0.4578275, 0.40821073],
+                       std: [0.26862954, 0.26130258, 0.27577711])
+    let tokenizer = try Tokenizer(directory: tokenizerDir)
+    let l = enc.textLength
+    return CLIPBundle(family: "deployed", encoder: enc, transform: transform, preprocess: .fixed(transform), contextLength: l,
+                      canonicalize: canonicalize, source: combined ?? [vision, text].compactMap { $0 }.joined(separator: " + ")) { texts in
+      try tokenizer(texts, maxLength: l, padding: .maxLength, truncation: true)
+    }
+  }
+}
