@@ -52,3 +52,46 @@ let deployFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     #expect(TensorRTBuild.findTrtexec(environment: ["CLIPKIT_TRTEXEC": fake]) == fake)
   }
 }
+
+/// TAO Deploy's model discovery rules (tao-spec-reference §7.2) on files in a temporary tree.
+@Suite struct ModelDiscovery {
+  func tree(_ files: [String], dirs: [String] = []) throws -> String {
+    let root = NSTemporaryDirectory() + "clipkit-discovery-\(UUID().uuidString)"
+    for d in dirs + ["."] { try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true) }
+    for f in files {
+      try FileManager.default.createDirectory(atPath: (root + "/" + f as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+      FileManager.default.createFile(atPath: root + "/" + f, contents: Data())
+    }
+    return root
+  }
+
+  @Test func directoryPrefersAPairThenACombinedModel() throws {
+    let r = try tree(["m/a_vision.onnx", "m/a_text.onnx", "m/a_config.yaml"], dirs: ["m/a_tokenizer"])
+    let f = try DeployedFiles.discover(r + "/m")
+    #expect(f.vision == r + "/m/a_vision.onnx" && f.text == r + "/m/a_text.onnx" && f.combined == nil)
+    #expect(f.config == r + "/m/a_config.yaml" && f.tokenizer == r + "/m/a_tokenizer")
+    let c = try tree(["m/b.onnx", "m/b_vision.onnx", "m/b_config.yaml"], dirs: ["m/b_tokenizer"])
+    #expect(try DeployedFiles.discover(c + "/m").combined == c + "/m/b.onnx")
+  }
+
+  @Test func aTowerFileFindsItsPartnerAndABasePathItsPair() throws {
+    let r = try tree(["e/x_vision.engine", "e/x_text.engine", "export/x_config.yaml"], dirs: ["export/x_tokenizer"])
+    let f = try DeployedFiles.discover(r + "/e/x_text.engine")
+    #expect(f.vision == r + "/e/x_vision.engine" && f.text == r + "/e/x_text.engine")
+    // Sidecars come from ../export when they are not beside the engine.
+    #expect(f.config == r + "/export/x_config.yaml" && f.tokenizer == r + "/export/x_tokenizer")
+    let base = try DeployedFiles.discover(r + "/e/x.engine")
+    #expect(base.vision == r + "/e/x_vision.engine" && base.text == r + "/e/x_text.engine" && base.combined == nil)
+    let alone = try tree(["v/y_vision.onnx", "v/y_config.yaml"], dirs: ["v/y_tokenizer"])
+    let a = try DeployedFiles.discover(alone + "/v/y_vision.onnx")
+    #expect(a.vision != nil && a.text == nil)
+  }
+
+  @Test func missingModelsAndSidecarsNameWhatIsMissing() throws {
+    let r = try tree(["m/z.onnx"])
+    #expect(throws: DeployError.self) { try DeployedFiles.discover(r + "/m/nothing.onnx") }
+    do { _ = try DeployedFiles.discover(r + "/m/z.onnx"); Issue.record("no error without sidecars") } catch {
+      #expect("\(error.localizedDescription)".contains("_config.yaml"))
+    }
+  }
+}
