@@ -62,10 +62,21 @@ public struct CustomDataset: Sendable {
   }
 }
 
-/// The custom layout: every .jpg/.jpeg/.png/.webp in image_dir (or the image_list_file entries,
-/// sorted as listed) whose caption file (caption_dir or beside the image, stem + suffix) exists
-/// and is not empty; several datasets concatenated.
-public func customPairs(_ datasets: [CustomDataset], section: String) throws -> PairSet {
+/// Which files a custom-layout directory contributes, and how captions are named.
+public struct CustomLayoutRules: Sendable {
+  public var extensions: Set<String>
+  /// TAO Deploy names a listed image's caption by its file stem alone (sub-directories dropped).
+  public var flattenCaptionPaths: Bool
+  /// TAO PyTorch's loader.
+  public static let training = CustomLayoutRules(extensions: ["jpg", "jpeg", "png", "webp"], flattenCaptionPaths: false)
+  /// TAO Deploy's evaluate (dclip dataloader).
+  public static let deploy = CustomLayoutRules(extensions: ["jpg", "jpeg", "png", "bmp"], flattenCaptionPaths: true)
+}
+
+/// The custom layout: every image with one of the rules' extensions in image_dir (or the
+/// image_list_file entries, sorted as listed) whose caption file (caption_dir or beside the image,
+/// stem + suffix) exists and is not empty; several datasets concatenated.
+public func customPairs(_ datasets: [CustomDataset], section: String, rules: CustomLayoutRules = .training) throws -> PairSet {
   var out = PairSet()
   for (i, d) in datasets.enumerated() {
     var names: [String]
@@ -80,12 +91,13 @@ public func customPairs(_ datasets: [CustomDataset], section: String) throws -> 
         throw DataError.input("\(section).\(i).image_dir \(d.imageDir) does not exist or is not a directory")
       }
       names = try FileManager.default.contentsOfDirectory(atPath: d.imageDir)
-        .filter { ["jpg", "jpeg", "png", "webp"].contains(($0 as NSString).pathExtension.lowercased()) }
+        .filter { rules.extensions.contains(($0 as NSString).pathExtension.lowercased()) }
         .sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
     }
     let captionDir = d.captionDir ?? d.imageDir
     for name in names {
-      let stem = (name as NSString).deletingPathExtension
+      let stem = rules.flattenCaptionPaths ? ((name as NSString).lastPathComponent as NSString).deletingPathExtension
+        : (name as NSString).deletingPathExtension
       let captionPath = (captionDir as NSString).appendingPathComponent(stem + d.captionSuffix)
       guard let raw = try? String(contentsOfFile: captionPath, encoding: .utf8) else { out.skippedCaptions += 1; continue }
       let caption = raw.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -59,7 +59,7 @@ struct Deploy: ParsableCommand {
     @OptionGroup var options: SpecOptions
     func run() throws {
       try runAction("deploy evaluate", section: "evaluate", options: options, requires: ["evaluate"]) { ctx in
-        try runEvaluate(ctx) { try loadDeployed($0.config.evaluate.trtEngine, section: "evaluate") }
+        try runEvaluate(ctx, rules: .deploy) { try loadDeployed($0.config.evaluate.trtEngine, section: "evaluate") }
       }
     }
   }

@@ -16,12 +16,13 @@ func customDatasets(_ d: [DataPathConfig], section: String) throws -> [CustomDat
 /// `clipkit evaluate`: retrieval metrics on image-caption pairs (evaluate.datasets, else
 /// dataset.val.datasets).
 /// `model` gives the encoder: the spec's checkpoint by default, an exported model for `deploy`.
-func runEvaluate(_ ctx: ActionContext,
+/// `rules`: which images a directory contributes (TAO Deploy lists fewer formats than TAO PyTorch).
+func runEvaluate(_ ctx: ActionContext, rules: CustomLayoutRules = .training,
                  model: (ActionContext) throws -> CLIPBundle = { try loadModel($0, checkpoint: $0.config.evaluate.checkpoint) }) throws {
   let cfg = ctx.config.evaluate
   let (datasets, section) = cfg.datasets.isEmpty ? (ctx.config.dataset.val.datasets, "dataset.val.datasets") : (cfg.datasets, "evaluate.datasets")
   guard !datasets.isEmpty else { throw ActionError.input("evaluate needs image-caption pairs: set dataset.val.datasets (or evaluate.datasets)") }
-  let pairs = try customPairs(try customDatasets(datasets, section: section), section: section)
+  let pairs = try customPairs(try customDatasets(datasets, section: section), section: section, rules: rules)
   if pairs.skippedCaptions > 0 { warn("\(pairs.skippedCaptions) images without a (non-empty) caption were skipped") }
   guard !pairs.pairs.isEmpty else { throw ActionError.input("\(section) holds no image-caption pairs") }
   let bundle = try model(ctx)

@@ -268,6 +268,11 @@ func minCosine(_ a: Tensor, _ b: Tensor) throws -> Double {
   @Test func deployEvaluateGivesTheEagerMetrics() throws {
     let (dir, spec) = try workspace()
     #expect(try clipkit(["export", "-e", spec]).code == 0)
+    // TAO Deploy lists .jpg/.jpeg/.png/.bmp, TAO PyTorch .jpg/.jpeg/.png/.webp.
+    #expect(try clipkit(["deploy", "evaluate", "-e", spec]).code == 0)
+    let listed = try json(dir + "/results/evaluate/results.json")["num_images"]
+    #expect(listed == 5)  // photo_420.jpg, rgba.png, gray.jpg, cmyk.jpg, palette8.bmp
+    for f in ["lossy.webp", "lossy.txt", "palette8.bmp", "palette8.txt"] { try FileManager.default.removeItem(atPath: dir + "/pairs/" + f) }
     let eager = try clipkit(["evaluate", "-e", spec])
     #expect(eager.code == 0, "\(eager.err)")
     let want = try json(dir + "/results/evaluate/results.json")
