@@ -39,24 +39,33 @@ func runExport(_ ctx: ActionContext) throws {
 
   let bundle = try loadModel(ctx, checkpoint: cfg.checkpoint)
   let enc = bundle.encoder
+  if bundle.family == "siglip2-naflex" {
+    throw ExportError.unsupported("SigLIP 2 NaFlex models take a variable number of patches and cannot be exported to ONNX (as in TAO); export a fixed-resolution SigLIP 2")
+  }
   let batch: ONNXDim = cfg.batchSize == -1 ? .symbolic("batch_size") : .fixed(cfg.batchSize)
   let (h, w, l) = (cfg.inputHeight, cfg.inputWidth, bundle.contextLength)
   let rawScale = try enc.logitScale.reshape([]).item(), rawBias = try enc.logitBias.reshape([]).item()
 
+  // The embedding width goes into the output shapes (deployments read it from there): one eager
+  // pass per tower at the export resolution.
+  let (imageDim, textDim) = try noGrad {
+    (try enc.encodeImages(try Tensor.zeros([1, 3, h, w])).size(1),
+     try enc.encodeTexts(try Tensor([Int64](repeating: 0, count: l), shape: [1, l]), attentionMask: nil).size(1))
+  }
   func logits(_ g: ONNXGraph) throws {
     g.output(try g.weight("logit_scale.exp", try Tensor.scalar(Float(exp(rawScale)))), as: "logit_scale", .float, [])
     g.output(try g.weight("logit_bias.value", try Tensor.scalar(Float(rawBias))), as: "logit_bias", .float, [])
   }
   func vision(_ g: ONNXGraph) throws {
     let pixels = g.input("image", .float, [batch, .fixed(3), .fixed(h), .fixed(w)])
-    g.output(try enc.onnxImageEmbedding(g, pixels: pixels, height: h, width: w), as: "image_embedding", .float, [batch, .symbolic("embedding_dim")])
+    g.output(try enc.onnxImageEmbedding(g, pixels: pixels, height: h, width: w), as: "image_embedding", .float, [batch, .fixed(imageDim)])
   }
   func text(_ g: ONNXGraph) throws {
     let ids = g.input("input_ids", .int64, [batch, .fixed(l)])
     let mask = g.input("attention_mask", .int64, [batch, .fixed(l)])
     // TAO keeps the deprecated mask in the graph as ids + 0·mask; its values never matter.
     let kept = g.op("Add", [ids, g.op("Mul", [mask, g.int64s([0], shape: [])])])
-    g.output(try enc.onnxTextEmbedding(g, ids: kept, length: l), as: "text_embedding", .float, [batch, .symbolic("embedding_dim")])
+    g.output(try enc.onnxTextEmbedding(g, ids: kept, length: l), as: "text_embedding", .float, [batch, .fixed(textDim)])
   }
 
   var graphs: [(String, ONNXGraph)] = []
@@ -74,7 +83,7 @@ func runExport(_ ctx: ActionContext) throws {
   }
   for (path, g) in graphs {
     try g.write(to: path, producerVersion: ClipKitVersion.string)
-    print("Wrote \(path) (\(String(format: "%.1f", Double(g.weightBytes) / 1_048_576)) MiB of weights, opset \(cfg.opsetVersion), batch \(cfg.batchSize == -1 ? "dynamic" : String(cfg.batchSize)), image \(h)x\(w), text \(l) tokens)")
+    print("Wrote \(path) (\(String(format: "%.1f", Double(g.weightBytes) / 1_048_576)) MiB of weights, opset \(cfg.opsetVersion), batch \(cfg.batchSize == -1 ? "dynamic" : String(cfg.batchSize)), image \(h)x\(w), text \(l) tokens, embedding \(imageDim))")
   }
 
   // Sidecars, named from the base even in separate mode (deploy looks for them there).
