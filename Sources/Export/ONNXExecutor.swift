@@ -3,8 +3,9 @@ import SwiftProtobuf
 import Torch
 
 // Runs an exported ONNX graph on libtorch, node by node, so `clipkit deploy` works on the ONNX
-// files without ONNX Runtime or TensorRT. It covers the operators ClipKit's exporter writes (and
-// Constant/Shape-free graphs like them); anything else is refused by name, never guessed.
+// files without ONNX Runtime or TensorRT. It covers the operators ClipKit's exporter writes and
+// those torch.onnx (TAO's exporter) emits for CLIP towers, shape arithmetic included; anything
+// else is refused by name, never guessed.
 
 public final class ONNXExecutor {
   public struct Signature: Sendable {
@@ -37,7 +38,9 @@ public final class ONNXExecutor {
     inputs = g.input.filter { !initNames.contains($0.name) }.map(sig)
     outputs = g.output.map(sig)
     let known: Set<String> = ["Conv", "Reshape", "Transpose", "Add", "Sub", "Mul", "Div", "MatMul", "LayerNormalization", "ReduceMean",
-                              "ReduceSum", "Sqrt", "Max", "Tanh", "Erf", "Sigmoid", "Softmax", "Gather", "Identity", "Constant"]
+                              "ReduceSum", "Sqrt", "Max", "Tanh", "Erf", "Sigmoid", "Softmax", "Gather", "Identity", "Constant",
+                              "Shape", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Expand", "Gemm", "ReduceL2", "Clip",
+                              "ConstantOfShape", "Tile", "Mod", "Exp", "Pow", "Neg", "Min"]
     if let bad = nodes.first(where: { !known.contains($0.opType) || !($0.domain.isEmpty || $0.domain == "ai.onnx") }) {
       throw ExportError.unsupported("\(path): operator \(bad.opType) (node \(bad.name)) is not supported by ClipKit's ONNX executor; run this model with onnxruntime or TensorRT")
     }
@@ -73,6 +76,17 @@ public final class ONNXExecutor {
     }
   }
 
+  /// Elementwise integer arithmetic on small shape tensors (same size, or one side a single value).
+  static func integerOp(_ a: Tensor, _ b: Tensor, _ f: (Int64, Int64) -> Int64) throws -> Tensor {
+    let x = try a.to(.int64).toArray(Int64.self), y = try b.to(.int64).toArray(Int64.self)
+    guard x.count == y.count || x.count == 1 || y.count == 1 else {
+      throw ExportError.unsupported("integer arithmetic on shapes \(a.shape) and \(b.shape)")
+    }
+    let n = max(x.count, y.count)
+    let r = (0..<n).map { f(x[x.count == 1 ? 0 : $0], y[y.count == 1 ? 0 : $0]) }
+    return try Tensor(r, shape: x.count >= y.count ? a.shape : b.shape)
+  }
+
   /// Runs the graph; `feeds` by input name. Returns every graph output.
   public func run(_ feeds: [String: Tensor]) throws -> [String: Tensor] {
     var env = constants
@@ -94,8 +108,92 @@ public final class ONNXExecutor {
       case "Add": out = try input(0) + input(1)
       case "Sub": out = try input(0) - input(1)
       case "Mul": out = try input(0) * input(1)
-      case "Div": out = try input(0) / input(1)
+      case "Div":
+        let (a, b) = (try input(0), try input(1))
+        // Integer division truncates in ONNX (shape arithmetic); torch's `/` would give floats.
+        out = a.dtype.isFloatingPoint ? try a / b : try Self.integerOp(a, b) { $1 == 0 ? 0 : $0 / $1 }
+      case "Mod":
+        let (a, b) = (try input(0), try input(1))
+        guard !a.dtype.isFloatingPoint else { throw ExportError.unsupported("\(path): floating-point Mod is not supported") }
+        let fmod = (attr("fmod")?.i ?? 0) == 1
+        out = try Self.integerOp(a, b) { x, y in
+          guard y != 0 else { return 0 }
+          let r = x % y
+          return fmod || r == 0 || (r < 0) == (y < 0) ? r : r + y
+        }
       case "Max": out = try input(0).maximum(try input(1))
+      case "Min": out = try input(0).minimum(try input(1))
+      case "Exp": out = try input(0).exp()
+      case "Neg": out = try input(0).neg()
+      case "Pow": out = try input(0).pow(try input(1))
+      case "Shape":
+        out = try Tensor(try input(0).shape.map(Int64.init), shape: [try input(0).shape.count])
+      case "Unsqueeze", "Squeeze":
+        let x = try input(0)
+        let rank = x.shape.count + (n.opType == "Unsqueeze" ? 1 : 0)
+        var axes = try ints("axes") ?? (n.input.count > 1 ? try input(1).toArray(Int64.self).map(Int.init) : [])
+        if axes.isEmpty && n.opType == "Squeeze" { axes = x.shape.indices.filter { x.shape[$0] == 1 } }
+        axes = axes.map { $0 < 0 ? $0 + rank : $0 }
+        var y = x
+        if n.opType == "Unsqueeze" { for a in axes.sorted() { y = try y.unsqueeze(a) } }
+        else { for a in axes.sorted(by: >) { y = try y.squeeze(a) } }
+        out = y
+      case "Concat":
+        let parts = try (0..<n.input.count).map { try input($0) }
+        out = try Tensor.cat(parts, dim: Int(attr("axis")?.i ?? 0))
+      case "Slice":
+        let x = try input(0)
+        let starts = try input(1).toArray(Int64.self), ends = try input(2).toArray(Int64.self)
+        let axes = n.input.count > 3 && !n.input[3].isEmpty ? try input(3).toArray(Int64.self) : (0..<Int64(starts.count)).map { $0 }
+        let steps = n.input.count > 4 && !n.input[4].isEmpty ? try input(4).toArray(Int64.self) : starts.map { _ in 1 }
+        var y = x
+        for k in starts.indices {
+          let axis = Int(axes[k] < 0 ? axes[k] + Int64(x.shape.count) : axes[k]), size = Int64(x.shape[axis])
+          guard steps[k] > 0 else { throw ExportError.unsupported("\(path): Slice with a negative step (node \(n.name))") }
+          func clampIndex(_ v: Int64) -> Int { Int(max(0, min(size, v < 0 ? v + size : v))) }
+          y = try y.slice(dim: axis, start: clampIndex(starts[k]), end: clampIndex(ends[k]), step: Int(steps[k]))
+        }
+        out = y
+      case "Cast":
+        let to: [Int64: DType] = [1: .float32, 6: .int32, 7: .int64, 9: .bool, 10: .float16, 11: .float64, 16: .bfloat16]
+        guard let t = to[attr("to")?.i ?? 0] else { throw ExportError.unsupported("\(path): Cast to ONNX type \(attr("to")?.i ?? 0)") }
+        out = try input(0).to(t)
+      case "Expand":
+        let x = try input(0), target = try input(1).toArray(Int64.self).map(Int.init)
+        // Bidirectional broadcast of the two shapes (aligned right; 1 stretches).
+        let rank = max(x.shape.count, target.count)
+        let a = Array(repeating: 1, count: rank - x.shape.count) + x.shape, b = Array(repeating: 1, count: rank - target.count) + target
+        out = try x.reshape(a).expand(zip(a, b).map { $0 == 1 ? $1 : $0 })
+      case "Tile":
+        var y = try input(0)
+        for (axis, r) in try input(1).toArray(Int64.self).enumerated() where r > 1 {
+          y = try Tensor.cat(Array(repeating: y, count: Int(r)), dim: axis)
+        }
+        out = y
+      case "ConstantOfShape":
+        let shape = try input(0).toArray(Int64.self).map(Int.init)
+        var value = try Tensor.scalar(Float(0))
+        if let v = attr("value"), v.hasT {
+          var cache: [String: Data] = [:]
+          value = try Self.tensor(v.t, dir: "", cache: &cache, model: path).reshape([])
+        }
+        out = try value.expand(shape).contiguous()
+      case "Gemm":
+        var a = try input(0), b = try input(1)
+        if (attr("transA")?.i ?? 0) == 1 { a = try a.transpose(0, 1) }
+        if (attr("transB")?.i ?? 0) == 1 { b = try b.transpose(0, 1) }
+        var y = try a.matmul(b) * Double(attr("alpha")?.f ?? 1)
+        if n.input.count > 2 && !n.input[2].isEmpty { y = try y + (try input(2) * Double(attr("beta")?.f ?? 1)) }
+        out = y
+      case "ReduceL2":
+        let x = try input(0)
+        let axes = try ints("axes") ?? (n.input.count > 1 ? try input(1).toArray(Int64.self).map(Int.init) : Array(0..<x.shape.count))
+        out = try (x * x).sum(dims: axes, keepDim: (attr("keepdims")?.i ?? 1) == 1).sqrt()
+      case "Clip":
+        let x = try input(0)
+        let lo = n.input.count > 1 && !n.input[1].isEmpty ? try input(1).item() : nil
+        let hi = n.input.count > 2 && !n.input[2].isEmpty ? try input(2).item() : nil
+        out = try x.clamp(min: lo, max: hi)
       case "MatMul": out = try input(0).matmul(try input(1))
       case "Sqrt": out = try input(0).sqrt()
       case "Tanh": out = try input(0).tanh()
