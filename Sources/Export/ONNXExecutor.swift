@@ -27,10 +27,19 @@ public final class ONNXExecutor {
       throw ExportError.io(path: path, reason: "not an ONNX model (\(error))")
     }
     let g = model.graph
-    nodes = g.node
     let dir = (path as NSString).deletingLastPathComponent
     var external: [String: Data] = [:]
     for t in g.initializer { constants[t.name] = try Self.tensor(t, dir: dir, cache: &external, model: path) }
+    // Constant nodes (torch.onnx writes hundreds) become tensors once, here, not on every run.
+    var rest: [Onnx_NodeProto] = []
+    for n in g.node {
+      guard n.opType == "Constant" else { rest.append(n); continue }
+      guard let v = n.attribute.first(where: { $0.name == "value" }), v.hasT, let out = n.output.first else {
+        throw ExportError.unsupported("\(path): Constant node \(n.name) without a tensor value")
+      }
+      constants[out] = try Self.tensor(v.t, dir: dir, cache: &external, model: path)
+    }
+    nodes = rest
     func sig(_ v: Onnx_ValueInfoProto) -> Signature {
       Signature(name: v.name, dims: v.type.tensorType.shape.dim.map { $0.value.flatMap { if case .dimValue(let n) = $0 { return Int(n) } else { return nil } } })
     }
@@ -38,7 +47,7 @@ public final class ONNXExecutor {
     inputs = g.input.filter { !initNames.contains($0.name) }.map(sig)
     outputs = g.output.map(sig)
     let known: Set<String> = ["Conv", "Reshape", "Transpose", "Add", "Sub", "Mul", "Div", "MatMul", "LayerNormalization", "ReduceMean",
-                              "ReduceSum", "Sqrt", "Max", "Tanh", "Erf", "Sigmoid", "Softmax", "Gather", "Identity", "Constant",
+                              "ReduceSum", "Sqrt", "Max", "Tanh", "Erf", "Sigmoid", "Softmax", "Gather", "Identity",
                               "Shape", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Expand", "Gemm", "ReduceL2", "Clip",
                               "ConstantOfShape", "Tile", "Mod", "Exp", "Pow", "Neg", "Min"]
     if let bad = nodes.first(where: { !known.contains($0.opType) || !($0.domain.isEmpty || $0.domain == "ai.onnx") }) {
@@ -87,14 +96,27 @@ public final class ONNXExecutor {
     return try Tensor(r, shape: x.count >= y.count ? a.shape : b.shape)
   }
 
-  /// Runs the graph; `feeds` by input name. Returns every graph output.
-  public func run(_ feeds: [String: Tensor]) throws -> [String: Tensor] {
-    var env = constants
-    for i in inputs {
-      guard let t = feeds[i.name] else { throw ExportError.unsupported("\(path): input '\(i.name)' was not given") }
-      env[i.name] = t
+  /// The nodes `wanted` depends on, in graph order, and the graph inputs they read.
+  private func plan(_ wanted: [String]) -> (nodes: [Onnx_NodeProto], inputs: [String]) {
+    var needed = Set(wanted), keep: [Onnx_NodeProto] = []
+    for n in nodes.reversed() where n.output.contains(where: needed.contains) {
+      keep.append(n)
+      needed.formUnion(n.input.filter { !$0.isEmpty })
     }
-    for n in nodes {
+    return (keep.reversed(), inputs.map(\.name).filter(needed.contains))
+  }
+
+  /// Runs what the `outputs` (by name; all graph outputs when nil) need; `feeds` by input name.
+  /// A combined graph asked for one tower's embedding runs only that tower.
+  public func run(_ feeds: [String: Tensor], outputs wanted: [String]? = nil) throws -> [String: Tensor] {
+    let names = wanted ?? outputs.map(\.name)
+    let (todo, needs) = plan(names)
+    var env = constants
+    for i in needs {
+      guard let t = feeds[i] else { throw ExportError.unsupported("\(path): input '\(i)' was not given") }
+      env[i] = t
+    }
+    for n in todo {
       func input(_ k: Int) throws -> Tensor {
         guard k < n.input.count, let t = env[n.input[k]] else {
           throw ExportError.unsupported("\(path): node \(n.name) reads '\(k < n.input.count ? n.input[k] : "#\(k)")', which nothing produced")
@@ -233,19 +255,15 @@ public final class ONNXExecutor {
           let flat = try x.indexSelect(dim: dim, index: try idx.reshape([-1]))
           out = try flat.reshape(Array(x.shape[..<dim]) + idx.shape + Array(x.shape[(dim + 1)...]))
         }
-      case "Constant":
-        guard let t = attr("value"), t.hasT else { throw ExportError.unsupported("\(path): Constant node \(n.name) without a tensor value") }
-        var cache: [String: Data] = [:]
-        out = try Self.tensor(t.t, dir: (path as NSString).deletingLastPathComponent, cache: &cache, model: path)
       default:
         throw ExportError.unsupported("\(path): operator \(n.opType) is not supported")
       }
       env[n.output[0]] = out
     }
     var result: [String: Tensor] = [:]
-    for o in outputs {
-      guard let t = env[o.name] else { throw ExportError.unsupported("\(path): output '\(o.name)' was never produced") }
-      result[o.name] = t
+    for o in names {
+      guard let t = env[o] else { throw ExportError.unsupported("\(path): output '\(o)' was never produced") }
+      result[o] = t
     }
     return result
   }

@@ -41,27 +41,17 @@ public final class DeployedEncoder: CLIPEncoder {
     }
     if vision != nil && img == nil { throw ExportError.unsupported("\(vision!.path) has no 'image' input") }
     if text != nil && ids == nil { throw ExportError.unsupported("\(text!.path) has no 'input_ids' input") }
-    // logit_scale/bias from a dummy pass of whichever graph there is (TAO reads them from vision).
+    // logit_scale/bias are constants of the graph: asking for them alone runs no tower.
     let probe = vision ?? text!
-    var feeds: [String: Tensor] = [:]
-    if vision != nil { feeds["image"] = try Tensor.zeros([1, imageShape.c, imageShape.h, imageShape.w]) }
-    if probe === text || combined { feeds.merge(try Self.zeroText(1, textLength)) { a, _ in a } }
-    let out = try noGrad { try probe.run(feeds) }
+    let present = Set(probe.outputs.map(\.name))
+    let out = try noGrad { try probe.run([:], outputs: ["logit_scale", "logit_bias"].filter(present.contains)) }
     logitScale = try (out["logit_scale"] ?? Tensor.scalar(Float(1))).log()
     logitBias = try out["logit_bias"] ?? Tensor.scalar(Float(0))
   }
 
-  static func zeroText(_ n: Int, _ l: Int) throws -> [String: Tensor] {
-    ["input_ids": try Tensor([Int64](repeating: 0, count: n * l), shape: [n, l]),
-     "attention_mask": try Tensor([Int64](repeating: 1, count: n * l), shape: [n, l])]
-  }
-
   public func encodeImages(_ pixels: Tensor) throws -> Tensor {
     guard let vision else { throw ModelError.input("this deployment has no vision model (export the _vision graph too)") }
-    var feeds = ["image": pixels]
-    if combined { feeds.merge(try Self.zeroText(pixels.size(0), textLength)) { a, _ in a } }
-    guard let e = try noGrad({ try vision.run(feeds) })["image_embedding"] else { throw ModelError.input("\(vision.path) has no image_embedding output") }
-    return try Self.renormalize(e)
+    return try Self.embedding(vision, ["image": pixels], "image_embedding")
   }
 
   public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor {
@@ -74,16 +64,17 @@ public final class DeployedEncoder: CLIPEncoder {
 
   public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor {
     guard let g = combined ? vision : text else { throw ModelError.input("Text engine not loaded: this deployment has no text model (export the _text graph too)") }
-    let n = ids.size(0)
     // Only the ids matter; the mask is TAO's dummy input (all ones).
-    var feeds = ["input_ids": ids, "attention_mask": try Tensor([Int64](repeating: 1, count: n * textLength), shape: [n, textLength])]
-    if combined { feeds["image"] = try Tensor.zeros([n, imageShape.c, imageShape.h, imageShape.w]) }
-    guard let e = try noGrad({ try g.run(feeds) })["text_embedding"] else { throw ModelError.input("\(g.path) has no text_embedding output") }
-    return try Self.renormalize(e)
+    let mask = try Tensor([Int64](repeating: 1, count: ids.count), shape: ids.shape)
+    return try Self.embedding(g, ["input_ids": ids, "attention_mask": mask], "text_embedding")
   }
 
-  /// TAO Deploy re-normalises the outputs (L2 with +1e-8).
-  static func renormalize(_ e: Tensor) throws -> Tensor { try e / (try (e * e).sum(dims: [1], keepDim: true).sqrt() + 1e-8) }
+  /// One tower's output, re-normalised as TAO Deploy does (L2 with +1e-8). Only that tower runs.
+  static func embedding(_ g: ONNXExecutor, _ feeds: [String: Tensor], _ name: String) throws -> Tensor {
+    guard g.outputs.contains(where: { $0.name == name }) else { throw ModelError.input("\(g.path) has no \(name) output") }
+    let e = try noGrad { try g.run(feeds, outputs: [name]) }[name]!
+    return try e / (try (e * e).sum(dims: [1], keepDim: true).sqrt() + 1e-8)
+  }
 
   public func onnxImageEmbedding(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
     throw ExportError.unsupported("an exported model cannot be exported again; export the checkpoint")

@@ -40,7 +40,7 @@ func runExport(_ ctx: ActionContext) throws {
   let bundle = try loadModel(ctx, checkpoint: cfg.checkpoint)
   let enc = bundle.encoder
   if bundle.family == "siglip2-naflex" {
-    throw ExportError.unsupported("SigLIP 2 NaFlex models take a variable number of patches and cannot be exported to ONNX (as in TAO); export a fixed-resolution SigLIP 2")
+    throw ExportError.naflex
   }
   let batch: ONNXDim = cfg.batchSize == -1 ? .symbolic("batch_size") : .fixed(cfg.batchSize)
   let (h, w, l) = (cfg.inputHeight, cfg.inputWidth, bundle.contextLength)

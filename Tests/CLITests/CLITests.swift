@@ -1,6 +1,29 @@
 import Foundation
 import Testing
 
+/// Runs a program to completion; `stdin` is written to its standard input when given.
+func runProcess(_ executable: URL, _ args: [String], cwd: String? = nil, env: [String: String] = [:],
+                stdin: Data? = nil) throws -> (code: Int32, out: String, err: String) {
+  let p = Process()
+  p.executableURL = executable
+  p.arguments = args
+  p.environment = ProcessInfo.processInfo.environment.merging(env) { _, new in new }
+  if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+  let out = Pipe(), err = Pipe(), input = Pipe()
+  p.standardOutput = out
+  p.standardError = err
+  if stdin != nil { p.standardInput = input }
+  try p.run()
+  if let stdin {
+    input.fileHandleForWriting.write(stdin)
+    try input.fileHandleForWriting.close()
+  }
+  let o = out.fileHandleForReading.readDataToEndOfFile()
+  let e = err.fileHandleForReading.readDataToEndOfFile()
+  p.waitUntilExit()
+  return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
 /// Runs the built `clipkit` binary (it sits beside the test bundle in the build directory).
 /// `env` is added to this process's environment for the child only (tests run in parallel, so
 /// nothing here changes the shared environment).
@@ -9,19 +32,7 @@ func clipkit(_ args: [String], cwd: String? = nil, env: [String: String] = [:]) 
   while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("clipkit").path), dir.path != "/" {
     dir = dir.deletingLastPathComponent()
   }
-  let p = Process()
-  p.executableURL = dir.appendingPathComponent("clipkit")
-  p.arguments = args
-  p.environment = ProcessInfo.processInfo.environment.merging(env) { _, new in new }
-  if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-  let out = Pipe(), err = Pipe()
-  p.standardOutput = out
-  p.standardError = err
-  try p.run()
-  let o = out.fileHandleForReading.readDataToEndOfFile()
-  let e = err.fileHandleForReading.readDataToEndOfFile()
-  p.waitUntilExit()
-  return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+  return try runProcess(dir.appendingPathComponent("clipkit"), args, cwd: cwd, env: env)
 }
 
 func writeSpec(_ text: String) throws -> (dir: String, spec: String) {

@@ -19,46 +19,27 @@ func runOnnxRuntime(_ model: String, _ inputs: [(String, Tensor)]) throws -> (ou
   let dir = NSTemporaryDirectory() + "clipkit-ort-\(UUID().uuidString)"
   try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
   try Safetensors.write(inputs, to: dir + "/in.safetensors")
-  let p = Process()
-  p.executableURL = URL(fileURLWithPath: python)
-  p.arguments = [repoRoot + "/tools/ort/run_onnx.py", model, dir + "/in.safetensors", dir + "/out.safetensors"]
-  let out = Pipe(), err = Pipe()
-  p.standardOutput = out
-  p.standardError = err
-  try p.run()
-  let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-  let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-  p.waitUntilExit()
-  guard p.terminationStatus == 0 else { throw FileIOError.read(path: model, reason: "onnxruntime failed: \(e)") }
-  return (try Safetensors.read(dir + "/out.safetensors").dictionary, o)
+  let r = try runProcess(URL(fileURLWithPath: python),
+                         [repoRoot + "/tools/ort/run_onnx.py", model, dir + "/in.safetensors", dir + "/out.safetensors"])
+  guard r.code == 0 else { throw FileIOError.read(path: model, reason: "onnxruntime failed: \(r.err)") }
+  return (try Safetensors.read(dir + "/out.safetensors").dictionary, r.out)
 }
 
 /// Token ids [N·L] from transformers' AutoTokenizer on a saved tokenizer folder (padded to its
 /// model_max_length, as TAO's deploy tokenises).
 func transformersTokenize(_ folder: String, _ texts: [String]) throws -> [Int] {
   guard let python = ortPython else { throw FileIOError.read(path: "python", reason: "no Python with transformers (run scripts/test.sh)") }
-  let p = Process()
-  p.executableURL = URL(fileURLWithPath: python)
-  p.arguments = ["-c", """
+  let r = try runProcess(URL(fileURLWithPath: python), ["-c", """
     import json, sys
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(sys.argv[1])
     texts = json.loads(sys.stdin.read())
     enc = tok(texts, padding="max_length", truncation=True, max_length=tok.model_max_length)
     print(json.dumps([i for row in enc["input_ids"] for i in row]))
-    """, folder]
-  let input = Pipe(), out = Pipe(), err = Pipe()
-  p.standardInput = input
-  p.standardOutput = out
-  p.standardError = err
-  try p.run()
-  input.fileHandleForWriting.write(try JSONSerialization.data(withJSONObject: texts))
-  try input.fileHandleForWriting.close()
-  let o = out.fileHandleForReading.readDataToEndOfFile()
-  let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-  p.waitUntilExit()
-  guard p.terminationStatus == 0, let ids = try? JSONSerialization.jsonObject(with: o) as? [Int] else {
-    throw FileIOError.read(path: folder, reason: "transformers could not tokenise with it: \(e)")
+    """, folder],
+                         stdin: try JSONSerialization.data(withJSONObject: texts))
+  guard r.code == 0, let ids = try? JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [Int] else {
+    throw FileIOError.read(path: folder, reason: "transformers could not tokenise with it: \(r.err)")
   }
   return ids
 }

@@ -60,7 +60,7 @@ extension SiglipModel {
   func onnxImageFeatures(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
     let v = vision, key = "vision_model"
     guard let emb = v.embeddings else {
-      throw ExportError.unsupported("SigLIP 2 NaFlex models take a variable number of patches and cannot be exported to ONNX (as in TAO); export a fixed-resolution SigLIP 2")
+      throw ExportError.naflex
     }
     let p = emb.patchSize
     guard height % p == 0 && width % p == 0 && height >= p && width >= p else {
