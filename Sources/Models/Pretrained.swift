@@ -86,19 +86,23 @@ public enum PretrainedError: Error, LocalizedError {
   }
 }
 
+/// A model directory's preprocessor_config.json as a JSON object (empty when the file is absent:
+/// the processor's defaults apply).
+func preprocessorJSON(_ dir: String) throws -> [String: Any] {
+  let path = dir + "/preprocessor_config.json"
+  guard let d = FileManager.default.contents(atPath: path) else { return [:] }
+  guard let j = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] else {
+    throw ModelError.config(file: path, reason: "not a JSON object")
+  }
+  return j
+}
+
 /// preprocessor_config.json of a Hugging Face image processor.
 public struct ImageProcessorConfig: Sendable {
   public var transform: ImageTransform
 
   public static func load(_ dir: String, defaultSize: Int) throws -> ImageProcessorConfig {
-    let path = dir + "/preprocessor_config.json"
-    var o: [String: Any] = [:]
-    if let d = FileManager.default.contents(atPath: path) {
-      guard let j = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] else {
-        throw ModelError.config(file: path, reason: "not a JSON object")
-      }
-      o = j
-    }
+    let o = try preprocessorJSON(dir)
     var resize = ImageTransform.Resize.squash(width: defaultSize, height: defaultSize)
     if let size = o["size"] as? [String: Any] {
       if let h = size["height"] as? Int, let w = size["width"] as? Int { resize = .squash(width: w, height: h) }
@@ -121,14 +125,7 @@ public struct NaFlexProcessorConfig: Sendable {
   public var transform: NaFlexTransform
 
   public static func load(_ dir: String) throws -> NaFlexProcessorConfig {
-    let path = dir + "/preprocessor_config.json"
-    var o: [String: Any] = [:]
-    if let d = FileManager.default.contents(atPath: path) {
-      guard let j = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] else {
-        throw ModelError.config(file: path, reason: "not a JSON object")
-      }
-      o = j
-    }
+    let o = try preprocessorJSON(dir)
     // Siglip2ImageProcessor's defaults: patch 16, 256 patches, bilinear, mean/std 0.5.
     let resample = (o["resample"] as? Int).flatMap(ResampleFilter.init(pillowCode:)) ?? .bilinear
     let normalize = (o["do_normalize"] as? Bool) ?? true
