@@ -32,6 +32,14 @@ let torchLink: [LinkerSetting] = [
   .linkedLibrary("stdc++"),
 ]
 
+// The pixel loops use SIMD integer multiplies; Nehalem-level x86 (SSE4.1/4.2, every x86 server since 2009)
+// has them as single instructions where the baseline target emulates them.
+#if arch(x86_64)
+let pixelLoops: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "nehalem"])]
+#else
+let pixelLoops: [SwiftSetting] = []
+#endif
+
 let package = Package(
   name: "ClipKit",
   platforms: [.macOS(.v14)],
@@ -62,7 +70,7 @@ let package = Package(
     .target(name: "Torch", dependencies: ["CTorch", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
     .target(name: "Spec", dependencies: [.product(name: "Yams", package: "Yams")]),
     .target(name: "Tokenizers", dependencies: ["CGzip"]),
-    .target(name: "Imaging", dependencies: ["CCodecs", "CTurboJPEG", "CWebP"]),
+    .target(name: "Imaging", dependencies: ["CCodecs", "CTurboJPEG", "CWebP"], swiftSettings: pixelLoops),
     .target(name: "Export", dependencies: ["Torch", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Proto/onnx-subset.proto"]),
     .target(name: "Models", dependencies: ["Torch", "Tokenizers", "Imaging", "Export"]),
@@ -84,7 +92,7 @@ let package = Package(
     .testTarget(name: "DataTests", dependencies: ["Data"], resources: [.copy("Fixtures")]),
     .testTarget(name: "RetrievalTests", dependencies: ["Retrieval"], resources: [.copy("Fixtures")]),
     .testTarget(name: "ModelTests", dependencies: ["Models"], resources: [.copy("Fixtures")]),
-    .testTarget(name: "ImagingTests", dependencies: ["Imaging"], resources: [.copy("Fixtures")]),
+    .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CGzip"], resources: [.copy("Fixtures")]),
     .testTarget(name: "TokenizerTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
     .testTarget(name: "SystemLibraryTests",
                 dependencies: ["CTurboJPEG", "CPNG", "CWebP", "CHDF5"]),

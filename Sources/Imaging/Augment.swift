@@ -100,7 +100,7 @@ public struct Augmentation: Sendable {
     var out = img
     @inline(__always) func mix(_ a: UInt8, _ b: UInt8) -> UInt8 {
       let v = Double(a) + factor * (Double(b) - Double(a))
-      return v <= 0 ? 0 : v >= 255 ? 255 : UInt8(v)
+      return UInt8(min(max(v, 0), 255))  // truncation, as Pillow; clamping without branches
     }
     img.pixels.withUnsafeBufferPointer { src in
       out.pixels.withUnsafeMutableBufferPointer { dst in
@@ -115,7 +115,7 @@ public struct Augmentation: Sendable {
   }
   @inline(__always) static func mix(_ a: UInt8, _ b: UInt8, _ factor: Float) -> UInt8 {
     let v = Float(a) + factor * (Float(b) - Float(a))
-    return v <= 0 ? 0 : v >= 255 ? 255 : UInt8(v)
+    return UInt8(min(max(v, 0), 255))  // truncation, as Pillow; clamping without branches
   }
   /// Image.blend toward a flat grey (brightness: black; contrast: the mean luma).
   static func blendConstant(_ img: inout RGBImage, _ level: UInt8, factor: Double) {
@@ -138,50 +138,119 @@ public struct Augmentation: Sendable {
   }
 
   /// torchvision's adjust_hue on a PIL image: to Pillow's 8-bit HSV, hue channel shifted by
-  /// factor·255 with uint8 wrap-around, back to RGB (Pillow's rgb2hsv/hsv2rgb arithmetic).
+  /// factor·255 with uint8 wrap-around, back to RGB. Exactly Pillow's rgb2hsv/hsv2rgb arithmetic,
+  /// through tables built once from that arithmetic (`HSVTables`).
   static func shiftHue(_ img: RGBImage, _ factor: Double) -> RGBImage {
     var out = img
     let shift = UInt8(truncatingIfNeeded: Int((factor * 255).rounded(.towardZero)))
+    let t = HSVTables.shared
     img.pixels.withUnsafeBufferPointer { src in
       out.pixels.withUnsafeMutableBufferPointer { dst in
-        for i in 0..<(img.width * img.height) {
-          let r = src[3 * i], g = src[3 * i + 1], b = src[3 * i + 2]
-          let maxc = max(r, g, b), minc = min(r, g, b)
-          if maxc == minc { continue }  // s = 0: hue has no effect, v = r = g = b
-          let cr = Float(maxc - minc)
-          let sat = cr / Float(maxc)
-          let rc = Float(maxc - r) / cr, gc = Float(maxc - g) / cr, bc = Float(maxc - b) / cr
-          // C's float/double mix, as Pillow's rgb2hsv evaluates it.
-          let hraw: Float = r == maxc ? bc - gc : g == maxc ? Float(2 + Double(rc) - Double(bc)) : Float(4 + Double(gc) - Double(rc))
-          var hd = Double(hraw) / 6 + 1
-          hd -= Double(Int(hd))
-          let hf = Float(hd)
-          let uh = UInt8(min(255, max(0, Int(Double(hf) * 255)))) &+ shift
-          let us = UInt8(min(255, max(0, Int(Double(sat) * 255))))
-          // hsv2rgb
-          if us == 0 { dst[3 * i] = maxc; dst[3 * i + 1] = maxc; dst[3 * i + 2] = maxc; continue }
-          let h6 = Double(uh) * 6 / 255
-          let k = Int(h6)
-          let f = Float(h6 - Double(k))
-          let fs = Float(Double(us) / 255)
-          let v = Double(maxc)
-          let p = UInt8(min(255, Int((v * (1 - Double(fs))).rounded())))
-          let q = UInt8(min(255, Int((v * (1 - Double(fs * f))).rounded())))
-          let t = UInt8(min(255, Int((v * (1 - Double(fs) * (1 - Double(f)))).rounded())))
-          let (rr, gg, bb): (UInt8, UInt8, UInt8)
-          switch k % 6 {
-          case 0: (rr, gg, bb) = (maxc, t, p)
-          case 1: (rr, gg, bb) = (q, maxc, p)
-          case 2: (rr, gg, bb) = (p, maxc, t)
-          case 3: (rr, gg, bb) = (p, q, maxc)
-          case 4: (rr, gg, bb) = (t, p, maxc)
-          default: (rr, gg, bb) = (maxc, p, q)
+        t.hue.withUnsafeBufferPointer { hueT in
+        t.sat.withUnsafeBufferPointer { satT in
+        t.p.withUnsafeBufferPointer { pT in
+        t.qt.withUnsafeBufferPointer { qtT in
+        t.order.withUnsafeBufferPointer { orderT in
+          // Branch-free (pixel data makes branches unpredictable): a grey pixel has s = 0, for which
+          // the tables give p = u = v, so it comes out unchanged without a test.
+          for i in 0..<(img.width * img.height) {
+            let r = Int(src[3 * i]), g = Int(src[3 * i + 1]), b = Int(src[3 * i + 2])
+            let maxc = max(r, g, b), minc = min(r, g, b)
+            let cr = maxc - minc, mid = r + g + b - maxc - minc
+            // Which channel is max (Pillow tests r, then g) and which is min select the sub-table;
+            // the middle channel's distance from max is the index within it.
+            let maxIdx = r == maxc ? 0 : g == maxc ? 1 : 2
+            let minLast = maxIdx == 2 ? g == minc : b == minc
+            let sub = 2 * maxIdx + (minLast ? 0 : 1)
+            let h = Int(hueT[(sub << 16) | (cr << 8) | (maxc - mid)] &+ shift)
+            let s = Int(satT[(cr << 8) | maxc])
+            let p = Int(pT[(s << 8) | maxc])
+            // Each sector needs exactly one of q and t: round(v · factor), half away from zero.
+            let x = Double(maxc) * qtT[(s << 8) | h]
+            let xi = Int(x)
+            let u = xi + (x - Double(xi) >= 0.5 ? 1 : 0)
+            // The sector orders (v, u, p) into (r, g, b): byte shifts per output channel.
+            let vup = maxc | (u << 8) | (p << 16)
+            let order = Int(orderT[h])
+            dst[3 * i] = UInt8(truncatingIfNeeded: vup >> (order & 0x1F))
+            dst[3 * i + 1] = UInt8(truncatingIfNeeded: vup >> ((order >> 5) & 0x1F))
+            dst[3 * i + 2] = UInt8(truncatingIfNeeded: vup >> (order >> 10))
           }
-          dst[3 * i] = rr; dst[3 * i + 1] = gg; dst[3 * i + 2] = bb
-        }
+        }}}}}
       }
     }
     return out
+  }
+}
+
+/// Pillow's 8-bit HSV conversions (Convert.c rgb2hsv/hsv2rgb, C's float/double mix included),
+/// tabulated: every pixel's result depends only on small integer differences, so the tables are
+/// exact and spare the per-pixel divisions and libm rounding.
+struct HSVTables: Sendable {
+  /// [sub (which channel is max/min, see shiftHue)][max − min][max − middle] → 8-bit hue.
+  var hue = [UInt8](repeating: 0, count: 6 << 16)
+  /// [max − min][max] → 8-bit saturation.
+  var sat = [UInt8](repeating: 0, count: 1 << 16)
+  /// [s][v] → p = round(v · (1 − s/255)).
+  var p = [UInt8](repeating: 0, count: 1 << 16)
+  /// [s][h] → the factor of q (odd sectors) or t (even sectors).
+  var qt = [Double](repeating: 0, count: 1 << 16)
+  /// [h] → for r, g, b the bit shift (0, 8, 16) that picks v, u or p (5 bits each).
+  var order = [UInt16](repeating: 0, count: 256)
+
+  static let shared = HSVTables()
+
+  init() {
+    for sub in 0..<6 {
+      for cr in 1..<256 {
+        for d in 0...cr {
+          // A pixel with this ordering, range and middle distance (only differences matter).
+          let top = 255, low = 255 - cr, midv = 255 - d
+          let (r, g, b): (Int, Int, Int)
+          switch sub {
+          case 0: (r, g, b) = (top, midv, low)
+          case 1: (r, g, b) = (top, low, midv)
+          case 2: (r, g, b) = (midv, top, low)
+          case 3: (r, g, b) = (low, top, midv)
+          case 4: (r, g, b) = (midv, low, top)
+          default: (r, g, b) = (low, midv, top)
+          }
+          hue[(sub << 16) | (cr << 8) | d] = HSVTables.pillowHue(UInt8(r), UInt8(g), UInt8(b))
+        }
+      }
+    }
+    for cr in 1..<256 {
+      for maxc in cr..<256 {
+        let s = Float(cr) / Float(maxc)
+        sat[(cr << 8) | maxc] = UInt8(min(255, max(0, Int(Double(s) * 255))))
+      }
+    }
+    for h in 0..<256 {
+      let h6 = Double(h) * 6 / 255
+      let k = Int(h6)
+      // hsv2rgb's sectors: (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q), with u = q or t.
+      let picks = [(0, 1, 2), (1, 0, 2), (2, 0, 1), (2, 1, 0), (1, 2, 0), (0, 2, 1)][k % 6]
+      order[h] = UInt16(8 * picks.0 | (8 * picks.1) << 5 | (8 * picks.2) << 10)
+      let f = Float(h6 - Double(k))
+      for s in 0..<256 {
+        let fs = Float(Double(s) / 255)
+        qt[(s << 8) | h] = k % 2 == 1 ? 1 - Double(fs * f) : 1 - Double(fs) * (1 - Double(f))
+        if h == 0 {
+          for v in 0..<256 { p[(s << 8) | v] = UInt8(min(255, Int((Double(v) * (1 - Double(fs))).rounded()))) }
+        }
+      }
+    }
+  }
+
+  /// rgb2hsv's hue for a pixel whose max and min differ.
+  static func pillowHue(_ r: UInt8, _ g: UInt8, _ b: UInt8) -> UInt8 {
+    let maxc = max(r, g, b), minc = min(r, g, b)
+    let cr = Float(maxc - minc)
+    let rc = Float(maxc - r) / cr, gc = Float(maxc - g) / cr, bc = Float(maxc - b) / cr
+    let h: Float = r == maxc ? bc - gc : g == maxc ? Float(2 + Double(rc) - Double(bc)) : Float(4 + Double(gc) - Double(rc))
+    var hd = Double(h) / 6 + 1
+    hd -= Double(Int(hd))
+    return UInt8(min(255, max(0, Int(Double(Float(hd)) * 255))))
   }
 }
 

@@ -126,24 +126,39 @@ enum Resampler {
       out.withUnsafeMutableBufferPointer { o in
         c.weights.withUnsafeBufferPointer { kw in
           c.bounds.withUnsafeBufferPointer { bounds in
+            // A pixel is read as 4 bytes (RGB + the next pixel's R, weighted and then dropped), so the
+            // three channels go through one SIMD multiply-add; the buffer's last pixel is read bytewise.
+            let lastWord = inp.count - 4
             for (yy, y) in rows.enumerated() {
-              let row = inp.baseAddress! + y * src.width * 3
+              let rowStart = y * src.width * 3
               var orow = o.baseAddress! + yy * width * 3
               var k = kw.baseAddress!
               for xx in 0..<width {
                 let n = bounds[2 * xx + 1]
-                var p = row + bounds[2 * xx] * 3
-                var s0 = half, s1 = half, s2 = half
-                for x in 0..<n {
-                  let w = k[x]
-                  s0 &+= Int32(p[0]) &* w
-                  s1 &+= Int32(p[1]) &* w
-                  s2 &+= Int32(p[2]) &* w
-                  p += 3
+                var at = rowStart + bounds[2 * xx] * 3
+                var s = SIMD4<Int32>(repeating: half)
+                if at + 3 * (n - 1) <= lastWord {
+                  // Two accumulators halve the add chain the loop waits on.
+                  var s2 = SIMD4<Int32>(repeating: 0)
+                  let base = UnsafeRawPointer(inp.baseAddress! + at)
+                  var x = 0
+                  while x + 1 < n {
+                    s &+= SIMD4<Int32>(truncatingIfNeeded: base.loadUnaligned(fromByteOffset: 3 * x, as: SIMD4<UInt8>.self)) &* k[x]
+                    s2 &+= SIMD4<Int32>(truncatingIfNeeded: base.loadUnaligned(fromByteOffset: 3 * x + 3, as: SIMD4<UInt8>.self)) &* k[x + 1]
+                    x += 2
+                  }
+                  if x < n { s &+= SIMD4<Int32>(truncatingIfNeeded: base.loadUnaligned(fromByteOffset: 3 * x, as: SIMD4<UInt8>.self)) &* k[x] }
+                  s &+= s2
+                } else {
+                  for x in 0..<n {
+                    let w = k[x]
+                    s[0] &+= Int32(inp[at]) &* w; s[1] &+= Int32(inp[at + 1]) &* w; s[2] &+= Int32(inp[at + 2]) &* w
+                    at += 3
+                  }
                 }
-                orow[0] = clip8(s0)
-                orow[1] = clip8(s1)
-                orow[2] = clip8(s2)
+                orow[0] = clip8(s[0])
+                orow[1] = clip8(s[1])
+                orow[2] = clip8(s[2])
                 orow += 3
                 k += c.ksize
               }

@@ -1,3 +1,4 @@
+import CGzip
 import Foundation
 import Testing
 @testable import Imaging
@@ -174,6 +175,22 @@ func diff(_ a: [UInt8], _ b: [UInt8]) -> (Int, Double) {
       }
       let (maxd, same) = diff(out.pixels, IFx.bytes("expected/" + (c["expected"] as! String)))
       #expect(maxd == 0, "\(op) \(v): max difference \(maxd), \(same * 100)% identical")
+    }
+  }
+
+  /// Every 8-bit colour once (a 4096×4096 image of the RGB cube), against the CRC-32 of
+  /// torchvision's output: exhaustive for the tabulated HSV arithmetic.
+  @Test func hueAndSaturationOverTheWholeColourCube() throws {
+    var cube = RGBImage(width: 4096, height: 4096)
+    for i in 0..<(1 << 24) {
+      cube.pixels[3 * i] = UInt8(i >> 16); cube.pixels[3 * i + 1] = UInt8((i >> 8) & 255); cube.pixels[3 * i + 2] = UInt8(i & 255)
+    }
+    for c in IFx.index["jitter_cube"] as! [[String: Any]] {
+      let op = c["op"] as! String, v = (c["value"] as! NSNumber).doubleValue
+      var out = cube
+      if op == "hue" { out = Augmentation.shiftHue(cube, v) } else { Augmentation.blendLuma(&out, factor: v) }
+      let crc = out.pixels.withUnsafeBufferPointer { UInt(crc32(0, $0.baseAddress, UInt32($0.count))) }
+      #expect(crc == (c["crc32"] as! NSNumber).uintValue, "\(op) \(v) differs from torchvision somewhere in the colour cube")
     }
   }
 }
