@@ -12,6 +12,11 @@ public enum Torch {
     set { ck_set_num_threads(Int32(newValue)) }
   }
 
+  /// Makes freed tensor memory stay in the process for reuse rather than going back to the kernel
+  /// (a loop that allocates the same sizes each step then stops paying page faults and zeroing).
+  /// Resident memory stays at its peak; call once, at startup.
+  public static func keepFreedMemory() { ck_keep_freed_memory() }
+
   /// Seeds libtorch's default generators (CPU and, when loaded, CUDA).
   public static func manualSeed(_ seed: UInt64) throws { try check("manual_seed", ck_manual_seed(seed)) }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Torch
 
 @main
 struct ClipKit: ParsableCommand {
@@ -29,7 +30,11 @@ struct ClipKit: ParsableCommand {
     }
   }
 
-  static func main() { mainReportingErrors() }
+  static func main() {
+    Torch.keepFreedMemory()
+    lineBufferedStdout()
+    mainReportingErrors()
+  }
 }
 
 enum ClipKitVersion {

@@ -37,6 +37,8 @@ ck_error ck_load_library(const char *path);   // dlopen(RTLD_NOW|RTLD_GLOBAL), e
 int ck_cuda_available(void);
 int ck_cuda_device_count(void);
 void ck_set_num_threads(int n);
+/// Keeps freed memory in the process heap for reuse (glibc: no mmap, no trimming).
+void ck_keep_freed_memory(void);
 int ck_get_num_threads(void);
 ck_error ck_manual_seed(uint64_t seed);
 ck_error ck_cuda_synchronize(int device_index);
