@@ -62,6 +62,40 @@ public enum WebDataset {
     return try items.flatMap { try expandBraces(head + $0 + tail) }
   }
 
+  /// One epoch's sample order over indexed shard pairs, as a streaming WebDataset reads them: the
+  /// shards (sorted) in an order shuffled by `rng`, each shard's samples in file order, through a
+  /// shuffle buffer (webdataset's `shuffle(bufsize, initial)` algorithm: fill to `initial`, then
+  /// each new sample in, one random sample out). Reads stay within a few shards at a time.
+  public static func epochOrder(_ pairs: [Pair], rng: inout some RandomNumberGenerator,
+                                buffer: Int = 5000, initial: Int = 1000) -> [Int] {
+    var byShard: [String: [Int]] = [:]
+    for (i, p) in pairs.enumerated() {
+      if case .member(let shard, _, _, _) = p.image { byShard[shard, default: []].append(i) }
+      else { byShard["", default: []].append(i) }
+    }
+    var shards = byShard.keys.sorted()
+    shards.shuffle(using: &rng)
+    let stream = shards.flatMap { byShard[$0]! }
+    var out: [Int] = []
+    out.reserveCapacity(stream.count)
+    var buf: [Int] = []
+    func pick() {
+      let k = Int.random(in: 0..<buf.count, using: &rng)
+      out.append(buf[k])
+      buf[k] = buf[buf.count - 1]
+      buf.removeLast()
+    }
+    var it = stream.makeIterator()
+    let first = min(initial, buffer)
+    while let s = it.next() {
+      buf.append(s)
+      if buf.count < buffer, let more = it.next() { buf.append(more) }
+      if buf.count >= first { pick() }
+    }
+    while !buf.isEmpty { pick() }
+    return out
+  }
+
   /// Scans shards into pairs; captions are read now (small), image bytes later by offset.
   public static func index(_ shards: [String]) -> PairSet {
     var out = PairSet()

@@ -22,17 +22,18 @@ struct Embedder {
     var kept: [Int] = []
     var dim = 0
     let progress = Progress(progressLabel, total: paths.count, unit: "img")
-    for start in stride(from: 0, to: paths.count, by: batchSize) {
-      let idx = Array(start..<min(start + batchSize, paths.count))
-      let results = Slots<Result<ImageInput, Error>>(count: idx.count)
-      let (decoder, transform) = (self.decoder, bundle.preprocess)
-      let files = idx.map { paths[$0] }
-      DispatchQueue.concurrentPerform(iterations: files.count) { i in
-        results[i] = Result {
-          if case .file(let p) = files[i] { return transform(try decoder.decode(file: p)) }
-          return transform(try decoder.decode(bytes: try files[i].bytes(), name: files[i].name))
-        }
+    let (decoder, transform) = (self.decoder, bundle.preprocess)
+    let batches = stride(from: 0, to: paths.count, by: batchSize).map { Array($0..<min($0 + batchSize, paths.count)) }
+    // Decoding runs on the spec's num_workers threads, up to two batches ahead of the model.
+    let loader = BatchPrefetcher<Result<ImageInput, Error>>(batches: batches, workers: workers, depth: 2) { i in
+      Result {
+        if case .file(let p) = paths[i] { return transform(try decoder.decode(file: p)) }
+        return transform(try decoder.decode(bytes: try paths[i].bytes(), name: paths[i].name))
       }
+    }
+    defer { loader.stop() }
+    for idx in batches {
+      guard let results = loader.next() else { break }
       var pixels = [ImageInput?](repeating: nil, count: idx.count)
       for i in idx.indices {
         switch results[i]! {
@@ -88,13 +89,3 @@ func walkImages(_ dir: String, extensions: Set<String> = ["jpg", "jpeg", "png", 
   return out.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
 }
 
-/// Fixed slots written by worker threads (each slot by one thread), read after they finish.
-final class Slots<T>: @unchecked Sendable {
-  private var items: [T?]
-  private let lock = NSLock()
-  init(count: Int) { items = Array(repeating: nil, count: count) }
-  subscript(i: Int) -> T? {
-    get { lock.lock(); defer { lock.unlock() }; return items[i] }
-    set { lock.lock(); items[i] = newValue; lock.unlock() }
-  }
-}

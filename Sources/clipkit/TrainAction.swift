@@ -37,12 +37,19 @@ func runTrain(_ ctx: ActionContext) throws {
   bundle.encoder.gradientCheckpointing = t.gradCheckpointing
 
   let trainSet: PairSet
-  if cfg.dataset.train.type == "wds" {
+  let isWDS = cfg.dataset.train.type == "wds"
+  if isWDS {
     let w = cfg.dataset.train.wds
     let shards = try WebDataset.shards(rootDir: w?.rootDir, listFile: w?.shardListFile)
     guard !shards.isEmpty else { throw ActionError.input("no .tar shards found for dataset.train.wds") }
     trainSet = WebDataset.index(shards)
     print("Indexed \(shards.count) shards: \(trainSet.pairs.count) samples")
+    // TAO streams shards and only estimates an epoch as shards × samples_per_shard; the index
+    // gives the exact count, which sets the epoch length and resume position here.
+    let estimate = shards.count * (w?.samplesPerShard ?? 10000)
+    if abs(trainSet.pairs.count - estimate) * 10 > estimate {
+      print("note: dataset.train.wds.samples_per_shard=\(w?.samplesPerShard ?? 10000) estimates \(estimate) samples; epochs use the \(trainSet.pairs.count) counted")
+    }
     for s in trainSet.brokenShards { warn("shard \(s) is truncated or unreadable; its complete samples are used") }
   } else {
     guard !cfg.dataset.train.datasets.isEmpty else { throw ActionError.input("dataset.train.datasets is empty") }
@@ -117,33 +124,45 @@ func runTrain(_ ctx: ActionContext) throws {
     return (kpi, values)
   }
 
+  // Each sample's augmentation draws come from (seed, epoch, sample): the same on any thread.
+  let seed = UInt64(max(t.seed, 0))
+  let (decoder, transform, preprocess) = (ImageDecoder(), bundle.transform, bundle.preprocess)
+  let plain = augmentation.isIdentity || bundle.family == "siglip2-naflex"
+  @Sendable func sample(_ id: Int, epoch: Int) -> ImageInput? {
+    let src = trainPairs[id].image
+    guard let bytes = try? src.bytes(), let img = try? decoder.decode(bytes: bytes, name: src.name) else { return nil }
+    if plain { return preprocess(img) }
+    var rng = SeededRandom(seed: seed &* 1_000_003 &+ UInt64(epoch) &* 7_919 &+ UInt64(id))
+    return .pixels(transform.normalizedOnly(augmentation(img, rng: &rng)), height: h, width: w)
+  }
+
   for epoch in startEpoch..<t.numEpochs {
     adapter.train()
-    let order = try Tensor.randperm(trainPairs.count, generator: try Generator(seed: UInt64(max(t.seed, 0)) &+ UInt64(epoch))).toArray(Int64.self).map(Int.init)
+    // Shards are read shard by shard in a per-epoch shuffled order through a shuffle buffer, as a
+    // streaming WebDataset does; folders are shuffled over the whole set (RandomSampler).
+    let order: [Int]
+    if isWDS {
+      var rng = SeededRandom(seed: seed &+ UInt64(epoch))
+      order = WebDataset.epochOrder(trainPairs, rng: &rng)
+    } else {
+      order = try Tensor.randperm(trainPairs.count, generator: try Generator(seed: seed &+ UInt64(epoch))).toArray(Int64.self).map(Int.init)
+    }
+    let batches = (0..<stepsPerEpoch).map { Array(order[($0 * batch)..<(($0 + 1) * batch)]) }
     let progress = Progress("epoch \(epoch + 1)/\(t.numEpochs)", total: stepsPerEpoch, unit: "step")
     var epochLoss = 0.0
     let epochStart = Date()
     let skip = epoch == startEpoch ? globalStep - epoch * stepsPerEpoch : 0  // mid-epoch resume
     if skip > 0 { progress.advance(skip) }
+    // Decoding and augmentation run on dataset.train.num_workers threads, two batches ahead.
+    let loader = BatchPrefetcher<ImageInput>(batches: batches, start: skip, workers: cfg.dataset.train.numWorkers, depth: 2) {
+      sample($0, epoch: epoch)
+    }
+    defer { loader.stop() }
     for s in skip..<stepsPerEpoch {
-      let idx = Array(order[(s * batch)..<((s + 1) * batch)])
-      let files = idx.map { trainPairs[$0].image }
-      let slots = Slots<ImageInput>(count: files.count)
-      let (decoder, transform, preprocess) = (ImageDecoder(), bundle.transform, bundle.preprocess)
-      let naflex = bundle.family == "siglip2-naflex"
-      // Each sample's augmentation draws come from (seed, epoch, sample): the same on any thread.
-      let seeds = idx.map { UInt64(max(t.seed, 0)) &* 1_000_003 &+ UInt64(epoch) &* 7_919 &+ UInt64($0) }
-      DispatchQueue.concurrentPerform(iterations: files.count) { i in
-        guard let bytes = try? files[i].bytes(), let img = try? decoder.decode(bytes: bytes, name: files[i].name) else { return }
-        if augmentation.isIdentity || naflex {
-          slots[i] = preprocess(img)
-        } else {
-          var rng = SeededRandom(seed: seeds[i])
-          slots[i] = .pixels(transform.normalizedOnly(augmentation(img, rng: &rng)), height: h, width: w)
-        }
-      }
-      let ok = (0..<files.count).filter { slots[$0] != nil }
-      badSamples += files.count - ok.count
+      let idx = batches[s]
+      guard let slots = loader.next() else { break }
+      let ok = idx.indices.filter { slots[$0] != nil }
+      badSamples += idx.count - ok.count
       guard ok.count >= 2 else { progress.advance(); continue }
       if Double(badSamples) > 0.1 * Double(max(globalStep * batch, 100)) {
         throw ActionError.input("more than 10% of training samples are unreadable (\(badSamples)); check the data")

@@ -124,6 +124,48 @@ import Torch
 }
 
 @Suite struct TrainingOnShards {
+  func losses(_ out: String) -> [String] {
+    out.split(separator: "\n").filter { $0.hasPrefix("step ") }.map(String.init)
+  }
+
+  /// With TAO's default augmentation, the losses do not depend on the number of loader threads,
+  /// and a run killed mid-epoch resumes on the same samples.
+  @Test func deterministicAcrossWorkersAndResumesMidEpoch() throws {
+    let fixtures = repoRoot + "/Tests/ModelTests/Fixtures"
+    let shards = repoRoot + "/Tests/DataTests/Fixtures/shards"
+    let dir = NSTemporaryDirectory() + "clipkit-wds-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try """
+      model:
+        type: siglip2-so400m-patch16-256
+        pretrained_dir: \(fixtures)/tiny_siglip
+      train:
+        num_epochs: 3
+        precision: fp32
+        checkpoint_interval_unit: step
+        checkpoint_interval: 1
+      dataset:
+        train:
+          type: wds
+          wds:
+            root_dir: \(shards)
+          batch_size: 2
+      """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    func train(_ name: String, _ extra: [String], env: [String: String] = [:]) throws -> (Int32, [String]) {
+      let r = try clipkit(["train", "-e", dir + "/spec.yaml", "results_dir=\(dir)/\(name)"] + extra,
+                          env: env.merging(["CLIPKIT_LOG_LOSS": "1"]) { a, _ in a })
+      return (r.code, losses(r.out))
+    }
+    let (c0, inline) = try train("w0", ["dataset.train.num_workers=0"])
+    let (c3, threaded) = try train("w3", ["dataset.train.num_workers=3"])
+    #expect(c0 == 0 && c3 == 0)
+    #expect(inline.count == 6 && inline == threaded)
+    let (k, first) = try train("killed", [], env: ["CLIPKIT_CRASH_AFTER_STEP": "3"])
+    #expect(k == 137 && first == Array(inline.prefix(2)))  // it ends right after step 3's checkpoint
+    let (c, rest) = try train("killed", [])
+    #expect(c == 0 && rest == Array(inline.suffix(3)))
+  }
+
   @Test func trainsFromWebDatasetShards() throws {
     let fixtures = repoRoot + "/Tests/ModelTests/Fixtures"
     let shards = repoRoot + "/Tests/DataTests/Fixtures/shards"
