@@ -87,7 +87,7 @@ let package = Package(
 
     .testTarget(name: "TorchTests", dependencies: ["Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "SpecTests", dependencies: ["Spec"], resources: [.copy("Fixtures")]),
-    .testTarget(name: "TrainingTests", dependencies: ["Training", "Torch"]),
+    .testTarget(name: "TrainingTests", dependencies: ["Training", "Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "DeployTests", dependencies: ["Deploy"]),
     .testTarget(name: "DataTests", dependencies: ["Data"], resources: [.copy("Fixtures")]),
     .testTarget(name: "RetrievalTests", dependencies: ["Retrieval"], resources: [.copy("Fixtures")]),

@@ -42,6 +42,14 @@ public indirect enum PickleValue: CustomStringConvertible {
 
   public var dictValue: PickleDict? { if case .dict(let d) = self { return d } else { return nil } }
   public var intValue: Int? { if case .int(let i) = self { return i } else { return nil } }
+  /// A float, or an int read as one.
+  public var doubleValue: Double? {
+    switch self {
+    case .float(let f): return f
+    case .int(let i): return Double(i)
+    default: return nil
+    }
+  }
   public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
 }
 

@@ -16,8 +16,11 @@ func runTrain(_ ctx: ActionContext) throws {
   if t.numGpus > 1 || t.numNodes > 1 {
     throw ActionError.input("train.num_gpus=\(t.numGpus), train.num_nodes=\(t.numNodes): multi-GPU training is not available in this build (CPU, one process)")
   }
-  if t.precision == "fp16" {
-    throw ActionError.input("train.precision=fp16 needs a CUDA device (fp16 autocast with loss scaling); on CPU use train.precision=bf16 or fp32")
+  // fp16: autocast to float16 with dynamic loss scaling (libtorch runs both on CPU too, through
+  // slower reference kernels, so a spec written for GPUs still runs here).
+  let scaler = t.precision == "fp16" ? GradScaler() : nil
+  if scaler != nil {
+    print("note: train.precision=fp16 on CPU runs fp16 autocast with loss scaling but no faster than fp32; bf16 is the fast CPU choice")
   }
   if t.optim.optimizerType != "adamw" { throw ActionError.input("train.optim.optimizer_type=\(t.optim.optimizerType): only adamw is available") }
   let aug = cfg.dataset.augmentation
@@ -80,7 +83,7 @@ func runTrain(_ ctx: ActionContext) throws {
   let latest = ctx.resultsDir + "/clip_latest.pth"
   if let resume = t.resumeTrainingCheckpointPath ?? (FileManager.default.fileExists(atPath: latest) ? latest : nil) {
     guard resume.hasSuffix(".pth") else { throw ActionError.input("train.resume_training_checkpoint_path must be a .pth file: \(resume)") }
-    globalStep = try resumeFrom(resume, adapter: adapter, optimizer: optimizer)
+    globalStep = try resumeFrom(resume, adapter: adapter, optimizer: optimizer, scaler: scaler)
     startEpoch = globalStep / stepsPerEpoch
     print("Resumed from \(resume) at epoch \(startEpoch + 1), step \(globalStep)")
   }
@@ -94,6 +97,7 @@ func runTrain(_ ctx: ActionContext) throws {
   // TensorBoard logs where TAO's Lightning logger puts them.
   let board = try TensorBoardWriter(directory: ctx.resultsDir + "/lightning_logs/version_1")
   var badSamples = 0
+  var skippedSteps = 0  // fp16 steps whose gradients overflowed
   let runStart = Date()
   // CLIPKIT_LOG_LOSS prints every step's loss; CLIPKIT_CRASH_AFTER_EPOCH=N ends the process
   // abruptly (as kill -9 would) right after epoch N's checkpoint, for resume tests.
@@ -174,15 +178,22 @@ func runTrain(_ ctx: ActionContext) throws {
         optimizer.groups[g].lr = scheduledLR(base: optimizer.groups[g].baseLR, step: globalStep, warmup: t.optim.warmupSteps,
                                              total: totalSteps, kind: t.optim.scheduler)
       }
-      let lossValue = try autocast(.cpu, dtype: .bfloat16, enabled: t.precision == "bf16") { () throws -> Tensor in
+      let lossValue = try autocast(.cpu, dtype: scaler != nil ? .float16 : .bfloat16, enabled: t.precision != "fp32") { () throws -> Tensor in
         let img = try bundle.encoder.encodeImages(inputs).to(.float32)
         let txt = try bundle.encoder.encodeTexts(ids, attentionMask: nil).to(.float32)
         return try loss(image: img, text: txt, logitScale: bundle.encoder.logitScale, logitBias: bundle.encoder.logitBias)
       }
       try optimizer.zeroGrad()
-      try lossValue.backward()
-      if let clip = t.gradClipNorm { try clipGradNorm(groups.flatMap { $0.params.map(\.1) }, maxNorm: clip) }
-      try optimizer.step()
+      let params = groups.flatMap { $0.params.map(\.1) }
+      let clip = { if let c = t.gradClipNorm { try clipGradNorm(params, maxNorm: c) } }
+      if let scaler {
+        try scaler.scaled(lossValue).backward()
+        if try !scaler.step(params, beforeStep: clip, { try optimizer.step() }) { skippedSteps += 1 }
+      } else {
+        try lossValue.backward()
+        try clip()
+        try optimizer.step()
+      }
       try noGrad { try bundle.encoder.logitScale.clamp_(min: 0, max: Foundation.log(100)) }
       let l = try lossValue.item()
       guard l.isFinite else { throw ActionError.input("the loss became \(l) at step \(globalStep); lower the learning rates or add warmup") }
@@ -195,7 +206,7 @@ func runTrain(_ ctx: ActionContext) throws {
       progress.advance()
       if t.checkpointIntervalUnit == "step" && globalStep % t.checkpointInterval == 0 {
         let path = ctx.resultsDir + "/step_\(globalStep).pth"
-        try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, epoch: epoch, globalStep: globalStep)
+        try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep)
         try linkLatest(ctx.resultsDir, to: "step_\(globalStep).pth")
         if crashAfterStep == globalStep { fflush(nil); _exit(137) }
       }
@@ -227,13 +238,14 @@ func runTrain(_ ctx: ActionContext) throws {
     ])
     if t.checkpointIntervalUnit == "epoch" && (epoch + 1) % t.checkpointInterval == 0 || epoch + 1 == t.numEpochs {
       let path = ctx.resultsDir + "/epoch_\(epoch + 1).pth"
-      try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, epoch: epoch, globalStep: globalStep)
+      try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep)
       try linkLatest(ctx.resultsDir, to: "epoch_\(epoch + 1).pth")
       print("  saved \(path)")
     }
     if crashAfter == epoch + 1 { fflush(nil); _exit(137) }
   }
   if badSamples > 0 { warn("\(badSamples) unreadable training samples were skipped") }
+  if let scaler { print("fp16 loss scaling: \(skippedSteps) steps skipped for overflowing gradients; scale now \(scaler.scale)") }
   try ctx.status.write(.success, message: "Train finished successfully.")
 }
 
@@ -255,7 +267,7 @@ func parameterGroups(_ m: Module, optim: OptimConfig) -> [ParamGroup] {
   return groups.keys.sorted().map { groups[$0]! }
 }
 
-func saveCheckpoint(_ path: String, adapter: Module, optimizer: AdamW, epoch: Int, globalStep: Int) throws {
+func saveCheckpoint(_ path: String, adapter: Module, optimizer: AdamW, scaler: GradScaler?, epoch: Int, globalStep: Int) throws {
   let sd = adapter.stateDict().map { (PickleOut.string("model." + $0.0), PickleOut.tensor($0.1)) }
   var names: [String] = []
   var groups: [PickleOut] = []
@@ -281,7 +293,14 @@ func saveCheckpoint(_ path: String, adapter: Module, optimizer: AdamW, epoch: In
                                                   (.string("param_groups"), .list(groups))], ordered: false)])),
     (.string("lr_schedulers"), .list([])),
     (.string("clipkit_param_names"), .list(names.map { .string($0) })),
-  ], ordered: false)
+  ] + (scaler.map { sc in
+    // Lightning's key for the AMP scaler (GradScaler.state_dict()).
+    [(PickleOut.string("native_amp_scaling_state"), PickleOut.dict([
+      (.string("scale"), .float(sc.scale)), (.string("growth_factor"), .float(sc.growthFactor)),
+      (.string("backoff_factor"), .float(sc.backoffFactor)), (.string("growth_interval"), .int(sc.growthInterval)),
+      (.string("_growth_tracker"), .int(sc.growthTracker)),
+    ], ordered: true))]
+  } ?? []), ordered: false)
   try PyTorchCheckpointWriter.write(root, to: path)
 }
 
@@ -295,7 +314,7 @@ func linkLatest(_ dir: String, to name: String) throws {
 }
 
 /// Restores weights, optimiser moments and the step counter; returns the global step reached.
-func resumeFrom(_ path: String, adapter: Module, optimizer: AdamW) throws -> Int {
+func resumeFrom(_ path: String, adapter: Module, optimizer: AdamW, scaler: GradScaler?) throws -> Int {
   let ckpt = try PyTorchCheckpoint.read(path)
   var tensors = try ckpt.tensors
   tensors = Dictionary(uniqueKeysWithValues: tensors.map { ($0.key.hasPrefix("model.") ? String($0.key.dropFirst(6)) : $0.key, $0.value) })
@@ -310,6 +329,9 @@ func resumeFrom(_ path: String, adapter: Module, optimizer: AdamW) throws -> Int
             case .tensor(let st)? = s["step"], case .tensor(let m)? = s["exp_avg"], case .tensor(let vv)? = s["exp_avg_sq"] else { continue }
       optimizer.restore(name, step: Int(try st.item()), m: try m.clone(), v: try vv.clone())
     }
+  }
+  if let scaler, case .dict(let st)? = top["native_amp_scaling_state"], let scale = st["scale"]?.doubleValue {
+    scaler.restore(scale: scale, growthTracker: st["_growth_tracker"]?.intValue ?? 0)
   }
   return step
 }

@@ -113,9 +113,33 @@ import Torch
     for (g, e) in zip(resumed, uninterrupted.suffix(3)) { #expect(abs(g - e) <= 1e-6 * max(1, abs(e)), "\(g) vs \(e)") }
   }
 
+  /// fp16 runs (autocast + dynamic loss scaling, as a GPU spec asks), keeps the scaler state in
+  /// the checkpoint under Lightning's key, and resumes exactly.
+  @Test func fp16WithLossScalingResumes() throws {
+    let fp16 = ["train.precision=fp16"]
+    let full = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
+    let (c1, out1, e1) = try run(["train", "-e", try spec(full, epochs: 4)] + fp16, env: [:])
+    #expect(c1 == 0, "\(e1)")
+    let uninterrupted = losses(out1)
+    #expect(uninterrupted.count == 4 && uninterrupted.allSatisfy(\.isFinite))
+    let ck = try PyTorchCheckpoint.read(full + "/train/epoch_4.pth")
+    guard case .dict(let top) = ck.root, case .dict(let amp)? = top["native_amp_scaling_state"],
+          let scale = amp["scale"]?.doubleValue else { Issue.record("no native_amp_scaling_state"); return }
+    #expect(scale > 0 && scale <= 65536 && Foundation.log2(scale) == Foundation.log2(scale).rounded())
+    let crashed = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
+    let s = try spec(crashed, epochs: 4)
+    let (c2, _, _) = try run(["train", "-e", s] + fp16, env: ["CLIPKIT_CRASH_AFTER_EPOCH": "2"])
+    #expect(c2 == 137)
+    let (c3, out3, e3) = try run(["train", "-e", s] + fp16, env: [:])
+    #expect(c3 == 0, "\(e3)")
+    let resumed = losses(out3)
+    #expect(resumed.count == 2)
+    for (g, e) in zip(resumed, uninterrupted.suffix(2)) { #expect(abs(g - e) <= 1e-6 * max(1, abs(e)), "\(g) vs \(e)") }
+  }
+
   @Test func unsupportedSettingsSaySo() throws {
     let results = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
-    for (override, fragment) in [("train.precision=fp16", "fp16"), ("train.num_gpus=2", "multi-GPU"),
+    for (override, fragment) in [("train.num_gpus=2", "multi-GPU"),
                                  ("dataset.train.batch_size=64", "fewer than one batch")] {
       let (code, _, err) = try run(["train", "-e", try spec(results, epochs: 1), override], env: [:])
       #expect(code != 0 && err.contains(fragment), "\(override): \(err)")

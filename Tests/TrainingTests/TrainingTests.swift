@@ -46,3 +46,30 @@ import Torch
     #expect(abs(clip - log(1 + exp(-10))) < 1e-5)
   }
 }
+
+@Suite struct LossScaling {
+  /// torch.amp.GradScaler around AdamW, with overflowing gradients at some steps
+  /// (tools/fixtures/make_fixtures.py scaler_fixtures).
+  @Test func matchesTorchGradScaler() throws {
+    let url = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appendingPathComponent("grad_scaler.json")
+    let ref = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+    let grads = (ref["grads"] as! [[NSNumber]]).map { $0.map(\.floatValue) }
+    let overflow = Set((ref["overflow"] as! [NSNumber]).map(\.intValue))
+    let steps = ref["steps"] as! [[String: Any]]
+    let p = try Tensor([1.0, -2.0, 0.5] as [Float], shape: [3])
+    try p.requiresGrad(true)
+    let opt = AdamW(groups: [ParamGroup(name: "p", params: [("p", p)], lr: 0.1, baseLR: 0.1, weightDecay: 0.01)], betas: (0.9, 0.95), eps: 1e-6)
+    let scaler = GradScaler(initScale: (ref["init_scale"] as! NSNumber).doubleValue, growthInterval: (ref["growth_interval"] as! NSNumber).intValue)
+    for (i, expected) in steps.enumerated() {
+      try opt.zeroGrad()
+      var loss = try (p * Tensor(grads[i % grads.count], shape: [3])).sum()
+      if overflow.contains(i) { loss = try loss * Double.infinity }
+      try scaler.scaled(loss).backward()
+      let stepped = try scaler.step([p]) { try opt.step() }
+      #expect(stepped == !overflow.contains(i))
+      #expect(scaler.scale == (expected["scale"] as! NSNumber).doubleValue, "step \(i)")
+      let want = (expected["param"] as! [NSNumber]).map(\.floatValue)
+      for (a, b) in zip(try p.toArray(Float.self), want) { #expect(abs(a - b) <= 1e-6, "step \(i): \(a) vs \(b)") }
+    }
+  }
+}
