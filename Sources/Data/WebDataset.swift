@@ -98,9 +98,24 @@ public enum WebDataset {
 
   /// Scans shards into pairs; captions are read now (small), image bytes later by offset.
   public static func index(_ shards: [String]) -> PairSet {
+    // Shards are scanned in parallel (headers only: seek-bound) and joined in list order.
+    nonisolated(unsafe) let parts = UnsafeMutableBufferPointer<PairSet>.allocate(capacity: shards.count)  // one slot per thread
+    parts.initialize(repeating: PairSet())
+    defer { parts.deinitialize(); parts.deallocate() }
+    DispatchQueue.concurrentPerform(iterations: shards.count) { parts[$0] = indexShard(shards[$0]) }
     var out = PairSet()
-    for shard in shards {
-      guard let h = FileHandle(forReadingAtPath: shard) else { out.brokenShards.append(shard); continue }
+    for p in parts {
+      out.pairs += p.pairs
+      out.skippedCaptions += p.skippedCaptions
+      out.brokenShards += p.brokenShards
+    }
+    return out
+  }
+
+  static func indexShard(_ shard: String) -> PairSet {
+    var out = PairSet()
+    do {
+      guard let h = FileHandle(forReadingAtPath: shard) else { out.brokenShards.append(shard); return out }
       defer { try? h.close() }
       var offset: UInt64 = 0
       var longName: String? = nil
