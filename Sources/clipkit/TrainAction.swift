@@ -96,7 +96,7 @@ func runTrain(_ ctx: ActionContext) throws {
   }
   // TensorBoard logs where TAO's Lightning logger puts them.
   let board = try TensorBoardWriter(directory: ctx.resultsDir + "/lightning_logs/version_1")
-  var badSamples = 0
+  var badSamples = 0, readSamples = 0
   var skippedSteps = 0  // fp16 steps whose gradients overflowed
   let runStart = Date()
   // CLIPKIT_LOG_LOSS prints every step's loss; CLIPKIT_CRASH_AFTER_EPOCH=N ends the process
@@ -167,10 +167,13 @@ func runTrain(_ ctx: ActionContext) throws {
       guard let slots = loader.next() else { break }
       let ok = idx.indices.filter { slots[$0] != nil }
       badSamples += idx.count - ok.count
-      guard ok.count >= 2 else { progress.advance(); continue }
-      if Double(badSamples) > 0.1 * Double(max(globalStep * batch, 100)) {
-        throw ActionError.input("more than 10% of training samples are unreadable (\(badSamples)); check the data")
+      readSamples += idx.count
+      // The documented limit: more than 10 % unreadable among the samples read so far, judged once
+      // 100 samples (or the whole set, if smaller) have been read.
+      if readSamples >= min(100, trainPairs.count) && badSamples * 10 > readSamples {
+        throw ActionError.input("\(badSamples) of the \(readSamples) training samples read so far are unreadable (more than 10 %); check the data")
       }
+      guard ok.count >= 2 else { progress.advance(); continue }
       let inputs = ok.map { slots[$0]! }
       let enc = try bundle.tokenize(ok.map { trainPairs[idx[$0]].caption })
       let ids = try Tensor(enc.ids.flatMap { $0.map(Int64.init) }, shape: [ok.count, enc.ids[0].count])

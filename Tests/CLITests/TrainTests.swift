@@ -137,6 +137,32 @@ import Torch
     for (g, e) in zip(resumed, uninterrupted.suffix(2)) { #expect(abs(g - e) <= 1e-6 * max(1, abs(e)), "\(g) vs \(e)") }
   }
 
+  /// Corrupt images are skipped and counted; past 10 % unreadable the run stops and says so.
+  @Test func corruptImagesAreCountedThenFatal() throws {
+    let dir = NSTemporaryDirectory() + "clipkit-corrupt-\(UUID().uuidString)"
+    let fm = FileManager.default
+    func dataset(_ name: String, good: Int, bad: Int) throws -> String {
+      let d = dir + "/" + name
+      try fm.createDirectory(atPath: d, withIntermediateDirectories: true)
+      let photo = fm.contents(atPath: fixtures + "/images/photo_420.jpg")!
+      for i in 0..<(good + bad) {
+        let stem = String(format: "%@/img%02d", d, i)
+        // Corrupt: a JPEG cut short after its header.
+        fm.createFile(atPath: stem + ".jpg", contents: i < good ? photo : photo.prefix(200))
+        try "a photo number \(i)".write(toFile: stem + ".txt", atomically: true, encoding: .utf8)
+      }
+      return d
+    }
+    let base = try spec(dir + "/r", epochs: 1)
+    let (c1, out1, e1) = try run(["train", "-e", base, "dataset.train.datasets=[{image_dir: \(try dataset("few", good: 19, bad: 1))}]",
+                                  "results_dir=\(dir)/r1"], env: [:])
+    #expect(c1 == 0, "\(e1)")
+    #expect(e1.contains("1 unreadable training samples were skipped"), "\(out1)\n\(e1)")
+    let (c2, _, e2) = try run(["train", "-e", base, "dataset.train.datasets=[{image_dir: \(try dataset("many", good: 8, bad: 12))}]",
+                               "results_dir=\(dir)/r2"], env: [:])
+    #expect(c2 != 0 && e2.contains("unreadable (more than 10 %)"), "\(e2)")
+  }
+
   @Test func unsupportedSettingsSaySo() throws {
     let results = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
     for (override, fragment) in [("train.num_gpus=2", "multi-GPU"),
