@@ -140,6 +140,9 @@ func runTrain(_ ctx: ActionContext) throws {
     return .pixels(transform.normalizedOnly(augmentation(img, rng: &rng)), height: h, width: w)
   }
 
+  let params = groups.flatMap { $0.params.map(\.1) }
+  let clip = { if let c = t.gradClipNorm { try clipGradNorm(params, maxNorm: c) } }
+
   for epoch in startEpoch..<t.numEpochs {
     adapter.train()
     // Shards are read shard by shard in a per-epoch shuffled order through a shuffle buffer, as a
@@ -187,8 +190,6 @@ func runTrain(_ ctx: ActionContext) throws {
         return try loss(image: img, text: txt, logitScale: bundle.encoder.logitScale, logitBias: bundle.encoder.logitBias)
       }
       try optimizer.zeroGrad()
-      let params = groups.flatMap { $0.params.map(\.1) }
-      let clip = { if let c = t.gradClipNorm { try clipGradNorm(params, maxNorm: c) } }
       if let scaler {
         try scaler.scaled(lossValue).backward()
         if try !scaler.step(params, beforeStep: clip, { try optimizer.step() }) { skippedSteps += 1 }

@@ -52,6 +52,17 @@ import Torch
     return (r.code, r.out, r.err)
   }
 
+  /// Reruns a killed run's command; it must continue with the uninterrupted run's last losses.
+  @discardableResult
+  func expectResumed(_ args: [String], continuing expected: ArraySlice<Double>) throws -> String {
+    let (c, out, err) = try run(args, env: [:])
+    #expect(c == 0, "\(err)")
+    let resumed = losses(out)
+    #expect(resumed.count == expected.count)
+    for (g, e) in zip(resumed, expected) { #expect(abs(g - e) <= 1e-6 * max(1, abs(e)), "\(g) vs \(e)") }
+    return out
+  }
+
   @Test func first20StepsMatchPyTorch() throws {
     let ref = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixtures + "/train_reference.json"))) as! [String: Any]
     let expected = (ref["losses"] as! [NSNumber]).map(\.doubleValue)
@@ -86,12 +97,8 @@ import Torch
     // No partial files under final names, only complete checkpoints.
     let files = try FileManager.default.contentsOfDirectory(atPath: crashed + "/train")
     #expect(!files.contains { $0.contains(".tmp") })
-    let (c3, out3, e3) = try run(["train", "-e", s], env: [:])
-    #expect(c3 == 0, "\(e3)")
+    let out3 = try expectResumed(["train", "-e", s], continuing: uninterrupted.suffix(3))
     #expect(out3.contains("Resumed from"))
-    let resumed = losses(out3)
-    #expect(resumed.count == 3)
-    for (g, e) in zip(resumed, uninterrupted.suffix(3)) { #expect(abs(g - e) <= 1e-6 * max(1, abs(e)), "\(g) vs \(e)") }
   }
 
   @Test func stepCheckpointsResumeMidEpoch() throws {
@@ -106,11 +113,7 @@ import Torch
     let (c2, _, _) = try run(["train", "-e", s] + extra, env: ["CLIPKIT_CRASH_AFTER_STEP": "3"])
     #expect(c2 == 137)
     #expect(try FileManager.default.destinationOfSymbolicLink(atPath: crashed + "/train/clip_latest.pth") == "step_3.pth")
-    let (c3, out3, e3) = try run(["train", "-e", s] + extra, env: [:])
-    #expect(c3 == 0, "\(e3)")
-    let resumed = losses(out3)
-    #expect(resumed.count == 3)
-    for (g, e) in zip(resumed, uninterrupted.suffix(3)) { #expect(abs(g - e) <= 1e-6 * max(1, abs(e)), "\(g) vs \(e)") }
+    try expectResumed(["train", "-e", s] + extra, continuing: uninterrupted.suffix(3))
   }
 
   /// fp16 runs (autocast + dynamic loss scaling, as a GPU spec asks), keeps the scaler state in
@@ -130,11 +133,7 @@ import Torch
     let s = try spec(crashed, epochs: 4)
     let (c2, _, _) = try run(["train", "-e", s] + fp16, env: ["CLIPKIT_CRASH_AFTER_EPOCH": "2"])
     #expect(c2 == 137)
-    let (c3, out3, e3) = try run(["train", "-e", s] + fp16, env: [:])
-    #expect(c3 == 0, "\(e3)")
-    let resumed = losses(out3)
-    #expect(resumed.count == 2)
-    for (g, e) in zip(resumed, uninterrupted.suffix(2)) { #expect(abs(g - e) <= 1e-6 * max(1, abs(e)), "\(g) vs \(e)") }
+    try expectResumed(["train", "-e", s] + fp16, continuing: uninterrupted.suffix(2))
   }
 
   /// Corrupt images are skipped and counted; past 10 % unreadable the run stops and says so.
