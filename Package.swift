@@ -73,7 +73,7 @@ let package = Package(
     .target(name: "Imaging", dependencies: ["CCodecs", "CTurboJPEG", "CWebP"], swiftSettings: pixelLoops),
     .target(name: "Export", dependencies: ["Torch", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Proto/onnx-subset.proto"]),
-    .target(name: "Models", dependencies: ["Torch", "Tokenizers", "Imaging", "Export"]),
+    .target(name: "Models", dependencies: ["Torch", "Tokenizers", "Imaging", "Export", "Deploy"]),
     .target(name: "Retrieval", dependencies: ["CH5"]),
     .target(name: "Training", dependencies: ["Torch"]),
     .target(name: "Data"),

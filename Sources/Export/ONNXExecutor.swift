@@ -11,6 +11,10 @@ public final class ONNXExecutor {
   public struct Signature: Sendable {
     public let name: String
     public let dims: [Int?]  // nil = symbolic (dynamic)
+    public init(name: String, dims: [Int?]) {
+      self.name = name
+      self.dims = dims
+    }
   }
 
   private let nodes: [Onnx_NodeProto]

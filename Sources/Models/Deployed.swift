@@ -1,3 +1,4 @@
+import Deploy
 import Export
 import Foundation
 import Imaging
@@ -5,11 +6,56 @@ import Tokenizers
 import Torch
 
 // An exported model (ONNX, TAO's layout) as a CLIPEncoder, run by ClipKit's ONNX executor on
-// libtorch, with TAO Deploy's preprocessing (§7.3) and the exported tokenizer.
+// libtorch or, for `.engine` files, by TensorRT, with TAO Deploy's preprocessing (§7.3) and the
+// exported tokenizer.
+
+/// What runs a deployed graph: ClipKit's ONNX executor or a TensorRT engine.
+public protocol DeployedGraph: AnyObject {
+  var path: String { get }
+  var inputs: [ONNXExecutor.Signature] { get }
+  var outputs: [ONNXExecutor.Signature] { get }
+  func run(_ feeds: [String: Tensor], outputs: [String]?) throws -> [String: Tensor]
+}
+
+extension ONNXExecutor: DeployedGraph {}
+
+/// A TensorRT engine (through the Python helper) seen as a DeployedGraph; float16 outputs of
+/// engines built from mixed-precision graphs come back as float32.
+public final class TensorRTGraph: DeployedGraph {
+  let engine: TensorRTEngine
+  public var path: String { engine.path }
+  public let inputs: [ONNXExecutor.Signature]
+  public let outputs: [ONNXExecutor.Signature]
+
+  public init(_ engine: TensorRTEngine) {
+    self.engine = engine
+    func sig(_ io: TensorRTEngine.IO) -> ONNXExecutor.Signature { .init(name: io.name, dims: io.shape.map { $0 < 0 ? nil : $0 }) }
+    inputs = engine.inputs.map(sig)
+    outputs = engine.outputs.map(sig)
+  }
+
+  static let names: [DType: String] = [.float32: "float32", .float16: "float16", .int64: "int64", .int32: "int32", .bool: "bool"]
+
+  public func run(_ feeds: [String: Tensor], outputs wanted: [String]?) throws -> [String: Tensor] {
+    var host: [String: HostTensor] = [:]
+    for (k, t) in feeds {
+      guard let name = Self.names[t.dtype] else { throw ModelError.input("\(path): input \(k) has unsupported type \(t.dtype)") }
+      host[k] = HostTensor(dtype: name, shape: t.shape, data: Data(try t.contiguous().bytes()))
+    }
+    let got = try engine.run(host, outputs: wanted ?? outputs.map(\.name))
+    return try got.mapValues { h in
+      guard let dtype = Self.names.first(where: { $0.value == h.dtype })?.key else {
+        throw ModelError.input("\(path): output of unsupported type \(h.dtype)")
+      }
+      let t = try h.data.withUnsafeBytes { try Tensor(bytes: $0, shape: h.shape, dtype: dtype) }
+      return dtype.isFloatingPoint && dtype != .float32 ? try t.to(.float32) : t
+    }
+  }
+}
 
 public final class DeployedEncoder: CLIPEncoder {
-  let vision: ONNXExecutor?
-  let text: ONNXExecutor?
+  let vision: DeployedGraph?
+  let text: DeployedGraph?
   let combined: Bool
   let imageShape: (c: Int, h: Int, w: Int)
   let textLength: Int
@@ -19,11 +65,11 @@ public final class DeployedEncoder: CLIPEncoder {
   public var gradientCheckpointing = false
 
   /// `combined` = one graph for both towers; otherwise either or both of `vision`/`text`.
-  init(vision: ONNXExecutor?, text: ONNXExecutor?, combined: Bool) throws {
+  init(vision: DeployedGraph?, text: DeployedGraph?, combined: Bool) throws {
     self.vision = vision
     self.text = text
     self.combined = combined
-    func dims(_ e: ONNXExecutor?, _ name: String) -> [Int?]? { e?.inputs.first { $0.name == name }?.dims }
+    func dims(_ e: DeployedGraph?, _ name: String) -> [Int?]? { e?.inputs.first { $0.name == name }?.dims }
     let img = dims(vision, "image"), ids = dims(text, "input_ids")
     if let img {
       guard img.count == 4, let c = img[1], let h = img[2], let w = img[3] else {
@@ -70,7 +116,7 @@ public final class DeployedEncoder: CLIPEncoder {
   }
 
   /// One tower's output, re-normalised as TAO Deploy does (L2 with +1e-8). Only that tower runs.
-  static func embedding(_ g: ONNXExecutor, _ feeds: [String: Tensor], _ name: String) throws -> Tensor {
+  static func embedding(_ g: DeployedGraph, _ feeds: [String: Tensor], _ name: String) throws -> Tensor {
     guard g.outputs.contains(where: { $0.name == name }) else { throw ModelError.input("\(g.path) has no \(name) output") }
     let e = try noGrad { try g.run(feeds, outputs: [name]) }[name]!
     return try e / (try (e * e).sum(dims: [1], keepDim: true).sqrt() + 1e-8)
@@ -86,11 +132,12 @@ public final class DeployedEncoder: CLIPEncoder {
 
 extension CLIPBundle {
   /// A deployment: the exported graph(s), the `_tokenizer` folder and the `model.type` /
-  /// `canonicalize_text` of its `_config.yaml`.
+  /// `canonicalize_text` of its `_config.yaml`. `open` runs a file (ONNX executor or TensorRT).
   public static func deployed(combined: String?, vision: String?, text: String?, tokenizerDir: String, modelType: String,
-                              canonicalize: Bool) throws -> CLIPBundle {
-    let v = try (combined ?? vision).map { try ONNXExecutor(path: $0) }
-    let t = try combined == nil ? text.map { try ONNXExecutor(path: $0) } : v
+                              canonicalize: Bool,
+                              open: (String) throws -> DeployedGraph = { try ONNXExecutor(path: $0) }) throws -> CLIPBundle {
+    let v = try (combined ?? vision).map(open)
+    let t = try combined == nil ? text.map(open) : v
     let enc = try DeployedEncoder(vision: v, text: t, combined: combined != nil)
     let (c, h, w) = enc.imageShape
     guard c == 3 else { throw ModelError.input("\(v?.path ?? "model"): image input has \(c) channels, expected 3") }

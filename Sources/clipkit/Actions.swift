@@ -59,7 +59,7 @@ struct Deploy: ParsableCommand {
     @OptionGroup var options: SpecOptions
     func run() throws {
       try runAction("deploy evaluate", section: "evaluate", options: options, requires: ["evaluate"]) { ctx in
-        try runEvaluate(ctx, rules: .deploy) { try loadDeployed($0.config.evaluate.trtEngine, section: "evaluate") }
+        try runEvaluate(ctx, rules: .deploy) { try loadDeployed($0.config.evaluate.trtEngine, section: "evaluate", gpu: $0.config.evaluate.gpuIds.first ?? 0) }
       }
     }
   }
@@ -69,7 +69,7 @@ struct Deploy: ParsableCommand {
     @OptionGroup var options: SpecOptions
     func run() throws {
       try runAction("deploy inference", section: "inference", options: options, requires: ["inference"]) { ctx in
-        try runInference(ctx) { try loadDeployed($0.config.inference.trtEngine, section: "inference") }
+        try runInference(ctx) { try loadDeployed($0.config.inference.trtEngine, section: "inference", gpu: $0.config.inference.gpuIds.first ?? 0) }
       }
     }
   }

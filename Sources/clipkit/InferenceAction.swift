@@ -1,4 +1,5 @@
 import Deploy
+import Export
 import Foundation
 import Models
 import Retrieval
@@ -23,22 +24,27 @@ func loadModel(_ ctx: ActionContext, checkpoint: String?) throws -> CLIPBundle {
 }
 
 /// An exported model for `clipkit deploy`: discovery as TAO Deploy (a file, its `_vision`/`_text`
-/// partners, or a directory), run by ClipKit's ONNX executor on libtorch.
-func loadDeployed(_ path: String?, section: String) throws -> CLIPBundle {
+/// partners, or a directory). ONNX runs on ClipKit's executor (libtorch), `.engine` files on
+/// TensorRT through its Python package.
+func loadDeployed(_ path: String?, section: String, gpu: Int) throws -> CLIPBundle {
   guard let path else {
-    throw ActionError.input("\(section).trt_engine is not set: give the exported .onnx (its _vision/_text pair, or their directory)")
+    throw ActionError.input("\(section).trt_engine is not set: give the exported .onnx or .engine (its _vision/_text pair, or their directory)")
   }
   let files = try DeployedFiles.discover(path)
-  if files.all.contains(where: { $0.hasSuffix(".engine") }) {
-    throw ActionError.input("\(files.all.joined(separator: ", ")): running TensorRT engines needs TensorRT, which was not found; set \(section).trt_engine to the exported .onnx instead (ClipKit runs it on libtorch)")
-  }
+  let engines = files.all.contains { $0.hasSuffix(".engine") }
   let exported = try Spec.load(file: files.config)
   guard let type = exported.value("model.type")?.stringValue else { throw ActionError.input("\(files.config) has no model.type") }
   var canonicalize = false
   if case .bool(true)? = exported.value("model.canonicalize_text") { canonicalize = true }
+  // CLIPKIT_ENGINE_BACKEND=onnxruntime answers engine requests from ONNX with onnxruntime instead:
+  // how the tests drive this path on machines without a GPU.
+  let backend = TensorRTEngine.Backend(rawValue: ProcessInfo.processInfo.environment["CLIPKIT_ENGINE_BACKEND"] ?? "") ?? .tensorrt
   let bundle = try CLIPBundle.deployed(combined: files.combined, vision: files.vision, text: files.text, tokenizerDir: files.tokenizer,
-                                       modelType: type, canonicalize: canonicalize)
-  print("Running \(bundle.source) on ClipKit's ONNX executor (tokenizer \(files.tokenizer))")
+                                       modelType: type, canonicalize: canonicalize) { file in
+    file.hasSuffix(".engine") ? TensorRTGraph(try TensorRTEngine(path: file, backend: backend, gpu: gpu)) as DeployedGraph : try ONNXExecutor(path: file)
+  }
+  let runner = engines ? (backend == .tensorrt ? "TensorRT" : "onnxruntime (CLIPKIT_ENGINE_BACKEND)") : "ClipKit's ONNX executor"
+  print("Running \(bundle.source) on \(runner) (tokenizer \(files.tokenizer))")
   return bundle
 }
 
