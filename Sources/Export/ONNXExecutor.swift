@@ -25,15 +25,8 @@ public final class ONNXExecutor {
 
   public init(path: String) throws {
     self.path = path
-    guard let data = FileManager.default.contents(atPath: path) else { throw ExportError.io(path: path, reason: "cannot be read") }
-    let model: Onnx_ModelProto
-    do { model = try Onnx_ModelProto(serializedBytes: data) } catch {
-      throw ExportError.io(path: path, reason: "not an ONNX model (\(error))")
-    }
-    let g = model.graph
-    let dir = (path as NSString).deletingLastPathComponent
-    var external: [String: Data] = [:]
-    for t in g.initializer { constants[t.name] = try Self.tensor(t, dir: dir, cache: &external, model: path) }
+    let g = try ONNXFile.read(path).graph
+    for t in g.initializer { constants[t.name] = try Self.tensor(t, model: path) }
     // Constant nodes (torch.onnx writes hundreds) become tensors once, here, not on every run.
     var rest: [Onnx_NodeProto] = []
     for n in g.node {
@@ -41,7 +34,7 @@ public final class ONNXExecutor {
       guard let v = n.attribute.first(where: { $0.name == "value" }), v.hasT, let out = n.output.first else {
         throw ExportError.unsupported("\(path): Constant node \(n.name) without a tensor value")
       }
-      constants[out] = try Self.tensor(v.t, dir: dir, cache: &external, model: path)
+      constants[out] = try Self.tensor(v.t, model: path)
     }
     nodes = rest
     func sig(_ v: Onnx_ValueInfoProto) -> Signature {
@@ -59,33 +52,20 @@ public final class ONNXExecutor {
     }
   }
 
-  private static func tensor(_ t: Onnx_TensorProto, dir: String, cache: inout [String: Data], model: String) throws -> Tensor {
-    var raw = t.rawData
-    if t.dataLocation == .external {
-      let e = Dictionary(t.externalData.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
-      guard let loc = e["location"] else { throw ExportError.io(path: model, reason: "tensor \(t.name) has external data without a location") }
-      if cache[loc] == nil {
-        guard let d = FileManager.default.contents(atPath: dir + "/" + loc) else {
-          throw ExportError.io(path: dir + "/" + loc, reason: "external weights of \(model) are missing (keep them beside the .onnx)")
-        }
-        cache[loc] = d
-      }
-      let blob = cache[loc]!
-      let off = Int(e["offset"] ?? "0") ?? 0
-      let len = Int(e["length"] ?? "") ?? (blob.count - off)
-      guard off >= 0, len >= 0, off + len <= blob.count else { throw ExportError.io(path: dir + "/" + loc, reason: "truncated (tensor \(t.name))") }
-      raw = blob.subdata(in: off..<(off + len))
-    }
+  private static func tensor(_ t: Onnx_TensorProto, model: String) throws -> Tensor {
+    let raw = t.rawData
     let shape = t.dims.map(Int.init)
     switch t.dataType {
     case 1:
       if raw.isEmpty { return try Tensor([Float](), shape: [0]).reshape(shape) }
       return try raw.withUnsafeBytes { try Tensor(bytes: $0, shape: shape, dtype: .float32) }
+    case 10:  // mixed-precision graphs (gen_trt_engine for TensorRT 11)
+      return try raw.withUnsafeBytes { try Tensor(bytes: $0, shape: shape, dtype: .float16) }
     case 7:
       if raw.isEmpty { return try Tensor(t.int64Data, shape: shape) }
       return try raw.withUnsafeBytes { try Tensor(bytes: $0, shape: shape, dtype: .int64) }
     default:
-      throw ExportError.unsupported("\(model): tensor \(t.name) has ONNX data type \(t.dataType); only float32 and int64 are supported")
+      throw ExportError.unsupported("\(model): tensor \(t.name) has ONNX data type \(t.dataType); only float32, float16 and int64 are supported")
     }
   }
 
@@ -200,8 +180,7 @@ public final class ONNXExecutor {
         let shape = try input(0).toArray(Int64.self).map(Int.init)
         var value = try Tensor.scalar(Float(0))
         if let v = attr("value"), v.hasT {
-          var cache: [String: Data] = [:]
-          value = try Self.tensor(v.t, dir: "", cache: &cache, model: path).reshape([])
+          value = try Self.tensor(v.t, model: path).reshape([])
         }
         out = try value.expand(shape).contiguous()
       case "Gemm":

@@ -154,12 +154,6 @@ public final class ONNXGraph {
   /// case the float weights go to `<stem>_weights.bin` beside `path` (TAO's rule for >1.9 GiB models).
   public func write(to path: String, producerVersion: String,
                     externalThreshold: Int = 1_900 * 1_048_576) throws {
-    let url = URL(fileURLWithPath: path)
-    let stem = url.deletingPathExtension().lastPathComponent
-    let external = weightBytes > externalThreshold
-    let binName = "\(stem)_weights.bin"
-    let binPath = url.deletingLastPathComponent().appendingPathComponent(binName).path
-    var blob = Data()
     var graph = Onnx_GraphProto()
     graph.name = name
     graph.node = nodes
@@ -170,23 +164,7 @@ public final class ONNXGraph {
       t.name = i.name
       t.dims = i.shape.map(Int64.init)
       t.dataType = i.type.rawValue
-      // Shape and axes constants stay inline: shape inference and TensorRT need their values.
-      if external && i.type == .float && i.bytes.count > 64 {
-        // Offsets aligned to 64 bytes so readers can map the file.
-        let pad = (64 - blob.count % 64) % 64
-        blob.append(Data(count: pad))
-        func entry(_ k: String, _ v: String) -> Onnx_StringStringEntryProto {
-          var e = Onnx_StringStringEntryProto()
-          e.key = k
-          e.value = v
-          return e
-        }
-        t.dataLocation = .external
-        t.externalData = [entry("location", binName), entry("offset", String(blob.count)), entry("length", String(i.bytes.count))]
-        blob.append(contentsOf: i.bytes)
-      } else {
-        t.rawData = Data(i.bytes)
-      }
+      t.rawData = Data(i.bytes)
       return t
     }
     var model = Onnx_ModelProto()
@@ -198,11 +176,6 @@ public final class ONNXGraph {
     ops.version = Int64(opset)
     model.opsetImport = [ops]
     model.graph = graph
-    let data: Data
-    do { data = try model.serializedData() } catch {
-      throw ExportError.io(path: path, reason: "the ONNX model could not be serialised (\(error))")
-    }
-    if !blob.isEmpty { try AtomicFile.write(binPath, data: blob) }
-    try AtomicFile.write(path, data: data)
+    try ONNXFile.write(model, to: path, externalThreshold: externalThreshold)
   }
 }

@@ -354,3 +354,90 @@ func minCosine(_ a: Tensor, _ b: Tensor) throws -> Double {
     #expect(missing.code != 0 && missing.err.contains("does not exist"), "\(missing.err)")
   }
 }
+
+/// The typed (mixed fp16/fp32) graphs gen_trt_engine writes for TensorRT 11, which has no
+/// precision flags: checked with onnx.checker, run by onnxruntime and by ClipKit's executor
+/// against the float32 graph.
+@Suite struct MixedPrecisionGraphs {
+  let tao = repoRoot + "/Tests/ModelTests/Fixtures/tiny_siglip_torch_onnx/clip_model.onnx"
+
+  func exported() throws -> String {
+    let dir = NSTemporaryDirectory() + "clipkit-typed-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try """
+      model:
+        type: siglip2-so400m-patch16-256
+        pretrained_dir: \(repoRoot)/Tests/ModelTests/Fixtures/tiny_siglip
+      export:
+        onnx_file: \(dir)/clip_model.onnx
+        input_height: 32
+        input_width: 32
+      results_dir: \(dir)/results
+      """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    let r = try clipkit(["export", "-e", dir + "/spec.yaml"])
+    #expect(r.code == 0, "\(r.err)")
+    return dir + "/clip_model.onnx"
+  }
+
+  func feeds(batch: Int) throws -> [(String, Tensor)] {
+    let ids = try Tensor((0..<(batch * 16)).map { Int64(($0 * 37 + 5) % 100) }, shape: [batch, 16])
+    return [("image", try Tensor.randn([batch, 3, 32, 32], generator: try Generator(seed: 3))), ("input_ids", ids), ("attention_mask", try Tensor.ones([batch, 16], dtype: .int64))]
+  }
+
+  @Test func executorRunsTheTypedGraphCloseToFloat32() throws {
+    for source in [try exported(), tao] {
+      let typed = NSTemporaryDirectory() + "typed-\(UUID().uuidString).onnx"
+      let s = try ONNXMixedPrecision.convert(source, to: typed)
+      #expect(s.fp16Nodes > 2 * s.fp32Nodes && s.casts > 0, "\(s)")
+      // Weights read by fp16 nodes are stored in fp16: the file is about half the size.
+      let size = { (p: String) in try FileManager.default.attributesOfItem(atPath: p)[.size] as! Int }
+      #expect(Double(try size(typed)) < 0.6 * Double(try size(source)))
+      let f = Dictionary(uniqueKeysWithValues: try feeds(batch: 5))
+      let want = try ONNXExecutor(path: source).run(f), got = try ONNXExecutor(path: typed).run(f)
+      for k in ["image_embedding", "text_embedding"] {
+        #expect(got[k]!.dtype == .float32)
+        #expect(try minCosine(got[k]!, want[k]!) > 0.9999, "\(k)")
+        #expect(try maxAbsDiff(got[k]!, want[k]!) < 2e-3, "\(k)")
+      }
+      // Constants-only work (the exponentiated logit scale, the bias) stays exact.
+      #expect(try got["logit_scale"]!.item() == want["logit_scale"]!.item())
+      #expect(try got["logit_bias"]!.item() == want["logit_bias"]!.item())
+    }
+  }
+
+  @Test(.enabled(if: ortPython != nil || ortRequired))
+  func onnxRuntimeRunsTheTypedGraphAndLayerPrecisionsHold() throws {
+    let source = try exported()
+    let typed = source.replacingOccurrences(of: ".onnx", with: "_typed.onnx")
+    try ONNXMixedPrecision.convert(source, to: typed)
+    let f = try feeds(batch: 7)
+    let (want, _) = try runOnnxRuntime(source, f)
+    let (got, sig) = try runOnnxRuntime(typed, f)  // onnx.checker full_check first
+    #expect(sig.contains(#"["image", "tensor(float)""#) && sig.contains(#"["image_embedding", "tensor(float)""#), "\(sig)")
+    for k in ["image_embedding", "text_embedding"] {
+      #expect(try minCosine(got[k]!, want[k]!) > 0.9999, "\(k)")
+    }
+    // torch.onnx's node names: one MatMul forced to fp32 keeps it (and what it feeds) in fp32.
+    let plain = try ONNXMixedPrecision.convert(tao, to: NSTemporaryDirectory() + "p-\(UUID().uuidString).onnx")
+    let forcedPath = NSTemporaryDirectory() + "f-\(UUID().uuidString).onnx"
+    let forced = try ONNXMixedPrecision.convert(tao, to: forcedPath, layerPrecisions: try ONNXMixedPrecision.layerPrecisions(
+      ["/text_model/encoder/layers.0/mlp/fc1/MatMul:fp32"]))
+    #expect(forced.fp32Nodes > plain.fp32Nodes && forced.fp16Nodes < plain.fp16Nodes)
+    // Wildcards as trtexec's: every fc1 MatMul of the text tower.
+    let all = try ONNXMixedPrecision.convert(tao, to: NSTemporaryDirectory() + "w-\(UUID().uuidString).onnx",
+                                             layerPrecisions: ["/text_model/*/fc1/MatMul": false])
+    #expect(all.fp32Nodes > forced.fp32Nodes)
+    #expect(ONNXMixedPrecision.glob("/a/*/fc1*", "/a/layers.0/fc1/MatMul") && !ONNXMixedPrecision.glob("/a/*/fc2", "/a/layers.0/fc1"))
+    let (t, _) = try runOnnxRuntime(forcedPath, f)
+    let (r, _) = try runOnnxRuntime(tao, f)
+    #expect(try minCosine(t["text_embedding"]!, r["text_embedding"]!) > 0.9999)
+  }
+
+  @Test func layerPrecisionEntriesAreChecked() throws {
+    #expect(try ONNXMixedPrecision.layerPrecisions(["a/b:fp32", "*:FP16"]) == ["a/b": false, "*": true])
+    #expect(throws: ExportError.self) { try ONNXMixedPrecision.layerPrecisions(["a/b"]) }
+    #expect(throws: ExportError.self) { try ONNXMixedPrecision.layerPrecisions(["a/b:int4"]) }
+    // Everything forced to fp32 leaves nothing in fp16: refused, not written.
+    #expect(throws: ExportError.self) { try ONNXMixedPrecision.convert(tao, to: NSTemporaryDirectory() + "x.onnx", layerPrecisions: ["*": false]) }
+  }
+}

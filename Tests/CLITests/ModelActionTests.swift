@@ -1,3 +1,4 @@
+import Export
 import Foundation
 import Retrieval
 import Testing
@@ -183,26 +184,57 @@ let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
     let r = try clipkit(["gen_trt_engine", "-e", s], env: ["PATH": "/usr/bin:/bin", "CLIPKIT_TRTEXEC": ""])
     if FileManager.default.fileExists(atPath: "/usr/src/tensorrt/bin/trtexec") { return }
     #expect(r.code != 0)
-    #expect(r.err.contains("TensorRT was not found") && r.err.contains("CLIPKIT_TRTEXEC"))
+    #expect(r.err.contains("TensorRT was not found") && r.err.contains("CLIPKIT_TRTEXEC") && r.err.contains("pip install tensorrt"))
     #expect(r.err.split(separator: "\n").count == 1)
   }
 
-  @Test func runsTrtexecWithOneProfileAndCopiesSidecars() throws {
-    let (dir, s) = try spec()
-    // A stand-in trtexec that records its arguments and writes the engine file.
+  /// A stand-in trtexec that records its arguments and writes the engine file; its --help lists
+  /// --fp16 as TensorRT 10's does, or not, as TensorRT 11's.
+  func standIn(_ dir: String, tensorRT10: Bool) throws -> String {
     let fake = dir + "/trtexec"
     try """
       #!/bin/sh
+      if [ "$1" = --help ]; then echo "  --onnx=<file>"; \(tensorRT10 ? "echo '  --fp16'" : "true"); exit 0; fi
       echo "$@" > \(dir)/trtexec.args
       for a in "$@"; do case "$a" in --saveEngine=*) echo engine > "${a#--saveEngine=}";; esac; done
       """.write(toFile: fake, atomically: true, encoding: .utf8)
     try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: fake)
-    let r = try clipkit(["gen_trt_engine", "-e", s], env: ["CLIPKIT_TRTEXEC": fake])
+    return fake
+  }
+
+  @Test func runsTrtexecWithOneProfileAndCopiesSidecars() throws {
+    let (dir, s) = try spec()
+    let r = try clipkit(["gen_trt_engine", "-e", s], env: ["CLIPKIT_TRTEXEC": try standIn(dir, tensorRT10: true)])
     #expect(r.code == 0, "\(r.err)")
     let args = try String(contentsOfFile: dir + "/trtexec.args", encoding: .utf8)
     #expect(args.contains("--optShapes=image:4x3x224x224,input_ids:4x64,attention_mask:4x64") && args.contains("--fp16"))
     #expect(FileManager.default.fileExists(atPath: dir + "/deploy/clip_model.engine"))
     #expect(FileManager.default.fileExists(atPath: dir + "/deploy/clip_model_config.yaml"))
     #expect(FileManager.default.fileExists(atPath: dir + "/deploy/clip_model_tokenizer"))
+  }
+
+  @Test func tensorRT11GetsATypedGraphInsteadOfPrecisionFlags() throws {
+    let (dir, s) = try spec()
+    // A real export (the profile fixture has no weights to convert).
+    let export = try clipkit(["export", "-e", s, "model.type=siglip2-so400m-patch16-256", "model.pretrained_dir=\(repoRoot)/Tests/ModelTests/Fixtures/tiny_siglip",
+                              "export.onnx_file=\(dir)/tiny/clip_model.onnx", "export.input_height=32", "export.input_width=32"])
+    #expect(export.code == 0, "\(export.err)")
+    let r = try clipkit(["gen_trt_engine", "-e", s, "gen_trt_engine.onnx_file=\(dir)/tiny/clip_model.onnx"],
+                        env: ["CLIPKIT_TRTEXEC": try standIn(dir, tensorRT10: false)])
+    #expect(r.code == 0, "\(r.err)")
+    let args = try String(contentsOfFile: dir + "/trtexec.args", encoding: .utf8)
+    let typed = dir + "/results/gen_trt_engine/clip_model_typed.onnx"
+    #expect(args.contains("--onnx=\(typed)") && !args.contains("--fp16") && args.contains("--maxShapes=image:8x3x32x32"), "\(args)")
+    #expect(r.out.contains("nodes in fp16"))
+    // Converted graphs run: ClipKit's executor reads the fp16 weights.
+    let f: [String: Tensor] = ["image": try Tensor.zeros([2, 3, 32, 32]), "input_ids": try Tensor.zeros([2, 16], dtype: .int64),
+                               "attention_mask": try Tensor.ones([2, 16], dtype: .int64)]
+    let got = try ONNXExecutor(path: typed).run(f)["image_embedding"]!, want = try ONNXExecutor(path: dir + "/tiny/clip_model.onnx").run(f)["image_embedding"]!
+    #expect(try (got - want).abs().amax().item() < 2e-3)
+    // An fp32 engine keeps the ONNX as it is.
+    let fp32 = try clipkit(["gen_trt_engine", "-e", s, "gen_trt_engine.tensorrt.data_type=fp32", "gen_trt_engine.trt_engine=\(dir)/deploy/fp32.engine"],
+                           env: ["CLIPKIT_TRTEXEC": try standIn(dir, tensorRT10: false)])
+    #expect(fp32.code == 0, "\(fp32.err)")
+    #expect(try String(contentsOfFile: dir + "/trtexec.args", encoding: .utf8).contains("--onnx=\(dir)/export/clip_model.onnx"))
   }
 }

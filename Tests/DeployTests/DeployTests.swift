@@ -35,6 +35,30 @@ let deployFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     #expect(throws: DeployError.self) { try b.arguments(for: inputs) }
   }
 
+  @Test func withoutPrecisionFlagsTheGraphCarriesThePrecision() throws {
+    // TensorRT 11: no --fp16 / --layerPrecisions (the graph was converted), same profile.
+    let inputs = try ONNXInputs.read(deployFixtures + "/dynamic_batch.onnx")
+    let b = TensorRTBuild(onnx: "typed.onnx", engine: "m.engine", minBatch: 2, optBatch: 4, maxBatch: 8, fixedBatch: -1, fp16: true,
+                          workspaceMB: 512, timingCache: "tc", layerPrecisions: ["x:fp32"], verbose: true)
+    #expect(try b.arguments(for: inputs, precisionFlags: false) == [
+      "--onnx=typed.onnx", "--saveEngine=m.engine", "--memPoolSize=workspace:512M",
+      "--minShapes=image:2x3x224x224,input_ids:2x64,attention_mask:2x64",
+      "--optShapes=image:4x3x224x224,input_ids:4x64,attention_mask:4x64",
+      "--maxShapes=image:8x3x224x224,input_ids:8x64,attention_mask:8x64",
+      "--timingCacheFile=tc", "--verbose",
+    ])
+    // The Python builder gets the same profile as JSON.
+    for flags in [true, false] {
+      let json = try b.pythonConfig(for: inputs, precisionFlags: flags)
+      let o = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
+      let profile = o["profile"] as! [[String: Any]]
+      #expect(profile.map { $0["name"] as! String } == ["image", "input_ids", "attention_mask"])
+      #expect(profile[0]["min"] as! [Int] == [2, 3, 224, 224] && profile[1]["opt"] as! [Int] == [4, 64] && profile[2]["max"] as! [Int] == [8, 64])
+      #expect(o["fp16"] as! Bool == flags && o["workspace_mb"] as! Int == 512 && o["timing_cache"] as! String == "tc")
+      #expect((o["layer_precisions"] as! [[String]]) == (flags ? [["x", "fp32"]] : []))
+    }
+  }
+
   @Test func onlyTheBatchAxisMayBeDynamic() throws {
     let inputs = try ONNXInputs.read(deployFixtures + "/dynamic_height.onnx")
     let b = TensorRTBuild(onnx: "m.onnx", engine: "e", minBatch: 1, optBatch: 1, maxBatch: 2, fixedBatch: -1, fp16: false,
