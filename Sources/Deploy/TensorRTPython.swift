@@ -176,7 +176,8 @@ class TensorRTBackend:
         for d in self.inputs:
             a = feeds[d["name"]] if d["name"] in feeds else filler(d, feeds)
             a = np.ascontiguousarray(a.astype(d["dtype"], copy=False))
-            self.context.set_input_shape(d["name"], a.shape)
+            if self.context.set_input_shape(d["name"], a.shape) is False:
+                raise RuntimeError("input %s of shape %s is outside the engine's profile (%s to %s)" % (d["name"], list(a.shape), d.get("min", d["shape"]), d.get("max", d["shape"])))
             buf, ptr = self.mem.upload(a)
             keep.append(buf)
             self.context.set_tensor_address(d["name"], ptr)

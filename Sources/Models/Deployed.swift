@@ -15,9 +15,15 @@ public protocol DeployedGraph: AnyObject {
   var inputs: [ONNXExecutor.Signature] { get }
   var outputs: [ONNXExecutor.Signature] { get }
   func run(_ feeds: [String: Tensor], outputs: [String]?) throws -> [String: Tensor]
+  /// The batch a run must have (a static-batch engine) or may have at most (the engine's
+  /// optimisation profile); nil where any batch runs.
+  var batchLimit: (fixed: Int?, max: Int?) { get }
 }
 
-extension ONNXExecutor: DeployedGraph {}
+// ClipKit's executor runs any batch, static-batch exports included.
+extension ONNXExecutor: DeployedGraph {
+  public var batchLimit: (fixed: Int?, max: Int?) { (nil, nil) }
+}
 
 /// A TensorRT engine (through the Python helper) seen as a DeployedGraph; float16 outputs of
 /// engines built from mixed-precision graphs come back as float32.
@@ -26,6 +32,10 @@ public final class TensorRTGraph: DeployedGraph {
   public var path: String { engine.path }
   public let inputs: [ONNXExecutor.Signature]
   public let outputs: [ONNXExecutor.Signature]
+
+  public var batchLimit: (fixed: Int?, max: Int?) {
+    (engine.inputs.compactMap { $0.shape.first }.first { $0 > 0 }, engine.inputs.compactMap { $0.max?.first }.min())
+  }
 
   public init(_ engine: TensorRTEngine) {
     self.engine = engine
@@ -116,9 +126,25 @@ public final class DeployedEncoder: CLIPEncoder {
   }
 
   /// One tower's output, re-normalised as TAO Deploy does (L2 with +1e-8). Only that tower runs.
+  /// Batches larger than the engine takes run in chunks; a static-batch engine gets its exact
+  /// batch, the last chunk padded by repeating its final row (the padding's outputs are dropped).
   static func embedding(_ g: DeployedGraph, _ feeds: [String: Tensor], _ name: String) throws -> Tensor {
     guard g.outputs.contains(where: { $0.name == name }) else { throw ModelError.input("\(g.path) has no \(name) output") }
-    let e = try noGrad { try g.run(feeds, outputs: [name]) }[name]!
+    let n = feeds.values.first?.size(0) ?? 0
+    let (fixed, most) = g.batchLimit
+    let step = fixed ?? most ?? n
+    var parts: [Tensor] = []
+    for start in stride(from: 0, to: n, by: max(step, 1)) {
+      let count = min(step, n - start)
+      let chunk = try feeds.mapValues { t -> Tensor in
+        let c = try t.narrow(dim: 0, start: start, length: count)
+        guard let fixed, count < fixed else { return c }
+        return try Tensor.cat([c] + Array(repeating: try c.narrow(dim: 0, start: count - 1, length: 1), count: fixed - count))
+      }
+      let e = try noGrad { try g.run(chunk, outputs: [name]) }[name]!
+      parts.append(e.size(0) == count ? e : try e.narrow(dim: 0, start: 0, length: count))
+    }
+    let e = parts.count == 1 ? parts[0] : try Tensor.cat(parts)
     return try e / (try (e * e).sum(dims: [1], keepDim: true).sqrt() + 1e-8)
   }
 

@@ -326,8 +326,12 @@ func minCosine(_ a: Tensor, _ b: Tensor) throws -> Double {
     #expect(ev.code == 0 && ev.out.contains("clip_model.engine on onnxruntime"), "\(ev.err)")
     let got = try json(dir + "/results/evaluate/results.json")
     for (k, v) in want { #expect(abs(got[k]! - v) <= 1e-4, "\(k): \(got[k]!) vs \(v)") }
-    for (engine, out) in [("engines", "combined"), ("sep/m_text.engine", "separate")] {
-      let r = try clipkit(["deploy", "inference", "-e", spec, "inference.trt_engine=\(dir)/\(engine)", "inference.results_dir=\(dir)/\(out)"], env: env)
+    // A static-batch engine (batch 2) fed batches of 5: chunks of 2, the last one padded.
+    #expect(try clipkit(["export", "-e", spec, "export.batch_size=2", "export.onnx_file=\(dir)/static/m.onnx"]).code == 0)
+    try fm.moveItem(atPath: dir + "/static/m.onnx", toPath: dir + "/static/m.engine")
+    for (engine, out) in [("engines", "combined"), ("sep/m_text.engine", "separate"), ("static/m.engine", "static")] {
+      let r = try clipkit(["deploy", "inference", "-e", spec, "inference.trt_engine=\(dir)/\(engine)", "inference.results_dir=\(dir)/\(out)",
+                           "inference.batch_size=5"], env: env)
       #expect(r.code == 0, "\(r.err)")
       for kind in [EmbeddingFile.Kind.image, .text] {
         let (w, _, _) = try EmbeddingFile.read(dir + "/results/inference/\(kind.rawValue)_embeddings.h5", kind: kind)
