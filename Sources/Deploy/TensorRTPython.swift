@@ -211,12 +211,12 @@ class OnnxRuntimeBackend:
 
 def filler(d, feeds):
     # The other tower of a combined model: every input must be bound, and inputs whose batch axes
-    # share a name must agree, so zeros at the batch of the inputs given.
+    # share a name must agree, so zeros (a mask of ones) at the batch of the inputs given.
     import numpy as np
     batch = next((a.shape[0] for a in feeds.values() if a.ndim > 0), None)
     lo = d.get("min", d["shape"])
     shape = [(batch if k == 0 and batch is not None else lo[k]) if s == -1 else s for k, s in enumerate(d["shape"])]
-    return np.zeros(shape, d["dtype"])
+    return (np.ones if d["name"] == "attention_mask" else np.zeros)(shape, d["dtype"])  # as TAO Deploy
 
 def read_exact(n):
     b = sys.stdin.buffer.read(n)
