@@ -114,8 +114,9 @@ public enum TensorRTBuilder: Sendable {
     }
     let python = TensorRTEngine.python(env)
     struct Probe: Decodable { let version: String?; let precision_flags: Bool?; let error: String? }
+    // Library warnings may share the output: the reply is whichever line decodes.
     if let out = try? run("/usr/bin/env", [python, "-c", TensorRTPython.script, "probe"]),
-       let line = out.split(separator: "\n").last, let p = try? JSONDecoder().decode(Probe.self, from: Data(line.utf8)),
+       let p = out.split(separator: "\n").reversed().lazy.compactMap({ try? JSONDecoder().decode(Probe.self, from: Data($0.utf8)) }).first,
        let v = p.version {
       return .python(python, version: v, precisionFlags: p.precision_flags ?? false)
     }

@@ -32,11 +32,15 @@ public final class TensorRTEngine: @unchecked Sendable {
   private let process: Process
   private let toChild: FileHandle
   private let fromChild: FileHandle
+  /// Set when a reply could not be read whole: the stream is out of step, the helper is stopped.
+  private var broken: String?
 
   /// `python`: CLIPKIT_PYTHON, else python3 on PATH.
   public init(path: String, backend: Backend = .tensorrt, gpu: Int = 0,
               environment: [String: String] = ProcessInfo.processInfo.environment) throws {
     guard FileManager.default.fileExists(atPath: path) else { throw DeployError.input("\(path) does not exist") }
+    // A helper that dies mid-request must surface as a write error, not kill clipkit.
+    signal(SIGPIPE, SIG_IGN)
     self.path = path
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -56,7 +60,10 @@ public final class TensorRTEngine: @unchecked Sendable {
   }
 
   deinit {
+    // Closing both ends ends the helper's loop, even one blocked writing a reply nobody reads.
     try? toChild.close()
+    try? fromChild.close()
+    if process.isRunning { process.terminate() }
     process.waitUntilExit()
   }
 
@@ -79,20 +86,37 @@ public final class TensorRTEngine: @unchecked Sendable {
     struct Meta: Codable { let name: String; let dtype: String; let shape: [Int] }
     struct Request: Encodable { let inputs: [Meta]; let outputs: [String] }
     struct Reply: Decodable { let outputs: [Meta]?; let error: String? }
+    if let broken { throw DeployError.input("\(path): the TensorRT helper was stopped after an earlier error (\(broken))") }
     let order = feeds.keys.sorted()
+    for k in order {
+      let t = feeds[k]!
+      guard let size = Self.itemSize[t.dtype], t.data.count == t.shape.reduce(1, *) * size else {
+        throw DeployError.input("\(path): input \(k) holds \(t.data.count) bytes, not \(t.shape) of \(t.dtype)")
+      }
+    }
     let req = Request(inputs: order.map { Meta(name: $0, dtype: feeds[$0]!.dtype, shape: feeds[$0]!.shape) }, outputs: wanted)
     var message = try JSONEncoder().encode(req)
     message.append(0x0A)
     for k in order { message.append(feeds[k]!.data) }
-    do { try toChild.write(contentsOf: message) } catch {
-      throw DeployError.input("\(path): the TensorRT helper stopped (\(error))")
+    // A framing failure leaves the stream out of step: stop the helper for good.
+    func fail(_ why: String) -> DeployError {
+      broken = why
+      if process.isRunning { process.terminate() }
+      return DeployError.input(why.hasPrefix(path) ? why : "\(path): \(why)")
     }
-    let reply = try Self.decode(Reply.self, try Self.readLine(fromChild, process, path: path), path: path)
-    if let e = reply.error { throw DeployError.input("\(path): \(e)") }
+    do { try toChild.write(contentsOf: message) } catch { throw fail("the TensorRT helper stopped (\(error))") }
+    let line: Data
+    do { line = try Self.readLine(fromChild, process, path: path) } catch { throw fail("\(error.localizedDescription)") }
+    guard let reply = try? JSONDecoder().decode(Reply.self, from: line) else {
+      throw fail("unreadable reply from the TensorRT helper: \(String(decoding: line.prefix(200), as: UTF8.self))")
+    }
+    if let e = reply.error { throw DeployError.input("\(path): \(e)") }  // reported by the helper, which is still in step
     var result: [String: HostTensor] = [:]
     for m in reply.outputs ?? [] {
-      guard let size = Self.itemSize[m.dtype] else { throw DeployError.input("\(path): output \(m.name) has unsupported type \(m.dtype)") }
-      result[m.name] = HostTensor(dtype: m.dtype, shape: m.shape, data: try read(m.shape.reduce(1, *) * size))
+      guard let size = Self.itemSize[m.dtype] else { throw fail("output \(m.name) has unsupported type \(m.dtype)") }
+      do { result[m.name] = HostTensor(dtype: m.dtype, shape: m.shape, data: try read(m.shape.reduce(1, *) * size)) } catch {
+        throw fail("\(error.localizedDescription)")
+      }
     }
     return result
   }

@@ -51,14 +51,23 @@ def build(cfg):
     if cfg["fp16"]:
         config.set_flag(trt.BuilderFlag.FP16)
     if cfg["layer_precisions"]:
+        import re
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        types = {"fp32": trt.float32, "fp16": trt.float16, "int8": trt.int8}
-        wanted = dict(cfg["layer_precisions"])
+        types = {"fp32": trt.float32, "float32": trt.float32, "fp16": trt.float16, "float16": trt.float16}
+        # trtexec's rules: exact names first, then `*` patterns; only layers computing in floating point.
+        exact = {n: p for n, p in cfg["layer_precisions"] if "*" not in n}
+        patterns = [(re.compile("^" + ".*".join(map(re.escape, n.split("*"))) + "$"), p) for n, p in cfg["layer_precisions"] if "*" in n]
+        skip = {getattr(trt.LayerType, t) for t in ("CONSTANT", "SHAPE", "IDENTITY", "CAST") if hasattr(trt.LayerType, t)}
         for i in range(network.num_layers):
             layer = network.get_layer(i)
-            p = wanted.get(layer.name, wanted.get("*"))
-            if p is not None:
-                layer.precision = types[p]
+            p = exact.get(layer.name) or next((q for r, q in patterns if r.match(layer.name)), None)
+            if p is None or layer.type in skip:
+                continue
+            if any(layer.get_output(k).dtype not in (trt.float32, trt.float16) for k in range(layer.num_outputs)):
+                continue
+            if p not in types:
+                die("layers_precision %s:%s: precision must be fp32 or fp16" % (layer.name, p))
+            layer.precision = types[p]
     cache_path = cfg["timing_cache"]
     blob = b""
     if cache_path and os.path.exists(cache_path):
@@ -101,16 +110,20 @@ class TorchMemory:
 
 class CudartMemory:
     def __init__(self, gpu):
-        import ctypes, glob, ctypes.util
-        names = [ctypes.util.find_library("cudart")] + sorted(glob.glob(os.path.join(os.path.dirname(os.__file__), "site-packages", "nvidia", "*", "lib", "libcudart.so*")))
+        import ctypes, glob, ctypes.util, site
+        dirs = site.getsitepackages() + [site.getusersitepackages()] + sys.path
+        names = [n for n in [ctypes.util.find_library("cudart")] if n]
+        names += sorted(p for d in dirs for p in glob.glob(os.path.join(d, "nvidia", "*", "lib", "libcudart.so*")))
         names += ["libcudart.so.13", "libcudart.so.12"]
         self.rt = None
         for n in names:
             try:
-                self.rt = ctypes.CDLL(n)
+                lib = ctypes.CDLL(n)
+            except OSError:
+                continue
+            if hasattr(lib, "cudaMalloc"):
+                self.rt = lib
                 break
-            except (OSError, TypeError):
-                pass
         if self.rt is None:
             raise RuntimeError("neither torch with CUDA nor libcudart was found for device buffers")
         self.c = ctypes

@@ -53,6 +53,10 @@ public enum ONNXMixedPrecision {
   }
 
   static func convert(_ g: inout Onnx_GraphProto, layerPrecisions: [String: Bool], path: String) throws -> Summary {
+    // Subgraphs (If/Loop/Scan bodies) and quantized graphs are outside what this pass types.
+    if let n = g.node.first(where: { ["If", "Loop", "Scan", "QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QLinearConv"].contains($0.opType) }) {
+      throw ExportError.unsupported("\(path): node \(n.name) (\(n.opType)): graphs with subgraphs or quantization cannot be converted to fp16 by ClipKit; build an fp32 engine or convert the graph with NVIDIA ModelOpt")
+    }
     // Element types of every value, by the ONNX typing rules of the ops these graphs use.
     var type: [String: Int32] = [:]
     for v in g.input { type[v.name] = v.type.tensorType.elemType }
@@ -64,27 +68,47 @@ public enum ONNXMixedPrecision {
       let t: Int32?
       switch n.opType {
       case "Constant":
-        if let v = attr("value"), v.hasT { t = v.t.dataType; constant[n.output[0]] = v.t } else { t = nil }
+        if let v = attr("value"), v.hasT { t = v.t.dataType; constant[n.output[0]] = v.t }
+        else if attr("value_float") != nil || attr("value_floats") != nil { t = float }  // cast where fp16 nodes read it
+        else if attr("value_int") != nil || attr("value_ints") != nil { t = 7 }
+        else { t = nil }
       case "Shape", "Size", "ArgMax", "ArgMin", "NonZero": t = 7
       case "Cast": t = Int32(attr("to")?.i ?? 0)
       case "ConstantOfShape": t = attr("value").map { $0.t.dataType } ?? float
       case "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf": t = 9
       case "Where": t = n.input.count > 1 ? type[n.input[1]] : nil
+      case "CastLike": t = n.input.count > 1 ? type[n.input[1]] : nil
+      case "OneHot": t = n.input.count > 2 ? type[n.input[2]] : nil
       default: t = first
       }
       for o in n.output where !o.isEmpty { type[o] = t ?? 0 }
+      // Second outputs with their own types: indices, masks.
+      if n.output.count > 1 && !n.output[1].isEmpty {
+        switch n.opType {
+        case "TopK", "MaxPool", "Unique": type[n.output[1]] = 7
+        case "Dropout": type[n.output[1]] = 9
+        default: break
+        }
+      }
     }
 
     // Each float-producing node's precision: true = fp16.
     let producer = Dictionary(g.node.enumerated().flatMap { i, n in n.output.map { ($0, i) } }, uniquingKeysWith: { a, _ in a })
     var low = [Bool](repeating: false, count: g.node.count)
     var summary = Summary()
+    // x·x summed for a norm overflows fp16 once |x| > 256 (GELU's x³ may overflow harmlessly).
+    var readers: [String: [String]] = [:]
+    for n in g.node { for x in n.input { readers[x, default: []].append(n.opType) } }
+    func isSquareIntoReduction(_ n: Onnx_NodeProto) -> Bool {
+      n.opType == "Mul" && n.input.count == 2 && n.input[0] == n.input[1]
+        && (readers[n.output[0]] ?? []).allSatisfy { $0.hasPrefix("Reduce") } && readers[n.output[0]] != nil
+    }
     let patterns = layerPrecisions.filter { $0.key.contains("*") && $0.key != "*" }.sorted { $0.key.count > $1.key.count }
     for (i, n) in g.node.enumerated() {
       guard n.output.contains(where: { type[$0] == float }), !["Constant", "Cast", "ConstantOfShape"].contains(n.opType) else { continue }
       if let forced = layerPrecisions[n.name] ?? patterns.first(where: { glob($0.key, n.name) })?.value ?? layerPrecisions["*"] {
         low[i] = forced
-      } else if fp32Ops.contains(n.opType) {
+      } else if fp32Ops.contains(n.opType) || isSquareIntoReduction(n) {
         low[i] = false
       } else if matrixOps.contains(n.opType) {
         low[i] = true
@@ -122,8 +146,9 @@ public enum ONNXMixedPrecision {
         if let c = constant[name], producer[name] == nil || g.node[producer[name]!].opType == "Constant" {
           guard wantHalf else { continue }
           if halfCopies[name] == nil {
-            var h = c
+            var h = Onnx_TensorProto()
             h.name = name + "__fp16"
+            h.dims = c.dims
             h.dataType = half
             h.rawData = try halfBytes(c, path: path)
             newInitializers.append(h)
@@ -167,9 +192,12 @@ public enum ONNXMixedPrecision {
       summary.casts += 1
     }
     g.node = nodes
-    // Float weights now read only in fp16 are dropped in their fp32 form.
+    // Float weights now read only in fp16 are dropped in their fp32 form (and from the graph
+    // inputs, where old exports list initializers too).
     let read = Set(nodes.flatMap(\.input)).union(g.output.map(\.name))
+    let dropped = Set(g.initializer.map(\.name)).subtracting(read)
     g.initializer = (g.initializer + newInitializers).filter { read.contains($0.name) }
+    g.input.removeAll { dropped.contains($0.name) }
     // value_info (an unknown field in ClipKit's subset .proto) would carry the old float types.
     g.unknownFields = UnknownStorage()
     return summary
@@ -189,8 +217,10 @@ public enum ONNXMixedPrecision {
 
   /// A float32 tensor's values as fp16 bytes, clamped to fp16's finite range.
   static func halfBytes(_ t: Onnx_TensorProto, path: String) throws -> Data {
-    guard t.dataType == float else { throw ExportError.unsupported("\(path): \(t.name) is not float32") }
-    let n = t.rawData.count / 4
+    let n = t.dims.reduce(1) { $0 * Int($1) }
+    guard t.dataType == float, t.rawData.count == n * 4 else {
+      throw ExportError.unsupported("\(path): constant \(t.name) is not float32 stored as raw data; ClipKit cannot convert it to fp16")
+    }
     var out = Data(count: n * 2)
     t.rawData.withUnsafeBytes { src in
       out.withUnsafeMutableBytes { dst in

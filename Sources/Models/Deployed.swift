@@ -130,21 +130,23 @@ public final class DeployedEncoder: CLIPEncoder {
   /// batch, the last chunk padded by repeating its final row (the padding's outputs are dropped).
   static func embedding(_ g: DeployedGraph, _ feeds: [String: Tensor], _ name: String) throws -> Tensor {
     guard g.outputs.contains(where: { $0.name == name }) else { throw ModelError.input("\(g.path) has no \(name) output") }
-    let n = feeds.values.first?.size(0) ?? 0
-    let (fixed, most) = g.batchLimit
-    let step = fixed ?? most ?? n
-    var parts: [Tensor] = []
-    for start in stride(from: 0, to: n, by: max(step, 1)) {
-      let count = min(step, n - start)
-      let chunk = try feeds.mapValues { t -> Tensor in
-        let c = try t.narrow(dim: 0, start: start, length: count)
-        guard let fixed, count < fixed else { return c }
-        return try Tensor.cat([c] + Array(repeating: try c.narrow(dim: 0, start: count - 1, length: 1), count: fixed - count))
+    let e = try noGrad { () throws -> Tensor in
+      let n = feeds.values.first?.size(0) ?? 0
+      let (fixed, most) = g.batchLimit
+      guard n > 0, let step = fixed ?? most else { return try g.run(feeds, outputs: [name])[name]! }
+      var parts: [Tensor] = []
+      for start in stride(from: 0, to: n, by: step) {
+        let count = min(step, n - start)
+        let chunk = try feeds.mapValues { t -> Tensor in
+          let c = try t.narrow(dim: 0, start: start, length: count)
+          guard let fixed, count < fixed else { return c }
+          return try Tensor.cat([c] + Array(repeating: try c.narrow(dim: 0, start: count - 1, length: 1), count: fixed - count))
+        }
+        let e = try g.run(chunk, outputs: [name])[name]!
+        parts.append(e.size(0) == count ? e : try e.narrow(dim: 0, start: 0, length: count))
       }
-      let e = try noGrad { try g.run(chunk, outputs: [name]) }[name]!
-      parts.append(e.size(0) == count ? e : try e.narrow(dim: 0, start: 0, length: count))
+      return parts.count == 1 ? parts[0] : try Tensor.cat(parts)
     }
-    let e = parts.count == 1 ? parts[0] : try Tensor.cat(parts)
     return try e / (try (e * e).sum(dims: [1], keepDim: true).sqrt() + 1e-8)
   }
 

@@ -437,6 +437,22 @@ func minCosine(_ a: Tensor, _ b: Tensor) throws -> Double {
     #expect(try minCosine(t["text_embedding"]!, r["text_embedding"]!) > 0.9999)
   }
 
+  @Test func normsOfLargeActivationsDoNotOverflow() throws {
+    // |x| ≈ 1000 before the L2 norm: x·x in fp16 would be inf and the embedding 0.
+    let dir = NSTemporaryDirectory() + "clipkit-norm-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let g = ONNXGraph(name: "norm")
+    let x = g.input("x", .float, [.symbolic("batch_size"), .fixed(4)])
+    let w = try Tensor((0..<32).map { Float(($0 * 7) % 5) * 300 - 600 }, shape: [8, 4]), b = try Tensor([Float](repeating: 10, count: 8))
+    g.output(g.l2Normalize(try g.linear(x, weight: w, bias: b, key: "proj")), as: "y", .float, [.symbolic("batch_size"), .fixed(8)])
+    try g.write(to: dir + "/n.onnx", producerVersion: "test")
+    try ONNXMixedPrecision.convert(dir + "/n.onnx", to: dir + "/t.onnx")
+    let input = try Tensor([Float(1), -0.5, 0.25, 2, 0.3, 0.1, -1, 0.7], shape: [2, 4])
+    let want = try ONNXExecutor(path: dir + "/n.onnx").run(["x": input])["y"]!, got = try ONNXExecutor(path: dir + "/t.onnx").run(["x": input])["y"]!
+    #expect(try want.abs().amax().item() > 0.1)
+    #expect(try maxAbsDiff(got, want) < 2e-3)
+  }
+
   @Test func layerPrecisionEntriesAreChecked() throws {
     #expect(try ONNXMixedPrecision.layerPrecisions(["a/b:fp32", "*:FP16"]) == ["a/b": false, "*": true])
     #expect(throws: ExportError.self) { try ONNXMixedPrecision.layerPrecisions(["a/b"]) }
