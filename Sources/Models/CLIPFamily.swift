@@ -162,10 +162,12 @@ public enum ModelRegistry {
   public static func load(type: String, pretrainedDir: String?, canonicalize: Bool,
                           initLogitScale: Double? = nil, initLogitBias: Double? = nil,
                           randomInit: Generator? = nil, weightsFromCheckpoint: Bool = false) throws -> CLIPBundle {
-    if radioTypes.contains(type) || openCLIPTypes.contains(type) {
-      if pretrainedDir == nil {
-        throw ModelRegistryError.notImplemented(type: type, reason: "RADIO-CLIP and OpenCLIP families are not supported yet")
-      }
+    if openCLIPTypes.contains(type) || pretrainedDir.map(OpenCLIPFamily.isModelDirectory) == true {
+      return try OpenCLIPFamily.load(type: type, pretrainedDir: pretrainedDir, canonicalize: canonicalize, initLogitScale: initLogitScale,
+                                     initLogitBias: initLogitBias, randomInit: randomInit, weightsFromCheckpoint: weightsFromCheckpoint)
+    }
+    if radioTypes.contains(type) && pretrainedDir == nil {
+      throw ModelRegistryError.notImplemented(type: type, reason: "the RADIO-CLIP family is not supported yet")
     }
     if pretrainedDir == nil && !siglip2Types.contains(type) {
       throw ModelRegistryError.unknownType(type, known: siglip2Types + radioTypes + openCLIPTypes)

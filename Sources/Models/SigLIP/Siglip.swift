@@ -172,14 +172,14 @@ final class PackedMultiheadAttention: Module {
     out = try Linear(hidden, hidden, initialize: initialize)
   }
 
-  func callAsFunction(query: Tensor, key: Tensor, value: Tensor, mask: Tensor? = nil) throws -> Tensor {
+  func callAsFunction(query: Tensor, key: Tensor, value: Tensor, mask: Tensor? = nil, isCausal: Bool = false) throws -> Tensor {
     let d = query.size(2)
     let w = try inProjWeight.chunk(3), b = try inProjBias.chunk(3)
     func heads(_ t: Tensor) throws -> Tensor { try t.reshape([t.size(0), t.size(1), self.heads, d / self.heads]).transpose(1, 2) }
     let q = try heads(try F.linear(query, w[0], b[0]))
     let k = try heads(try F.linear(key, w[1], b[1]))
     let v = try heads(try F.linear(value, w[2], b[2]))
-    let a = try F.scaledDotProductAttention(q, k, v, mask: mask)
+    let a = try F.scaledDotProductAttention(q, k, v, mask: mask, isCausal: isCausal)
     return try out(try a.transpose(1, 2).reshape([query.size(0), query.size(1), d]))
   }
 }

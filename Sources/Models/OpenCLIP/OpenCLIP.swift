@@ -1,0 +1,200 @@
+import Foundation
+import Torch
+
+// open_clip's `CLIP` class: its own ViT (`visual.*`) and text transformer (top-level
+// `token_embedding`, `transformer`, `ln_final`, `text_projection`), as NV-CLIP / CLIPA (TAO's
+// `ViT-*-SigLIP-CLIPA-*`) and OpenAI-style CLIP checkpoints use it. Module keys are open_clip's
+// state-dict keys. Blocks are pre-LN with torch.nn.MultiheadAttention's packed projection.
+
+final class OpenCLIPMLP: Module {
+  @Child("c_fc") var fc: Linear
+  @Child("c_proj") var proj: Linear
+  let act: Activation
+
+  init(width: Int, hidden: Int, act: Activation, initialize: Initialization) throws {
+    self.act = act
+    super.init()
+    fc = try Linear(width, hidden, initialize: initialize)
+    proj = try Linear(hidden, width, initialize: initialize)
+  }
+  func callAsFunction(_ x: Tensor) throws -> Tensor { try proj(try act(try fc(x))) }
+}
+
+final class ResidualAttentionBlock: Module {
+  @Child("ln_1") var ln1: LayerNorm
+  @Child("attn") var attn: PackedMultiheadAttention
+  @Child("ln_2") var ln2: LayerNorm
+  @Child("mlp") var mlp: OpenCLIPMLP
+
+  init(width: Int, heads: Int, mlpRatio: Double, act: Activation, initialize: Initialization) throws {
+    super.init()
+    ln1 = try LayerNorm(width, initialize: initialize)
+    attn = try PackedMultiheadAttention(hidden: width, heads: heads, initialize: initialize)
+    ln2 = try LayerNorm(width, initialize: initialize)
+    mlp = try OpenCLIPMLP(width: width, hidden: Int(Double(width) * mlpRatio), act: act, initialize: initialize)
+  }
+
+  func callAsFunction(_ x: Tensor, causal: Bool) throws -> Tensor {
+    let y = try ln1(x)
+    let h = try x + attn(query: y, key: y, value: y, isCausal: causal)
+    return try h + mlp(try ln2(h))
+  }
+}
+
+final class OpenCLIPTransformer: Module {
+  @Child("resblocks") var blocks: [ResidualAttentionBlock]
+  var checkpointing = false
+  private var scope: CheckpointScope?
+
+  init(width: Int, layers: Int, heads: Int, mlpRatio: Double, act: Activation, initialize: Initialization) throws {
+    super.init()
+    blocks = try (0..<layers).map { _ in try ResidualAttentionBlock(width: width, heads: heads, mlpRatio: mlpRatio, act: act, initialize: initialize) }
+  }
+
+  func callAsFunction(_ x: Tensor, causal: Bool) throws -> Tensor {
+    var h = x
+    if checkpointing && isGradEnabled && isTraining {
+      let s = CheckpointScope()
+      scope = s  // alive until the next forward, by when backward has run
+      for b in blocks { h = try s.run(h) { try b($0, causal: causal) } }
+      return h
+    }
+    for b in blocks { h = try b(h, causal: causal) }
+    return h
+  }
+}
+
+final class OpenCLIPVisionTransformer: Module {
+  @Child("conv1") var conv1: Conv2d
+  @Param("class_embedding") var classEmbedding: Tensor
+  @Param("positional_embedding") var positionalEmbedding: Tensor
+  @Child("ln_pre") var lnPre: LayerNorm?
+  @Child("transformer") var transformer: OpenCLIPTransformer
+  @Child("ln_post") var lnPost: LayerNorm
+  @Param("proj") var proj: Tensor
+  let config: OpenCLIPVisionConfig
+
+  init(_ c: OpenCLIPVisionConfig, embedDim: Int, act: Activation, initialize: Initialization) throws {
+    config = c
+    super.init()
+    let w = c.width, scale = 1 / Double(w).squareRoot()
+    conv1 = try Conv2d(3, w, kernel: (c.patchSize, c.patchSize), stride: (c.patchSize, c.patchSize), bias: false, initialize: initialize)
+    classEmbedding = try initialize.normal([w], std: scale)
+    let tokens = c.gridSize * c.gridSize + 1
+    if c.posEmbedType == "sin_cos_2d" {
+      // Fixed, saved in the state dict but never trained (open_clip: requires_grad=False).
+      positionalEmbedding = try Self.sinCos2D(width: w, grid: c.gridSize)
+      _ = try positionalEmbedding.requiresGrad(false)
+    } else {
+      positionalEmbedding = try initialize.normal([tokens, w], std: scale)
+    }
+    lnPre = c.noLnPre ? nil : try LayerNorm(w, initialize: initialize)
+    transformer = try OpenCLIPTransformer(width: w, layers: c.layers, heads: c.heads, mlpRatio: c.mlpRatio, act: act, initialize: initialize)
+    lnPost = try LayerNorm(w, initialize: initialize)
+    proj = try initialize.normal([w, embedDim], std: scale)
+  }
+
+  /// MAE's fixed 2-D table with a zero class row: per patch (row r, column c), the first half of
+  /// the width encodes c and the second r, each as sin then cos at frequencies 10000^(-k/(W/4)).
+  static func sinCos2D(width w: Int, grid g: Int) throws -> Tensor {
+    let quarter = w / 4
+    var table = [Float](repeating: 0, count: (g * g + 1) * w)
+    for r in 0..<g {
+      for c in 0..<g {
+        let row = (1 + r * g + c) * w
+        for (half, pos) in [(0, Double(c)), (1, Double(r))] {
+          for k in 0..<quarter {
+            let angle = pos / pow(10000, Double(k) / Double(quarter))
+            table[row + half * (w / 2) + k] = Float(sin(angle))
+            table[row + half * (w / 2) + quarter + k] = Float(cos(angle))
+          }
+        }
+      }
+    }
+    return try Tensor(table, shape: [g * g + 1, w])
+  }
+
+  /// Pooled, projected image features [B, E] from pixels [B, 3, H, W].
+  func callAsFunction(_ pixels: Tensor) throws -> Tensor {
+    let x0 = try conv1(pixels)  // [B, W, g, g]
+    let (b, w) = (x0.size(0), x0.size(1))
+    let patches = try x0.flatten(start: 2).transpose(1, 2)  // [B, g*g, W]
+    guard patches.size(1) + 1 == positionalEmbedding.size(0) else {
+      throw ModelError.input("OpenCLIP vision tower: a \(x0.size(2))x\(x0.size(3)) patch grid does not match its \(positionalEmbedding.size(0) - 1) position rows (input \(config.imageSize) px)")
+    }
+    let cls = try classEmbedding.reshape([1, 1, w]).expand([b, 1, w])
+    var x = try Tensor.cat([cls, patches], dim: 1) + positionalEmbedding.unsqueeze(0)
+    if let lnPre { x = try lnPre(x) }
+    x = try transformer(x, causal: false)
+    func pool(_ t: Tensor) throws -> Tensor {
+      config.poolType == "avg" ? try t.narrow(dim: 1, start: 1, length: t.size(1) - 1).mean(dims: [1]) : try t.select(dim: 1, index: 0)
+    }
+    let pooled = config.finalLnAfterPool ? try lnPost(try pool(x)) : try pool(try lnPost(x))
+    return try pooled.matmul(proj)
+  }
+}
+
+/// open_clip's `CLIP`.
+public final class OpenCLIPModel: Module {
+  @Child("visual") var visual: OpenCLIPVisionTransformer
+  @Child("token_embedding") var tokenEmbedding: Embedding
+  @Param("positional_embedding") var positionalEmbedding: Tensor
+  @Child("transformer") var transformer: OpenCLIPTransformer
+  @Child("ln_final") var lnFinal: LayerNorm
+  // A [W, E] matrix (CLIP, CLIPA, NV-CLIP) or a Linear with bias (proj_bias), under one key.
+  @Param("text_projection") var textProjection: Tensor?
+  @Child("text_projection") var textProjectionLinear: Linear?
+  @Param("logit_scale") public var logitScale: Tensor
+  @Param("logit_bias") public var logitBias: Tensor?
+  public let config: OpenCLIPConfig
+
+  public init(_ config: OpenCLIPConfig, file: String = "open_clip_config.json", initialize: Initialization = .random) throws {
+    try config.validate(file: file)
+    self.config = config
+    super.init()
+    let act: Activation = config.quickGelu ? .quickGelu : .geluErf
+    visual = try OpenCLIPVisionTransformer(config.vision, embedDim: config.embedDim, act: act, initialize: initialize)
+    let t = config.text
+    tokenEmbedding = try Embedding(t.vocabSize, t.width, initialize: initialize)
+    positionalEmbedding = try initialize.normal([t.contextLength, t.width], std: 0.01)
+    transformer = try OpenCLIPTransformer(width: t.width, layers: t.layers, heads: t.heads, mlpRatio: t.mlpRatio, act: act, initialize: initialize)
+    lnFinal = try LayerNorm(t.width, initialize: initialize)
+    if t.projBias {
+      textProjection = nil
+      textProjectionLinear = try Linear(t.width, config.embedDim, initialize: initialize)
+    } else {
+      textProjection = try initialize.normal([t.width, config.embedDim], std: 1 / Double(t.width).squareRoot())
+      textProjectionLinear = nil
+    }
+    logitScale = try initialize.constant([], log(1 / 0.07))
+    logitBias = try config.initLogitBias.map { try initialize.constant([], $0) }
+  }
+
+  /// `encode_image`: pooled and projected, not normalised.
+  public func imageFeatures(_ pixels: Tensor) throws -> Tensor { try visual(pixels) }
+
+  /// `encode_text`: pooled and projected, not normalised. `ids` [B, L], L ≤ the context length.
+  public func textFeatures(_ ids: Tensor) throws -> Tensor {
+    let l = ids.size(1)
+    guard l <= positionalEmbedding.size(0) else {
+      throw ModelError.input("text of \(l) tokens is longer than the model's \(positionalEmbedding.size(0)) positions")
+    }
+    var x = try tokenEmbedding(ids) + positionalEmbedding.narrow(dim: 0, start: 0, length: l).unsqueeze(0)
+    x = try lnFinal(try transformer(x, causal: !config.text.noCausalMask))
+    let pooled: Tensor
+    switch config.text.poolType {
+    case "first": pooled = try x.select(dim: 1, index: 0)
+    case "argmax":  // the end-of-text token has the highest id
+      let at = try ids.argmax(dim: 1).reshape([x.size(0), 1, 1]).expand([x.size(0), 1, x.size(2)])
+      pooled = try x.gather(dim: 1, index: at).squeeze(1)
+    default: pooled = try x.select(dim: 1, index: l - 1)
+    }
+    if let textProjectionLinear { return try textProjectionLinear(pooled) }
+    return try pooled.matmul(textProjection!)
+  }
+
+  public var gradientCheckpointing: Bool {
+    get { transformer.checkpointing }
+    set { transformer.checkpointing = newValue; visual.transformer.checkpointing = newValue }
+  }
+}

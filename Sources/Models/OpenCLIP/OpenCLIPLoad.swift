@@ -1,0 +1,168 @@
+import Export
+import Foundation
+import Imaging
+import Tokenizers
+import Torch
+
+// OpenCLIP models as CLIPBundles: from an open_clip model directory (open_clip_config.json +
+// open_clip_model.safetensors / open_clip_pytorch_model.bin, the HF hub layout) or, for TAO's
+// NV-CLIP types, from the built-in configs below (TAO starts those from random weights unless a
+// checkpoint is given).
+
+/// TAO's adapter around open_clip: module keys `backbone.model.visual…` (checkpoints add `model.`).
+public final class OpenCLIPAdapter: Module, CLIPEncoder {
+  @Child("backbone") var backbone: OpenCLIPBackbone
+  public var module: Module { self }
+  public var model: OpenCLIPModel { backbone.model }
+  private let zeroBias: Tensor
+  public var logitScale: Tensor { model.logitScale }
+  /// Models without a learned bias (CLIP loss) have a constant zero.
+  public var logitBias: Tensor { model.logitBias ?? zeroBias }
+  public var gradientCheckpointing: Bool {
+    get { model.gradientCheckpointing }
+    set { model.gradientCheckpointing = newValue }
+  }
+
+  init(_ model: OpenCLIPModel) throws {
+    zeroBias = try Tensor.scalar(Float(0))
+    super.init()
+    backbone = OpenCLIPBackbone(model)
+  }
+
+  public func encodeImages(_ pixels: Tensor) throws -> Tensor { try model.imageFeatures(pixels).l2Normalized() }
+  public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor {
+    let c = model.config.vision.imageSize
+    let flat = try inputs.flatMap { i -> [Float] in
+      guard case .pixels(let p, c, c) = i else { throw ModelError.input("OpenCLIP models take \(c)x\(c) images") }
+      return p
+    }
+    return try encodeImages(try Tensor(flat, shape: [inputs.count, 3, c, c]))
+  }
+  public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor { try model.textFeatures(ids).l2Normalized() }
+
+  public func onnxImageEmbedding(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
+    throw ModelError.input("ONNX export of OpenCLIP models is not implemented yet")
+  }
+  public func onnxTextEmbedding(_ g: ONNXGraph, ids: String, length: Int) throws -> String {
+    throw ModelError.input("ONNX export of OpenCLIP models is not implemented yet")
+  }
+}
+
+public final class OpenCLIPBackbone: Module {
+  @Child("model") var model: OpenCLIPModel
+  init(_ m: OpenCLIPModel) {
+    super.init()
+    model = m
+  }
+}
+
+public enum OpenCLIPFamily {
+  /// TAO's NV-CLIP types (open_clip CLIPA layout with fixed sin-cos positions and a logit bias).
+  public static let taoConfigs: [String: OpenCLIPConfig] = {
+    func nvclip(_ size: Int, large: Bool, context: Int = 77) -> OpenCLIPConfig {
+      let v = large ? OpenCLIPVisionConfig(imageSize: size, patchSize: 14, width: 1024, layers: 24, headWidth: 64, noLnPre: true, poolType: "avg",
+                                           finalLnAfterPool: true, posEmbedType: "sin_cos_2d")
+        : OpenCLIPVisionConfig(imageSize: size, patchSize: 14, width: 1280, layers: 32, headWidth: 80, noLnPre: true, poolType: "avg",
+                               finalLnAfterPool: true, posEmbedType: "sin_cos_2d")
+      let t = OpenCLIPTextConfig(contextLength: context, vocabSize: 32000, width: large ? 768 : 1024, heads: large ? 12 : 16,
+                                 layers: large ? 12 : 24, noCausalMask: true, poolType: "last", hfTokenizerName: "bert-base-uncased",
+                                 stripSepToken: true)
+      return OpenCLIPConfig(embedDim: large ? 768 : 1024, initLogitBias: -10, vision: v, text: t)
+    }
+    return ["ViT-L-14-SigLIP-CLIPA-224": nvclip(224, large: true), "ViT-L-14-SigLIP-CLIPA-336": nvclip(336, large: true),
+            "ViT-H-14-SigLIP-CLIPA-224": nvclip(224, large: false), "ViT-H-14-SigLIP-CLIPA-336": nvclip(336, large: false),
+            "ViT-H-14-SigLIP-CLIPA-574": nvclip(574, large: false)]
+  }()
+
+  /// Whether `dir` is an open_clip model directory.
+  public static func isModelDirectory(_ dir: String) -> Bool { FileManager.default.fileExists(atPath: dir + "/open_clip_config.json") }
+
+  static func readConfig(_ dir: String) throws -> OpenCLIPFile {
+    let path = dir + "/open_clip_config.json"
+    guard let data = FileManager.default.contents(atPath: path) else { throw ModelError.config(file: path, reason: "missing") }
+    do { return try JSONDecoder().decode(OpenCLIPFile.self, from: data) } catch {
+      throw ModelError.config(file: path, reason: "not an open_clip config (\(error.localizedDescription))")
+    }
+  }
+
+  /// The weights of an open_clip directory.
+  static func weights(in dir: String) throws -> [String: Tensor] {
+    let fm = FileManager.default
+    for name in ["open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors", "pytorch_model.bin"]
+    where fm.fileExists(atPath: dir + "/" + name) {
+      var t = name.hasSuffix(".safetensors") ? try Safetensors.read(dir + "/" + name).dictionary : try PyTorchCheckpoint.read(dir + "/" + name).tensors
+      // open_clip keeps `logit_scale`/`logit_bias` as [] or [1] depending on the version.
+      for k in ["logit_scale", "logit_bias"] { if let v = t[k], v.count == 1 { t[k] = try v.reshape([]) } }
+      return t
+    }
+    throw ModelError.config(file: dir, reason: "no open_clip_model.safetensors or open_clip_pytorch_model.bin")
+  }
+
+  /// The tokenizer files: the model directory's own, else `hf_tokenizer_name` from the HF cache.
+  static func tokenizerDirectory(_ dir: String?, name: String?) throws -> String {
+    if let dir, FileManager.default.fileExists(atPath: dir + "/tokenizer.json") { return dir }
+    guard let name else {
+      throw ModelError.config(file: dir ?? "open_clip_config.json", reason: "no tokenizer.json and no text_cfg.hf_tokenizer_name")
+    }
+    for repo in [name, name.contains("/") ? nil : "google-bert/\(name)"].compactMap({ $0 }) {
+      if let snap = PretrainedLocator.cachedSnapshot(repo: repo), FileManager.default.fileExists(atPath: snap + "/tokenizer.json") { return snap }
+    }
+    throw PretrainedError.notFound(repo: name, looked: (dir.map { [$0] } ?? []) + PretrainedLocator.hubCacheDirectories(),
+                                   hint: "the OpenCLIP text tower needs the \(name) tokenizer: put tokenizer.json (with tokenizer_config.json) in model.pretrained_dir or the Hugging Face cache")
+  }
+
+  /// A bundle for `type` / `pretrainedDir`. `initLogitScale/Bias` override the model's values
+  /// (TAO's NV-CLIP presets are log 10 and -10).
+  static func load(type: String, pretrainedDir: String?, canonicalize: Bool, initLogitScale: Double?, initLogitBias: Double?,
+                   randomInit: Generator?, weightsFromCheckpoint: Bool) throws -> CLIPBundle {
+    let file: OpenCLIPFile
+    var source: String
+    if let dir = pretrainedDir {
+      file = try readConfig(dir)
+      source = dir
+    } else if let cfg = taoConfigs[type] {
+      file = OpenCLIPFile(modelCfg: cfg, preprocessCfg: nil)
+      source = "random initialisation (TAO's \(type) has no pretrained download; give a checkpoint)"
+    } else {
+      throw ModelRegistryError.unknownType(type, known: Array(taoConfigs.keys).sorted())
+    }
+    let cfg = file.modelCfg
+    let path = (pretrainedDir ?? ".") + "/open_clip_config.json"
+    let fromWeights = pretrainedDir != nil && randomInit == nil && !weightsFromCheckpoint
+    let model = try OpenCLIPModel(cfg, file: path, initialize: fromWeights || weightsFromCheckpoint ? .empty : .random(randomInit))
+    if fromWeights {
+      try model.load(stateDict: try weights(in: pretrainedDir!), assign: true, source: pretrainedDir!)
+    } else if weightsFromCheckpoint {
+      source = pretrainedDir ?? type
+    }
+    // Replacing a parameter's value keeps it trainable.
+    if let s = initLogitScale { model.logitScale = try Tensor.scalar(Float(s)).requiresGrad(true) }
+    if let b = initLogitBias, model.logitBias != nil { model.logitBias = try Tensor.scalar(Float(b)).requiresGrad(true) }
+    let adapter = try OpenCLIPAdapter(model)
+    adapter.eval()
+
+    let tokDir = try tokenizerDirectory(pretrainedDir, name: cfg.text.hfTokenizerName)
+    let tokenizer = try Tokenizer(directory: tokDir)
+    let ctx = cfg.text.contextLength
+    // open_clip's HFTokenizer replaces every [SEP] with 0 when strip_sep_token is set.
+    let sep = cfg.text.stripSepToken ? tokenizer.id(of: "[SEP]") : nil
+    // Preprocessing: the directory's preprocess_cfg (open_clip's eval transform, torchvision
+    // rounding), else TAO's for OpenCLIP: shortest side bicubic + centre crop, OpenAI statistics.
+    let p = file.preprocessCfg
+    let size = cfg.vision.imageSize
+    let resize: ImageTransform.Resize = p?.resizeMode == "squash" ? .squash(width: size, height: size) : .shortestTorchvision(size: size)
+    if let mode = p?.resizeMode, !["shortest", "squash"].contains(mode) {
+      throw ModelError.config(file: path, reason: "preprocess_cfg.resize_mode '\(mode)' is not supported (shortest, squash)")
+    }
+    let transform = ImageTransform(resize: resize, filter: p?.interpolation == "bilinear" ? .bilinear : .bicubic,
+                                   mean: p?.mean ?? [0.48145466, 0.4578275, 0.40821073], std: p?.std ?? [0.26862954, 0.26130258, 0.27577711])
+    return CLIPBundle(family: "openclip", encoder: adapter, transform: transform, preprocess: .fixed(transform), contextLength: ctx,
+                      canonicalize: canonicalize, source: source) { texts in
+      // open_clip's default cleaning ('whitespace'): ftfy-style fixes, HTML unescaped twice, spaces collapsed.
+      var enc = try tokenizer(texts.map { TextCleaning.collapseWhitespace(TextCleaning.basicClean($0)) }, maxLength: ctx,
+                              padding: .maxLength, truncation: true)
+      if let sep { enc.ids = enc.ids.map { $0.map { $0 == sep ? 0 : $0 } } }
+      return enc
+    }
+  }
+}

@@ -1,0 +1,69 @@
+import Foundation
+import Imaging
+import Testing
+import Tokenizers
+import Torch
+@testable import Models
+
+/// open_clip's `CLIP` (tools/fixtures/openclip_fixtures.py): NV-CLIP/CLIPA layout with its BERT
+/// tokenizer and preprocessing, and the OpenAI layout on given ids.
+@Suite struct OpenCLIPMatchesOpenCLIP {
+  @Test func nvclipFeaturesTokensPixelsAndLogits() throws {
+    let dir = MFx.model("tiny_nvclip")
+    let ref = try Safetensors.read(dir + "/reference.safetensors").dictionary
+    let bundle = try ModelRegistry.load(type: "ViT-L-14-SigLIP-CLIPA-224", pretrainedDir: dir, canonicalize: false)
+    #expect(bundle.family == "openclip" && bundle.contextLength == 16)
+    let enc = bundle.encoder as! OpenCLIPAdapter
+    try noGrad {
+      let img = try enc.model.imageFeatures(ref["pixel_values"]!)
+      let (c1, d1) = try cosineAndMaxDiff(img, ref["image_features"]!)
+      #expect(d1 < 1e-4 && c1 > 0.99999, "image: max |diff| \(d1), min cos \(c1)")
+      let txt = try enc.model.textFeatures(ref["input_ids"]!)
+      let (c2, d2) = try cosineAndMaxDiff(txt, ref["text_features"]!)
+      #expect(d2 < 1e-4 && c2 > 0.99999, "text: max |diff| \(d2), min cos \(c2)")
+      let logits = try (try enc.encodeImages(ref["pixel_values"]!).matmul(try enc.encodeTexts(ref["input_ids"]!, attentionMask: nil).transpose(0, 1))
+        * enc.logitScale.exp() + enc.logitBias)
+      #expect(try (logits - ref["logits_per_image"]!).abs().amax().item() < 1e-4)
+    }
+    // open_clip's HFTokenizer: whitespace cleaning, BERT ids, every [SEP] replaced by 0.
+    let (prompts, images) = MFx.inputs("tiny_nvclip")
+    let ids = try bundle.tokenize(prompts).ids.flatMap { $0 }
+    #expect(try ref["input_ids"]!.toArray(Int64.self).map(Int.init) == ids)
+    // open_clip's eval transform: shortest side bicubic (torchvision rounding), centre crop, OpenAI statistics.
+    let decoder = ImageDecoder()
+    let pixels = try images.map { try bundle.transform(try decoder.decode(file: MFx.dir + "/images/" + $0)) }.flatMap { $0 }
+    let expected = try ref["pixel_values"]!.floats()
+    #expect(pixels.count == expected.count)
+    #expect(zip(pixels, expected).map { abs($0 - $1) }.max()! < 1e-5)
+  }
+
+  @Test func openAILayoutCausalArgmaxQuickGelu() throws {
+    let dir = MFx.model("tiny_openai_clip")
+    let ref = try Safetensors.read(dir + "/reference.safetensors").dictionary
+    let file = try OpenCLIPFamily.readConfig(dir)
+    let model = try OpenCLIPModel(file.modelCfg, initialize: .empty)
+    try model.load(stateDict: try OpenCLIPFamily.weights(in: dir), assign: true, source: dir)
+    model.eval()
+    try noGrad {
+      let (c1, d1) = try cosineAndMaxDiff(try model.imageFeatures(ref["pixel_values"]!), ref["image_features"]!)
+      #expect(d1 < 1e-4 && c1 > 0.99999, "image: max |diff| \(d1), min cos \(c1)")
+      let (c2, d2) = try cosineAndMaxDiff(try model.textFeatures(ref["input_ids"]!), ref["text_features"]!)
+      #expect(d2 < 1e-4 && c2 > 0.99999, "text: max |diff| \(d2), min cos \(c2)")
+    }
+  }
+
+  @Test func sinCosTableIsOpenCLIPs() throws {
+    // The fixture's frozen table was computed by open_clip; ours is built from the formula.
+    let weights = try OpenCLIPFamily.weights(in: MFx.model("tiny_nvclip"))
+    let ours = try OpenCLIPVisionTransformer.sinCos2D(width: 64, grid: 4)
+    #expect(try (ours - weights["visual.positional_embedding"]!).abs().amax().item() < 1e-6)
+  }
+
+  @Test func unsupportedVariantsAreRefusedByName() throws {
+    let json = #"{"embed_dim": 8, "vision_cfg": {"timm_model_name": "vit_base_patch16_224", "image_size": 224}, "text_cfg": {}}"#
+    let cfg = try JSONDecoder().decode(OpenCLIPConfig.self, from: Data(json.utf8))
+    do { _ = try OpenCLIPModel(cfg, initialize: .empty); Issue.record("accepted a timm trunk") } catch {
+      #expect(error.localizedDescription.contains("timm_model_name"))
+    }
+  }
+}
