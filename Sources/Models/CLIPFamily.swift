@@ -44,7 +44,11 @@ public protocol CLIPEncoder: AnyObject {
   func onnxTextEmbedding(_ g: ONNXGraph, ids: String, length: Int) throws -> String
   /// Recompute encoder activations in the backward pass (train.grad_checkpointing).
   var gradientCheckpointing: Bool { get set }
+  /// Which tower a parameter (by module key) belongs to: TAO's parameter groups and freezing.
+  func tower(of parameter: String) -> Tower
 }
+
+public enum Tower: String, Sendable { case vision, text, logit }
 
 /// A loaded model with the preprocessing that belongs to it.
 public final class CLIPBundle {
@@ -124,6 +128,9 @@ public final class SiglipAdapter: Module, CLIPEncoder {
   }
   public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor {
     try inner.textFeatures(ids, attentionMask: attentionMask).l2Normalized()
+  }
+  public func tower(of parameter: String) -> Tower {
+    parameter.hasPrefix("backbone.inner.vision_model.") ? .vision : parameter.hasPrefix("backbone.inner.text_model.") ? .text : .logit
   }
 }
 

@@ -150,6 +150,8 @@ public final class DeployedEncoder: CLIPEncoder {
     return try e / (try (e * e).sum(dims: [1], keepDim: true).sqrt() + 1e-8)
   }
 
+  public func tower(of parameter: String) -> Tower { .logit }  // an exported graph has no parameters
+
   public func onnxImageEmbedding(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
     throw ExportError.unsupported("an exported model cannot be exported again; export the checkpoint")
   }

@@ -116,7 +116,7 @@ struct BenchTrain: ParsableCommand {
                                         initLogitBias: -10, randomInit: try Generator(seed: 0))
     let adapter = bundle.encoder.module
     adapter.train()
-    let groups = parameterGroups(adapter, optim: try Spec.load(yaml: "").config().train.optim)
+    let groups = parameterGroups(bundle.encoder, optim: try Spec.load(yaml: "").config().train.optim)
     let opt = AdamW(groups: groups, betas: (0.9, 0.95), eps: 1e-6)
     let (h, w) = bundle.transform.outputSize
     let g = try Generator(seed: 1)

@@ -68,9 +68,9 @@ func runTrain(_ ctx: ActionContext) throws {
     : try customPairs(try customDatasets(cfg.dataset.val.datasets, section: "dataset.val.datasets"), section: "dataset.val.datasets")
 
   // Parameter groups (§3.4): vision / text / logit × decay / no-decay.
-  if cfg.model.freezeVisionEncoder { try setTower(adapter, "backbone.inner.vision_model.", trainable: false) }
-  if cfg.model.freezeTextEncoder { try setTower(adapter, "backbone.inner.text_model.", trainable: false) }
-  let groups = parameterGroups(adapter, optim: t.optim)
+  if cfg.model.freezeVisionEncoder { try setTower(bundle.encoder, .vision, trainable: false) }
+  if cfg.model.freezeTextEncoder { try setTower(bundle.encoder, .text, trainable: false) }
+  let groups = parameterGroups(bundle.encoder, optim: t.optim)
   let optimizer = AdamW(groups: groups, betas: (t.optim.betas[0], t.optim.betas.count > 1 ? t.optim.betas[1] : 0.999), eps: t.optim.eps)
 
   let stepsPerEpoch = trainPairs.count / batch
@@ -253,16 +253,16 @@ func runTrain(_ ctx: ActionContext) throws {
   try ctx.status.write(.success, message: "Train finished successfully.")
 }
 
-func setTower(_ m: Module, _ prefix: String, trainable: Bool) throws {
-  for (k, p) in m.namedParameters() where k.hasPrefix(prefix) { try p.requiresGrad(trainable) }
+func setTower(_ e: CLIPEncoder, _ tower: Tower, trainable: Bool) throws {
+  for (k, p) in e.module.namedParameters() where e.tower(of: k) == tower { try p.requiresGrad(trainable) }
 }
 
 /// TAO's groups: vision / text / logit × no-decay (ndim < 2 or name with "bn", "ln", "bias",
 /// "logit_scale") / decay; vision at vision_lr, text and logit at text_lr.
-func parameterGroups(_ m: Module, optim: OptimConfig) -> [ParamGroup] {
+func parameterGroups(_ e: CLIPEncoder, optim: OptimConfig) -> [ParamGroup] {
   var groups: [String: ParamGroup] = [:]
-  for (name, p) in m.namedParameters() where p.requiresGrad {
-    let tower = name.hasPrefix("backbone.inner.vision_model.") ? "vision" : name.hasPrefix("backbone.inner.text_model.") ? "text" : "logit"
+  for (name, p) in e.module.namedParameters() where p.requiresGrad {
+    let tower = e.tower(of: name).rawValue
     let noDecay = p.rank < 2 || ["bn", "ln", "bias", "logit_scale"].contains { name.contains($0) }
     let key = "\(tower)_\(noDecay ? "no_decay" : "decay")"
     let lr = tower == "vision" ? optim.visionLr : optim.textLr

@@ -39,6 +39,10 @@ public final class OpenCLIPAdapter: Module, CLIPEncoder {
     return try encodeImages(try Tensor(flat, shape: [inputs.count, 3, c, c]))
   }
   public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor { try model.textFeatures(ids).l2Normalized() }
+  /// TAO: `visual.*` is the vision tower; the logit parameters their own; the rest is text.
+  public func tower(of parameter: String) -> Tower {
+    parameter.hasPrefix("backbone.model.visual.") ? .vision : parameter.hasPrefix("backbone.model.logit_") ? .logit : .text
+  }
 
   public func onnxImageEmbedding(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
     throw ModelError.input("ONNX export of OpenCLIP models is not implemented yet")
