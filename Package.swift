@@ -96,7 +96,7 @@ let package = Package(
     .testTarget(name: "TokenizerTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
     .testTarget(name: "SystemLibraryTests",
                 dependencies: ["CTurboJPEG", "CPNG", "CWebP", "CHDF5"]),
-    .testTarget(name: "CLITests", dependencies: ["clipkit", "Retrieval", "Torch", "Export"]),
+    .testTarget(name: "CLITests", dependencies: ["clipkit", "Retrieval", "Torch", "Export", "Models"]),
   ],
   cxxLanguageStandard: .cxx17
 )

@@ -46,7 +46,7 @@ public final class ONNXExecutor {
     let known: Set<String> = ["Conv", "Reshape", "Transpose", "Add", "Sub", "Mul", "Div", "MatMul", "LayerNormalization", "ReduceMean",
                               "ReduceSum", "Sqrt", "Max", "Tanh", "Erf", "Sigmoid", "Softmax", "Gather", "Identity",
                               "Shape", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Expand", "Gemm", "ReduceL2", "Clip",
-                              "ConstantOfShape", "Tile", "Mod", "Exp", "Pow", "Neg", "Min"]
+                              "ConstantOfShape", "Tile", "Mod", "Exp", "Pow", "Neg", "Min", "ArgMax", "GatherElements"]
     if let bad = nodes.first(where: { !known.contains($0.opType) || !($0.domain.isEmpty || $0.domain == "ai.onnx") }) {
       throw ExportError.unsupported("\(path): operator \(bad.opType) (node \(bad.name)) is not supported by ClipKit's ONNX executor; run this model with onnxruntime or TensorRT")
     }
@@ -147,6 +147,12 @@ public final class ONNXExecutor {
       case "Concat":
         let parts = try (0..<n.input.count).map { try input($0) }
         out = try Tensor.cat(parts, dim: Int(attr("axis")?.i ?? 0))
+      case "ArgMax":
+        let axis = Int(attr("axis")?.i ?? 0), keep = (attr("keepdims")?.i ?? 1) == 1
+        guard (attr("select_last_index")?.i ?? 0) == 0 else { throw ExportError.unsupported("\(path): ArgMax with select_last_index") }
+        out = try input(0).argmax(dim: axis, keepDim: keep)
+      case "GatherElements":
+        out = try input(0).gather(dim: Int(attr("axis")?.i ?? 0), index: try input(1))
       case "Slice":
         let x = try input(0)
         let starts = try input(1).toArray(Int64.self), ends = try input(2).toArray(Int64.self)

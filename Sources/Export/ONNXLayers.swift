@@ -55,14 +55,16 @@ extension ONNXGraph {
   }
 
   /// Scaled dot-product attention over already projected q [Bq, Lq, D], k and v [B, L, D];
-  /// q's batch may be 1 (a learned probe) and broadcasts. Returns [B, Lq, D].
-  public func attention(q: String, k: String, v: String, heads: Int, dim: Int) -> String {
+  /// q's batch may be 1 (a learned probe) and broadcasts. `mask`: an additive [Lq, L] term (a
+  /// causal mask). Returns [B, Lq, D].
+  public func attention(q: String, k: String, v: String, heads: Int, dim: Int, mask: String? = nil) -> String {
     let dh = dim / heads
     let split = int64s([0, -1, Int64(heads), Int64(dh)], hint: "heads_shape")
     func perHead(_ t: String, _ perm: [Int]) -> String { op("Transpose", [op("Reshape", [t, split])], [.ints("perm", perm)]) }
     let qh = op("Mul", [perHead(q, [0, 2, 1, 3]), float(Float(1 / Double(dh).squareRoot()))])
     let kt = perHead(k, [0, 2, 3, 1])  // [B, H, dh, L]
-    let p = op("Softmax", [op("MatMul", [qh, kt])], [.int("axis", -1)])
+    let scores = op("MatMul", [qh, kt])
+    let p = op("Softmax", [mask.map { op("Add", [scores, $0]) } ?? scores], [.int("axis", -1)])
     let a = op("MatMul", [p, perHead(v, [0, 2, 1, 3])])  // [B, H, Lq, dh]
     let merged = op("Transpose", [a], [.ints("perm", [0, 2, 1, 3])])
     return op("Reshape", [merged, int64s([0, -1, Int64(dim)], hint: "merge_shape")])

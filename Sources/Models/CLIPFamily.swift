@@ -62,9 +62,12 @@ public final class CLIPBundle {
   let tokenizeBatch: ([String]) throws -> BatchEncoding
   /// Where the weights came from, for messages.
   public let source: String
+  /// The Hugging Face tokenizer files (export copies them beside the graph).
+  public let tokenizerDirectory: String
 
   init(family: String, encoder: CLIPEncoder, transform: ImageTransform, preprocess: ImagePreprocessing, contextLength: Int,
-       canonicalize: Bool, source: String, tokenize: @escaping ([String]) throws -> BatchEncoding) {
+       canonicalize: Bool, source: String, tokenizerDirectory: String? = nil, tokenize: @escaping ([String]) throws -> BatchEncoding) {
+    self.tokenizerDirectory = tokenizerDirectory ?? source
     self.family = family
     self.encoder = encoder
     self.transform = transform

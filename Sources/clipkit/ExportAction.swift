@@ -90,7 +90,7 @@ func runExport(_ ctx: ActionContext) throws {
   let learned = try ctx.spec.overriding("model.init_logit_scale=\(rawScale)").overriding("model.init_logit_bias=\(rawBias)")
   try AtomicFile.write(base + "_config.yaml", data: Data(learned.yaml().utf8))
   let tokDir = base + "_tokenizer"
-  try writeTokenizerSidecar(from: bundle.source, to: tokDir, maxLength: l)
+  try writeTokenizerSidecar(from: bundle.tokenizerDirectory, to: tokDir, maxLength: l)
   print("Wrote \(base)_config.yaml and \(tokDir)/")
   try ctx.status.write(.success, message: "Export finished successfully.",
                        kpi: ["onnx_files": graphs.map(\.0), "logit_scale": exp(rawScale), "logit_bias": rawBias])

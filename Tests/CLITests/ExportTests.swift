@@ -1,4 +1,5 @@
 import Export
+import Models
 import Foundation
 import Retrieval
 import Testing
@@ -459,5 +460,68 @@ func minCosine(_ a: Tensor, _ b: Tensor) throws -> Double {
     #expect(throws: ExportError.self) { try ONNXMixedPrecision.layerPrecisions(["a/b:int4"]) }
     // Everything forced to fp32 leaves nothing in fp16: refused, not written.
     #expect(throws: ExportError.self) { try ONNXMixedPrecision.convert(tao, to: NSTemporaryDirectory() + "x.onnx", layerPrecisions: ["*": false]) }
+  }
+}
+
+/// OpenCLIP graphs against open_clip's own outputs (tools/fixtures/openclip_fixtures.py), on
+/// onnxruntime and on ClipKit's executor.
+@Suite struct OpenCLIPExport {
+  let fixtures = repoRoot + "/Tests/ModelTests/Fixtures"
+
+  @Test(.enabled(if: ortPython != nil || ortRequired))
+  func nvclipExportMatchesOpenCLIP() throws {
+    let dir = NSTemporaryDirectory() + "clipkit-ocx-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try """
+      model:
+        type: ViT-L-14-SigLIP-CLIPA-224
+        pretrained_dir: \(fixtures)/tiny_nvclip
+      export:
+        onnx_file: \(dir)/export/clip_model.onnx
+        input_height: 56
+        input_width: 56
+      results_dir: \(dir)/results
+      """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    let r = try clipkit(["export", "-e", dir + "/spec.yaml"])
+    #expect(r.code == 0, "\(r.err)")
+    let ref = try Safetensors.read(fixtures + "/tiny_nvclip/reference.safetensors").dictionary
+    let feeds = [("image", ref["pixel_values"]!), ("input_ids", ref["input_ids"]!), ("attention_mask", try Tensor.ones(ref["input_ids"]!.shape, dtype: .int64))]
+    let (out, _) = try runOnnxRuntime(dir + "/export/clip_model.onnx", feeds)
+    let mine = try ONNXExecutor(path: dir + "/export/clip_model.onnx").run(Dictionary(uniqueKeysWithValues: feeds))
+    for (k, want) in [("image_embedding", ref["image_features"]!), ("text_embedding", ref["text_features"]!)] {
+      #expect(try maxAbsDiff(out[k]!, try want.l2Normalized()) < 1e-4, "\(k) onnxruntime")
+      #expect(try maxAbsDiff(mine[k]!, try want.l2Normalized()) < 1e-4, "\(k) executor")
+    }
+    // The BERT tokenizer folder travels with the export.
+    #expect(FileManager.default.fileExists(atPath: dir + "/export/clip_model_tokenizer/tokenizer.json"))
+    let other = try clipkit(["export", "-e", dir + "/spec.yaml", "export.input_height=224", "export.input_width=224", "export.onnx_file=\(dir)/x.onnx"])
+    #expect(other.code != 0 && other.err.contains("56x56"), "\(other.err)")
+  }
+
+  @Test(.enabled(if: ortPython != nil || ortRequired))
+  func openAILayoutGraphCausalArgmax() throws {
+    // The causal mask and the argmax pooling, written by ClipKit, run by onnxruntime and ClipKit.
+    let dir = fixtures + "/tiny_openai_clip"
+    let ref = try Safetensors.read(dir + "/reference.safetensors").dictionary
+    let model = try OpenCLIPModel(try OpenCLIPFamily.config(dir), initialize: .empty)
+    try model.load(stateDict: try OpenCLIPFamily.weights(in: dir), assign: true, source: dir)
+    let adapter = try OpenCLIPAdapter(model)
+    adapter.eval()
+    let g = ONNXGraph(name: "openai", opset: 17)
+    try noGrad {
+      let pixels = g.input("image", .float, [.symbolic("batch_size"), .fixed(3), .fixed(32), .fixed(32)])
+      g.output(try adapter.onnxImageEmbedding(g, pixels: pixels, height: 32, width: 32), as: "image_embedding", .float, [.symbolic("batch_size"), .fixed(24)])
+      let ids = g.input("input_ids", .int64, [.symbolic("batch_size"), .fixed(12)])
+      g.output(try adapter.onnxTextEmbedding(g, ids: ids, length: 12), as: "text_embedding", .float, [.symbolic("batch_size"), .fixed(24)])
+    }
+    let path = NSTemporaryDirectory() + "openai-\(UUID().uuidString).onnx"
+    try g.write(to: path, producerVersion: "test")
+    let feeds = [("image", ref["pixel_values"]!), ("input_ids", ref["input_ids"]!)]
+    let (out, _) = try runOnnxRuntime(path, feeds)
+    let mine = try ONNXExecutor(path: path).run(Dictionary(uniqueKeysWithValues: feeds))
+    for (k, want) in [("image_embedding", ref["image_features"]!), ("text_embedding", ref["text_features"]!)] {
+      #expect(try maxAbsDiff(out[k]!, try want.l2Normalized()) < 1e-4, "\(k) onnxruntime")
+      #expect(try maxAbsDiff(mine[k]!, try want.l2Normalized()) < 1e-4, "\(k) executor")
+    }
   }
 }

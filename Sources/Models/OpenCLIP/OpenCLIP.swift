@@ -120,7 +120,7 @@ final class OpenCLIPVisionTransformer: Module {
     let (b, w) = (x0.size(0), x0.size(1))
     let patches = try x0.flatten(start: 2).transpose(1, 2)  // [B, g*g, W]
     guard patches.size(1) + 1 == positionalEmbedding.size(0) else {
-      throw ModelError.input("OpenCLIP vision tower: a \(x0.size(2))x\(x0.size(3)) patch grid does not match its \(positionalEmbedding.size(0) - 1) position rows (input \(config.imageSize) px)")
+      throw ModelError.input("this OpenCLIP vision tower takes \(config.imageSize)x\(config.imageSize) images (its position table), not \(pixels.size(2))x\(pixels.size(3))")
     }
     let cls = try classEmbedding.reshape([1, 1, w]).expand([b, 1, w])
     var x = try Tensor.cat([cls, patches], dim: 1) + positionalEmbedding.unsqueeze(0)

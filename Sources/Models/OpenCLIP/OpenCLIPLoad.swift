@@ -23,7 +23,7 @@ public final class OpenCLIPAdapter: Module, CLIPEncoder {
     set { model.gradientCheckpointing = newValue }
   }
 
-  init(_ model: OpenCLIPModel) throws {
+  public init(_ model: OpenCLIPModel) throws {
     zeroBias = try Tensor.scalar(Float(0))
     super.init()
     backbone = OpenCLIPBackbone(model)
@@ -45,10 +45,10 @@ public final class OpenCLIPAdapter: Module, CLIPEncoder {
   }
 
   public func onnxImageEmbedding(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
-    throw ModelError.input("ONNX export of OpenCLIP models is not implemented yet")
+    g.l2Normalize(try model.onnxImageFeatures(g, pixels: pixels, height: height, width: width))
   }
   public func onnxTextEmbedding(_ g: ONNXGraph, ids: String, length: Int) throws -> String {
-    throw ModelError.input("ONNX export of OpenCLIP models is not implemented yet")
+    g.l2Normalize(try model.onnxTextFeatures(g, ids: ids, length: length))
   }
 }
 
@@ -81,6 +81,8 @@ public enum OpenCLIPFamily {
   /// Whether `dir` is an open_clip model directory.
   public static func isModelDirectory(_ dir: String) -> Bool { FileManager.default.fileExists(atPath: dir + "/open_clip_config.json") }
 
+  public static func config(_ dir: String) throws -> OpenCLIPConfig { try readConfig(dir).modelCfg }
+
   static func readConfig(_ dir: String) throws -> OpenCLIPFile {
     let path = dir + "/open_clip_config.json"
     guard let data = FileManager.default.contents(atPath: path) else { throw ModelError.config(file: path, reason: "missing") }
@@ -90,7 +92,7 @@ public enum OpenCLIPFamily {
   }
 
   /// The weights of an open_clip directory.
-  static func weights(in dir: String) throws -> [String: Tensor] {
+  public static func weights(in dir: String) throws -> [String: Tensor] {
     let fm = FileManager.default
     for name in ["open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors", "pytorch_model.bin"]
     where fm.fileExists(atPath: dir + "/" + name) {
@@ -161,7 +163,7 @@ public enum OpenCLIPFamily {
     let transform = ImageTransform(resize: resize, filter: p?.interpolation == "bilinear" ? .bilinear : .bicubic,
                                    mean: p?.mean ?? [0.48145466, 0.4578275, 0.40821073], std: p?.std ?? [0.26862954, 0.26130258, 0.27577711])
     return CLIPBundle(family: "openclip", encoder: adapter, transform: transform, preprocess: .fixed(transform), contextLength: ctx,
-                      canonicalize: canonicalize, source: source) { texts in
+                      canonicalize: canonicalize, source: source, tokenizerDirectory: tokDir) { texts in
       // open_clip's default cleaning ('whitespace'): ftfy-style fixes, HTML unescaped twice, spaces collapsed.
       var enc = try tokenizer(texts.map { TextCleaning.collapseWhitespace(TextCleaning.basicClean($0)) }, maxLength: ctx,
                               padding: .maxLength, truncation: true)
