@@ -2,6 +2,7 @@
 // Every entry point is wrapped in CK_BEGIN/CK_END so that no C++ exception reaches Swift.
 #include <malloc.h>
 #include <climits>
+#include <cmath>
 #include "ctorch.h"
 
 #include <ATen/ATen.h>
@@ -582,30 +583,37 @@ ck_error ck_cross_entropy(ck_tensor logits, ck_tensor target, int reduction, dou
   put(out, at::cross_entropy_loss(T(logits), T(target), c10::nullopt, reduction, -100, smoothing));
   CK_END
 }
-ck_error ck_interpolate(ck_tensor h, int64_t oh, int64_t ow, int mode, int align_corners,
-                        int antialias, ck_tensor *out) {
+ck_error ck_interpolate_scaled(ck_tensor h, int64_t oh, int64_t ow, int mode, int align_corners,
+                               int antialias, double scale_h, double scale_w, ck_tensor *out) {
   CK_BEGIN
   const auto &x = T(h);
   if (x.dim() != 4) throw std::invalid_argument("interpolate expects a 4-D NCHW tensor");
   if (oh <= 0 || ow <= 0) throw std::invalid_argument("interpolate output size must be positive");
   std::vector<int64_t> size{oh, ow};
   bool ac = align_corners != 0;
+  // NaN = no scale: the kernels then map coordinates by input/output size.
+  c10::optional<double> sh = std::isnan(scale_h) ? c10::nullopt : c10::optional<double>(scale_h);
+  c10::optional<double> sw = std::isnan(scale_w) ? c10::nullopt : c10::optional<double>(scale_w);
   at::Tensor r;
   switch (mode) {
     case 0:
       if (antialias) throw std::invalid_argument("antialias needs bilinear or bicubic mode");
-      r = at::upsample_nearest2d(x, size);
+      r = at::upsample_nearest2d(x, size, sh, sw);
       break;
     case 1:
-      r = antialias ? at::_upsample_bilinear2d_aa(x, size, ac) : at::upsample_bilinear2d(x, size, ac);
+      r = antialias ? at::_upsample_bilinear2d_aa(x, size, ac, sh, sw) : at::upsample_bilinear2d(x, size, ac, sh, sw);
       break;
     case 2:
-      r = antialias ? at::_upsample_bicubic2d_aa(x, size, ac) : at::upsample_bicubic2d(x, size, ac);
+      r = antialias ? at::_upsample_bicubic2d_aa(x, size, ac, sh, sw) : at::upsample_bicubic2d(x, size, ac, sh, sw);
       break;
     default: throw std::invalid_argument("unknown interpolation mode");
   }
   put(out, r);
   CK_END
+}
+ck_error ck_interpolate(ck_tensor h, int64_t oh, int64_t ow, int mode, int align_corners,
+                        int antialias, ck_tensor *out) {
+  return ck_interpolate_scaled(h, oh, ow, mode, align_corners, antialias, NAN, NAN, out);
 }
 ck_error ck_dropout(ck_tensor x, double p, int train, ck_tensor *out) {
   CK_BEGIN

@@ -169,12 +169,14 @@ public enum ModelRegistry {
   /// Loads the pretrained model for `type` (or the architecture in `pretrainedDir`), wrapped in
   /// the TAO adapter. Logit scale/bias: `initLogitScale`/`initLogitBias` when given, else the
   /// pretrained model's own values.
+  /// `imageSize`: TAO's `model.image_size`, the transform size of its OpenCLIP (and RADIO) types.
   public static func load(type: String, pretrainedDir: String?, canonicalize: Bool,
                           initLogitScale: Double? = nil, initLogitBias: Double? = nil,
-                          randomInit: Generator? = nil, weightsFromCheckpoint: Bool = false) throws -> CLIPBundle {
+                          randomInit: Generator? = nil, weightsFromCheckpoint: Bool = false, imageSize: Int? = nil) throws -> CLIPBundle {
     if openCLIPTypes.contains(type) || pretrainedDir.map(OpenCLIPFamily.isModelDirectory) == true {
       return try OpenCLIPFamily.load(type: type, pretrainedDir: pretrainedDir, canonicalize: canonicalize, initLogitScale: initLogitScale,
-                                     initLogitBias: initLogitBias, randomInit: randomInit, weightsFromCheckpoint: weightsFromCheckpoint)
+                                     initLogitBias: initLogitBias, randomInit: randomInit, weightsFromCheckpoint: weightsFromCheckpoint,
+                                     imageSize: openCLIPTypes.contains(type) ? imageSize : nil)
     }
     if radioTypes.contains(type) && pretrainedDir == nil {
       throw ModelRegistryError.notImplemented(type: type, reason: "the RADIO-CLIP family is not supported yet")

@@ -51,6 +51,14 @@ public enum F {
       ck_interpolate(x.handle, Int64(size.0), Int64(size.1), mode.rawValue, alignCorners ? 1 : 0, antialias ? 1 : 0, $0)
     }
   }
+  /// `F.interpolate(x, scale_factor=scales)`: output size floor(input·scale), sampling by the
+  /// given scales (not the rounded sizes), as PyTorch does without recompute_scale_factor.
+  public static func interpolate(_ x: Tensor, scales: (Double, Double), mode: InterpolationMode, alignCorners: Bool = false) throws -> Tensor {
+    let (h, w) = (Int((Double(x.size(2)) * scales.0).rounded(.down)), Int((Double(x.size(3)) * scales.1).rounded(.down)))
+    return try Tensor.make("interpolate") {
+      ck_interpolate_scaled(x.handle, Int64(h), Int64(w), mode.rawValue, alignCorners ? 1 : 0, 0, scales.0, scales.1, $0)
+    }
+  }
   public static func dropout(_ x: Tensor, p: Double, training: Bool) throws -> Tensor {
     if !training || p == 0 { return x }
     return try Tensor.make("dropout") { ck_dropout(x.handle, p, 1, $0) }

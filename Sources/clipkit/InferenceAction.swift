@@ -12,7 +12,7 @@ func loadModel(_ ctx: ActionContext, checkpoint: String?) throws -> CLIPBundle {
   let m = ctx.config.model
   let bundle = try ModelRegistry.load(type: m.type, pretrainedDir: m.pretrainedDir, canonicalize: m.canonicalizeText,
                                       initLogitScale: m.initLogitScale, initLogitBias: m.initLogitBias,
-                                      weightsFromCheckpoint: checkpoint != nil)
+                                      weightsFromCheckpoint: checkpoint != nil, imageSize: m.imageSize)
   if let ckpt = checkpoint {
     guard FileManager.default.fileExists(atPath: ckpt) else { throw ActionError.input("checkpoint \(ckpt) does not exist") }
     try ModelRegistry.loadCheckpoint(ckpt, into: bundle)

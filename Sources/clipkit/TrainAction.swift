@@ -34,7 +34,8 @@ func runTrain(_ ctx: ActionContext) throws {
   let initBias = cfg.model.initLogitBias ?? (loss == .siglip ? -10.0 : 0.0)
   let bundle = try ModelRegistry.load(type: cfg.model.type, pretrainedDir: cfg.model.pretrainedDir, canonicalize: cfg.model.canonicalizeText,
                                       initLogitScale: initScale, initLogitBias: initBias,
-                                      randomInit: cfg.model.randomInit ? try Generator(seed: UInt64(max(t.seed, 0))) : nil)
+                                      randomInit: cfg.model.randomInit ? try Generator(seed: UInt64(max(t.seed, 0))) : nil,
+                                      imageSize: cfg.model.imageSize)
   if let pre = t.pretrainedModelPath { try ModelRegistry.loadCheckpoint(pre, into: bundle); print("Loaded weights from \(pre)") }
   let adapter = bundle.encoder.module
   bundle.encoder.gradientCheckpointing = t.gradCheckpointing

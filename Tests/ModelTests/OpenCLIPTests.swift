@@ -24,6 +24,9 @@ import Torch
       let logits = try (try enc.encodeImages(ref["pixel_values"]!).matmul(try enc.encodeTexts(ref["input_ids"]!, attentionMask: nil).transpose(0, 1))
         * enc.logitScale.exp() + enc.logitBias)
       #expect(try (logits - ref["logits_per_image"]!).abs().amax().item() < 1e-4)
+      // 84 px on a 56 px model: the position table resized as TAO's wrapper does.
+      let (c3, d3) = try cosineAndMaxDiff(try enc.model.imageFeatures(ref["pixel_values_large"]!), ref["image_features_large"]!)
+      #expect(d3 < 1e-4 && c3 > 0.99999, "resized positions: max |diff| \(d3), min cos \(c3)")
     }
     // open_clip's HFTokenizer: whitespace cleaning, BERT ids, every [SEP] replaced by 0.
     let (prompts, images) = MFx.inputs("tiny_nvclip")

@@ -147,6 +147,9 @@ ck_error ck_cross_entropy(ck_tensor logits, ck_tensor target, int reduction, dou
 // mode: 0 nearest, 1 bilinear, 2 bicubic; 4-D NCHW input
 ck_error ck_interpolate(ck_tensor x, int64_t out_h, int64_t out_w, int mode, int align_corners,
                         int antialias, ck_tensor *out);
+// The same with PyTorch's scale_factor semantics: coordinates map by 1/scale (NaN = by size).
+ck_error ck_interpolate_scaled(ck_tensor x, int64_t out_h, int64_t out_w, int mode, int align_corners,
+                               int antialias, double scale_h, double scale_w, ck_tensor *out);
 ck_error ck_dropout(ck_tensor x, double p, int train, ck_tensor *out);
 
 // ---- shape and indexing -----------------------------------------------------------------------

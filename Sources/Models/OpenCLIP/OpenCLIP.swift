@@ -114,16 +114,30 @@ final class OpenCLIPVisionTransformer: Module {
     return try Tensor(table, shape: [g * g + 1, w])
   }
 
+  /// The position table for an h×w patch grid. Other sizes than the model's get the patch rows
+  /// resized as TAO's OpenCLIP wrapper does (DINO's recipe: bicubic with scale factors
+  /// (w+0.1)/√N and (h+0.1)/√N); the class row is kept.
+  func positions(h: Int, w: Int) throws -> Tensor {
+    let n = positionalEmbedding.size(0) - 1, d = positionalEmbedding.size(1)
+    let side = Int(Double(n).squareRoot())
+    if h == side && w == side { return positionalEmbedding }
+    let grid = try positionalEmbedding.narrow(dim: 0, start: 1, length: n).reshape([1, side, side, d]).permute([0, 3, 1, 2])
+    // DINO passes (w0, h0) in that order to (height, width); equal for the square inputs TAO uses.
+    let resized = try F.interpolate(grid, scales: ((Double(w) + 0.1) / Double(side), (Double(h) + 0.1) / Double(side)), mode: .bicubic)
+    guard resized.size(2) == h && resized.size(3) == w else {
+      throw ModelError.input("this OpenCLIP vision tower takes square inputs (a \(h)x\(w) patch grid was given)")
+    }
+    let patchRows = try resized.permute([0, 2, 3, 1]).reshape([h * w, d])
+    return try Tensor.cat([try positionalEmbedding.narrow(dim: 0, start: 0, length: 1), patchRows], dim: 0)
+  }
+
   /// Pooled, projected image features [B, E] from pixels [B, 3, H, W].
   func callAsFunction(_ pixels: Tensor) throws -> Tensor {
     let x0 = try conv1(pixels)  // [B, W, g, g]
     let (b, w) = (x0.size(0), x0.size(1))
     let patches = try x0.flatten(start: 2).transpose(1, 2)  // [B, g*g, W]
-    guard patches.size(1) + 1 == positionalEmbedding.size(0) else {
-      throw ModelError.input("this OpenCLIP vision tower takes \(config.imageSize)x\(config.imageSize) images (its position table), not \(pixels.size(2))x\(pixels.size(3))")
-    }
     let cls = try classEmbedding.reshape([1, 1, w]).expand([b, 1, w])
-    var x = try Tensor.cat([cls, patches], dim: 1) + positionalEmbedding.unsqueeze(0)
+    var x = try Tensor.cat([cls, patches], dim: 1) + positions(h: x0.size(2), w: x0.size(3)).unsqueeze(0)
     if let lnPre { x = try lnPre(x) }
     x = try transformer(x, causal: false)
     func pool(_ t: Tensor) throws -> Tensor {

@@ -31,12 +31,12 @@ public final class OpenCLIPAdapter: Module, CLIPEncoder {
 
   public func encodeImages(_ pixels: Tensor) throws -> Tensor { try model.imageFeatures(pixels).l2Normalized() }
   public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor {
-    let c = model.config.vision.imageSize
+    guard case .pixels(_, let h, let w)? = inputs.first else { throw ModelError.input("OpenCLIP models take fixed-size images") }
     let flat = try inputs.flatMap { i -> [Float] in
-      guard case .pixels(let p, c, c) = i else { throw ModelError.input("OpenCLIP models take \(c)x\(c) images") }
+      guard case .pixels(let p, h, w) = i else { throw ModelError.input("mixed image sizes in one batch") }
       return p
     }
-    return try encodeImages(try Tensor(flat, shape: [inputs.count, 3, c, c]))
+    return try encodeImages(try Tensor(flat, shape: [inputs.count, 3, h, w]))
   }
   public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor { try model.textFeatures(ids).l2Normalized() }
   /// TAO: `visual.*` is the vision tower; the logit parameters their own; the rest is text.
@@ -119,8 +119,9 @@ public enum OpenCLIPFamily {
 
   /// A bundle for `type` / `pretrainedDir`. `initLogitScale/Bias` override the model's values
   /// (TAO's NV-CLIP presets are log 10 and -10).
+  /// `imageSize`: the eval/train size (TAO's model.image_size for its types); the model's own by default.
   static func load(type: String, pretrainedDir: String?, canonicalize: Bool, initLogitScale: Double?, initLogitBias: Double?,
-                   randomInit: Generator?, weightsFromCheckpoint: Bool) throws -> CLIPBundle {
+                   randomInit: Generator?, weightsFromCheckpoint: Bool, imageSize: Int? = nil) throws -> CLIPBundle {
     let file: OpenCLIPFile
     var source: String
     if let dir = pretrainedDir {
@@ -155,7 +156,7 @@ public enum OpenCLIPFamily {
     // Preprocessing: the directory's preprocess_cfg (open_clip's eval transform, torchvision
     // rounding), else TAO's for OpenCLIP: shortest side bicubic + centre crop, OpenAI statistics.
     let p = file.preprocessCfg
-    let size = cfg.vision.imageSize
+    let size = imageSize ?? cfg.vision.imageSize
     let resize: ImageTransform.Resize = p?.resizeMode == "squash" ? .squash(width: size, height: size) : .shortestTorchvision(size: size)
     if let mode = p?.resizeMode, !["shortest", "squash"].contains(mode) {
       throw ModelError.config(file: path, reason: "preprocess_cfg.resize_mode '\(mode)' is not supported (shortest, squash)")

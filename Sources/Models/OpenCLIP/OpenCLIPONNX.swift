@@ -32,20 +32,24 @@ extension OpenCLIPModel {
   /// pixels [B, 3, H, W] → projected image features [B, E] (not normalised).
   func onnxImageFeatures(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
     let v = visual, c = v.config, key = "visual"
-    guard height == c.imageSize && width == c.imageSize else {
-      throw ExportError.unsupported("OpenCLIP models export at their own input size \(c.imageSize)x\(c.imageSize) (export.input_height/input_width are \(height)x\(width))")
-    }
     let p = c.patchSize, w = c.width
+    // Square only; sizes that are not multiples of the patch lose their last pixels to the
+    // strided convolution, as in open_clip (TAO exports NV-CLIP-224 at 256 px by default).
+    guard height == width && height >= p else {
+      throw ExportError.unsupported("export.input_height/input_width \(height)x\(width): OpenCLIP models export square inputs of at least the patch size \(p)")
+    }
+    let (gh, gw) = (height / p, width / p)
     let conv = g.op("Conv", [pixels, try g.weight(key + ".conv1.weight", v.conv1.weight)], [.ints("kernel_shape", [p, p]), .ints("strides", [p, p])])
     let patches = g.op("Transpose", [g.op("Reshape", [conv, g.int64s([0, Int64(w), -1])])], [.ints("perm", [0, 2, 1])])
     // The class token, broadcast to the batch: Expand to [B, 1, W] with B read from the input.
     let batch = g.op("Gather", [g.op("Shape", [pixels]), g.int64s([0])], [.int("axis", 0)])
     let clsShape = g.op("Concat", [batch, g.int64s([1, Int64(w)])], [.int("axis", 0)])
     let cls = g.op("Expand", [try g.weight(key + ".class_embedding", try v.classEmbedding.reshape([1, 1, w])), clsShape])
-    var h = g.op("Add", [g.op("Concat", [cls, patches], [.int("axis", 1)]), try g.weight(key + ".positional_embedding", v.positionalEmbedding.unsqueeze(0))])
+    // The position table resized to the export resolution once, here, as the eager model does per call.
+    var h = g.op("Add", [g.op("Concat", [cls, patches], [.int("axis", 1)]), try g.weight(key + ".positional_embedding", try v.positions(h: gh, w: gw).unsqueeze(0))])
     if let ln = v.lnPre { h = try g.layerNorm(h, ln, key: key + ".ln_pre") }
     h = try v.transformer.onnx(g, h, key: key + ".transformer")
-    let n = c.gridSize * c.gridSize
+    let n = gh * gw
     func pool(_ t: String) -> String {
       guard c.poolType == "avg" else { return g.selectToken(t, index: 0) }
       let patchTokens = g.op("Slice", [t, g.int64s([1]), g.int64s([Int64(n + 1)]), g.int64s([1])])
