@@ -46,6 +46,13 @@ public protocol CLIPEncoder: AnyObject {
   var gradientCheckpointing: Bool { get set }
   /// Which tower a parameter (by module key) belongs to: TAO's parameter groups and freezing.
   func tower(of parameter: String) -> Tower
+  /// A checkpoint's tensors keyed as this adapter's modules (after TAO's `model.` prefix is gone):
+  /// families map the layouts their own libraries write.
+  func adapterKeys(_ tensors: [String: Tensor]) throws -> [String: Tensor]
+}
+
+extension CLIPEncoder {
+  public func adapterKeys(_ tensors: [String: Tensor]) throws -> [String: Tensor] { tensors }
 }
 
 public enum Tower: String, Sendable { case vision, text, logit }
@@ -216,6 +223,7 @@ public enum ModelRegistry {
     if tensors.keys.allSatisfy({ $0.hasPrefix("model.") }) {
       tensors = Dictionary(uniqueKeysWithValues: tensors.map { (String($0.key.dropFirst(6)), $0.value) })
     }
+    tensors = try bundle.encoder.adapterKeys(tensors)
     // The HF model's own logit parameters ride along inside the backbone; keep them if present.
     try bundle.encoder.module.load(stateDict: tensors.filter { !$0.key.hasSuffix("position_ids") }, source: path)
   }

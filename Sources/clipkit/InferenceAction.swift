@@ -18,7 +18,7 @@ func loadModel(_ ctx: ActionContext, checkpoint: String?) throws -> CLIPBundle {
     try ModelRegistry.loadCheckpoint(ckpt, into: bundle)
     print("Loaded checkpoint \(ckpt)")
   } else {
-    print("Using pretrained weights from \(bundle.source)")
+    print(bundle.source.hasPrefix("random") ? "Using \(bundle.source)" : "Using pretrained weights from \(bundle.source)")
   }
   return bundle
 }

@@ -55,6 +55,28 @@ import Torch
     }
   }
 
+  @Test func openCLIPCheckpointsLoadIntoTAOTypes() throws {
+    // TAO's NV-CLIP type starts from random weights; an open_clip state dict (DDP-prefixed, as
+    // open_clip's training writes) given as the checkpoint replaces them all.
+    let dir = MFx.model("tiny_nvclip")
+    let weights = try OpenCLIPFamily.weights(in: dir)
+    let ckpt = NSTemporaryDirectory() + "oc-\(UUID().uuidString).safetensors"
+    try Safetensors.write(weights.map { ("module." + $0.key, $0.value) }.sorted { $0.0 < $1.0 }, to: ckpt)
+    let bundle = try ModelRegistry.load(type: "ViT-L-14-SigLIP-CLIPA-224", pretrainedDir: dir, canonicalize: false, weightsFromCheckpoint: true)
+    try ModelRegistry.loadCheckpoint(ckpt, into: bundle)
+    let ref = try Safetensors.read(dir + "/reference.safetensors").dictionary
+    let enc = bundle.encoder as! OpenCLIPAdapter
+    enc.eval()
+    let (c, d) = try noGrad { try cosineAndMaxDiff(try enc.model.imageFeatures(ref["pixel_values"]!), ref["image_features"]!) }
+    #expect(d < 1e-4 && c > 0.99999)
+    // A checkpoint missing a tensor is refused with its name.
+    let partial = NSTemporaryDirectory() + "oc-\(UUID().uuidString).safetensors"
+    try Safetensors.write(weights.filter { $0.key != "visual.proj" }.map { ($0.key, $0.value) }.sorted { $0.0 < $1.0 }, to: partial)
+    do { try ModelRegistry.loadCheckpoint(partial, into: bundle); Issue.record("accepted a partial checkpoint") } catch {
+      #expect("\(error.localizedDescription)".contains("visual.proj"))
+    }
+  }
+
   @Test func sinCosTableIsOpenCLIPs() throws {
     // The fixture's frozen table was computed by open_clip; ours is built from the formula.
     let weights = try OpenCLIPFamily.weights(in: MFx.model("tiny_nvclip"))

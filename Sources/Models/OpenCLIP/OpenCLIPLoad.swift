@@ -39,6 +39,18 @@ public final class OpenCLIPAdapter: Module, CLIPEncoder {
     return try encodeImages(try Tensor(flat, shape: [inputs.count, 3, h, w]))
   }
   public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor { try model.textFeatures(ids).l2Normalized() }
+  /// open_clip's own files (a state dict, or its training checkpoints with DDP's `module.`) go
+  /// under `backbone.model.`; TAO's already are.
+  public func adapterKeys(_ tensors: [String: Tensor]) throws -> [String: Tensor] {
+    guard !tensors.keys.contains(where: { $0.hasPrefix("backbone.") }) else { return tensors }
+    var out: [String: Tensor] = [:]
+    for (k, v) in tensors {
+      let key = k.hasPrefix("module.") ? String(k.dropFirst(7)) : k
+      out["backbone.model." + key] = (key == "logit_scale" || key == "logit_bias") && v.count == 1 ? try v.reshape([]) : v
+    }
+    return out
+  }
+
   /// TAO: `visual.*` is the vision tower; the logit parameters their own; the rest is text.
   public func tower(of parameter: String) -> Tower {
     parameter.hasPrefix("backbone.model.visual.") ? .vision : parameter.hasPrefix("backbone.model.logit_") ? .logit : .text
@@ -129,7 +141,7 @@ public enum OpenCLIPFamily {
       source = dir
     } else if let cfg = taoConfigs[type] {
       file = OpenCLIPFile(modelCfg: cfg, preprocessCfg: nil)
-      source = "random initialisation (TAO's \(type) has no pretrained download; give a checkpoint)"
+      source = "random initialisation: \(type) has no pretrained weights, as in TAO (give a checkpoint or model.pretrained_dir)"
     } else {
       throw ModelRegistryError.unknownType(type, known: Array(taoConfigs.keys).sorted())
     }
