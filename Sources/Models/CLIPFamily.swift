@@ -159,7 +159,7 @@ public enum ModelRegistryError: Error, LocalizedError {
   public var errorDescription: String? {
     switch self {
     case .unknownType(let t, let known):
-      return "model.type '\(t)' is not a known CLIP model; known types: \(known.joined(separator: ", ")) (or set model.pretrained_dir to a SigLIP model directory)"
+      return "model.type '\(t)' is not a known CLIP model; known types: \(known.joined(separator: ", ")) (or set model.pretrained_dir to a SigLIP or open_clip model directory)"
     case .notImplemented(let t, let r): return "model.type '\(t)': \(r)"
     }
   }
