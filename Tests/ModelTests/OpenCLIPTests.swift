@@ -40,8 +40,12 @@ import Torch
     #expect(zip(pixels, expected).map { abs($0 - $1) }.max()! < 1e-5)
   }
 
-  @Test func openAILayoutCausalArgmaxQuickGelu() throws {
-    let dir = MFx.model("tiny_openai_clip")
+  /// tiny_openai_clip: learnable positions, ln_pre, class-token pool, causal text, argmax pool,
+  /// QuickGELU. tiny_openclip_kwargs: per-tower norm_kwargs eps and act_kwargs tanh, a text
+  /// projection with bias, first-token pooling.
+  @Test(arguments: ["tiny_openai_clip", "tiny_openclip_kwargs"])
+  func layoutsOnGivenIds(_ name: String) throws {
+    let dir = MFx.model(name)
     let ref = try Safetensors.read(dir + "/reference.safetensors").dictionary
     let file = try OpenCLIPFamily.readConfig(dir)
     let model = try OpenCLIPModel(file.modelCfg, initialize: .empty)
@@ -85,10 +89,22 @@ import Torch
   }
 
   @Test func unsupportedVariantsAreRefusedByName() throws {
-    let json = #"{"embed_dim": 8, "vision_cfg": {"timm_model_name": "vit_base_patch16_224", "image_size": 224}, "text_cfg": {}}"#
-    let cfg = try JSONDecoder().decode(OpenCLIPConfig.self, from: Data(json.utf8))
-    do { _ = try OpenCLIPModel(cfg, initialize: .empty); Issue.record("accepted a timm trunk") } catch {
-      #expect(error.localizedDescription.contains("timm_model_name"))
+    func refused(_ vision: String, _ text: String = "{}", naming: String) throws {
+      let json = #"{"embed_dim": 8, "vision_cfg": "# + vision + #", "text_cfg": "# + text + "}"
+      do {
+        let cfg = try JSONDecoder().decode(OpenCLIPConfig.self, from: Data(json.utf8))
+        _ = try OpenCLIPModel(cfg, initialize: .empty)
+        Issue.record("accepted \(json)")
+      } catch {
+        #expect("\(error)".contains(naming), "\(error)")
+      }
     }
+    try refused(#"{"timm_model_name": "vit_base_patch16_224", "image_size": 224}"#, naming: "timm_model_name")
+    try refused(#"{"image_size": 224, "attentional_pool": "parallel"}"#, naming: "attentional_pool")
+    try refused(#"{"image_size": 224, "layers": [3, 4, 6, 3]}"#, naming: "ModifiedResNet")
+    try refused(#"{"image_size": 224, "norm_kwargs": {"eps": 1e-6, "elementwise_affine": 0}}"#, naming: "elementwise_affine")
+    try refused(#"{"image_size": 224, "patch_size": 0}"#, naming: "positive")
+    try refused(#"{"image_size": 224}"#, #"{"tokenizer_mode": "clips"}"#, naming: "tokenizer_mode")
+    try refused(#"{"image_size": 224}"#, #"{"heads": 0}"#, naming: "positive")
   }
 }

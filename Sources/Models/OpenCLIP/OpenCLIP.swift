@@ -26,11 +26,11 @@ final class ResidualAttentionBlock: Module {
   @Child("ln_2") var ln2: LayerNorm
   @Child("mlp") var mlp: OpenCLIPMLP
 
-  init(width: Int, heads: Int, mlpRatio: Double, act: Activation, initialize: Initialization) throws {
+  init(width: Int, heads: Int, mlpRatio: Double, eps: Double, act: Activation, initialize: Initialization) throws {
     super.init()
-    ln1 = try LayerNorm(width, initialize: initialize)
+    ln1 = try LayerNorm(width, eps: eps, initialize: initialize)
     attn = try PackedMultiheadAttention(hidden: width, heads: heads, initialize: initialize)
-    ln2 = try LayerNorm(width, initialize: initialize)
+    ln2 = try LayerNorm(width, eps: eps, initialize: initialize)
     mlp = try OpenCLIPMLP(width: width, hidden: Int(Double(width) * mlpRatio), act: act, initialize: initialize)
   }
 
@@ -46,9 +46,11 @@ final class OpenCLIPTransformer: Module {
   var checkpointing = false
   private var scope: CheckpointScope?
 
-  init(width: Int, layers: Int, heads: Int, mlpRatio: Double, act: Activation, initialize: Initialization) throws {
+  init(width: Int, layers: Int, heads: Int, mlpRatio: Double, eps: Double, act: Activation, initialize: Initialization) throws {
     super.init()
-    blocks = try (0..<layers).map { _ in try ResidualAttentionBlock(width: width, heads: heads, mlpRatio: mlpRatio, act: act, initialize: initialize) }
+    blocks = try (0..<layers).map { _ in
+      try ResidualAttentionBlock(width: width, heads: heads, mlpRatio: mlpRatio, eps: eps, act: act, initialize: initialize)
+    }
   }
 
   func callAsFunction(_ x: Tensor, causal: Bool) throws -> Tensor {
@@ -74,7 +76,7 @@ final class OpenCLIPVisionTransformer: Module {
   @Param("proj") var proj: Tensor
   let config: OpenCLIPVisionConfig
 
-  init(_ c: OpenCLIPVisionConfig, embedDim: Int, act: Activation, initialize: Initialization) throws {
+  init(_ c: OpenCLIPVisionConfig, embedDim: Int, eps: Double, act: Activation, initialize: Initialization) throws {
     config = c
     super.init()
     let w = c.width, scale = 1 / Double(w).squareRoot()
@@ -88,9 +90,9 @@ final class OpenCLIPVisionTransformer: Module {
     } else {
       positionalEmbedding = try initialize.normal([tokens, w], std: scale)
     }
-    lnPre = c.noLnPre ? nil : try LayerNorm(w, initialize: initialize)
-    transformer = try OpenCLIPTransformer(width: w, layers: c.layers, heads: c.heads, mlpRatio: c.mlpRatio, act: act, initialize: initialize)
-    lnPost = try LayerNorm(w, initialize: initialize)
+    lnPre = c.noLnPre ? nil : try LayerNorm(w, eps: eps, initialize: initialize)
+    transformer = try OpenCLIPTransformer(width: w, layers: c.layers, heads: c.heads, mlpRatio: c.mlpRatio, eps: eps, act: act, initialize: initialize)
+    lnPost = try LayerNorm(w, eps: eps, initialize: initialize)
     proj = try initialize.normal([w, embedDim], std: scale)
   }
 
@@ -166,13 +168,16 @@ public final class OpenCLIPModel: Module {
     try config.validate(file: file)
     self.config = config
     super.init()
-    let act: Activation = config.quickGelu ? .quickGelu : .geluErf
-    visual = try OpenCLIPVisionTransformer(config.vision, embedDim: config.embedDim, act: act, initialize: initialize)
-    let t = config.text
+    // Per tower, as open_clip: QuickGELU when quick_gelu, else GELU (act_kwargs may ask for
+    // tanh); LayerNorm eps 1e-5 unless norm_kwargs says otherwise.
+    func act(_ approximate: String?) -> Activation { config.quickGelu ? .quickGelu : approximate == "tanh" ? .geluTanh : .geluErf }
+    let v = config.vision, t = config.text
+    visual = try OpenCLIPVisionTransformer(v, embedDim: config.embedDim, eps: v.normEps ?? 1e-5, act: act(v.geluApproximate), initialize: initialize)
     tokenEmbedding = try Embedding(t.vocabSize, t.width, initialize: initialize)
     positionalEmbedding = try initialize.normal([t.contextLength, t.width], std: 0.01)
-    transformer = try OpenCLIPTransformer(width: t.width, layers: t.layers, heads: t.heads, mlpRatio: t.mlpRatio, act: act, initialize: initialize)
-    lnFinal = try LayerNorm(t.width, initialize: initialize)
+    transformer = try OpenCLIPTransformer(width: t.width, layers: t.layers, heads: t.heads, mlpRatio: t.mlpRatio, eps: t.normEps ?? 1e-5,
+                                          act: act(t.geluApproximate), initialize: initialize)
+    lnFinal = try LayerNorm(t.width, eps: t.normEps ?? 1e-5, initialize: initialize)
     if t.projBias {
       textProjection = nil
       textProjectionLinear = try Linear(t.width, config.embedDim, initialize: initialize)

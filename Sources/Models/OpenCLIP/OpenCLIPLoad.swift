@@ -9,24 +9,26 @@ import Torch
 // NV-CLIP types, from the built-in configs below (TAO starts those from random weights unless a
 // checkpoint is given).
 
-/// TAO's adapter around open_clip: module keys `backbone.model.visual…` (checkpoints add `model.`).
+/// TAO's adapter around open_clip: module keys `backbone.model.visual…` (checkpoints add
+/// `model.`), and its own `logit_scale`/`logit_bias` (open_clip's, inside the model, are unused).
 public final class OpenCLIPAdapter: Module, CLIPEncoder {
   @Child("backbone") var backbone: OpenCLIPBackbone
+  @Param("logit_scale") public var logitScale: Tensor
+  @Param("logit_bias") public var logitBias: Tensor
   public var module: Module { self }
   public var model: OpenCLIPModel { backbone.model }
-  private let zeroBias: Tensor
-  public var logitScale: Tensor { model.logitScale }
-  /// Models without a learned bias (CLIP loss) have a constant zero.
-  public var logitBias: Tensor { model.logitBias ?? zeroBias }
   public var gradientCheckpointing: Bool {
     get { model.gradientCheckpointing }
     set { model.gradientCheckpointing = newValue }
   }
 
-  public init(_ model: OpenCLIPModel) throws {
-    zeroBias = try Tensor.scalar(Float(0))
+  /// `logitScale`/`logitBias`: the adapter's initial values; the model's own when nil (0 bias
+  /// for models without one).
+  public init(_ model: OpenCLIPModel, logitScale: Double? = nil, logitBias: Double? = nil) throws {
     super.init()
     backbone = OpenCLIPBackbone(model)
+    self.logitScale = try Tensor.scalar(Float(try logitScale ?? model.logitScale.reshape([]).item()))
+    self.logitBias = try Tensor.scalar(Float(try logitBias ?? model.logitBias?.reshape([]).item() ?? 0))
   }
 
   public func encodeImages(_ pixels: Tensor) throws -> Tensor { try model.imageFeatures(pixels).l2Normalized() }
@@ -40,7 +42,8 @@ public final class OpenCLIPAdapter: Module, CLIPEncoder {
   }
   public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor { try model.textFeatures(ids).l2Normalized() }
   /// open_clip's own files (a state dict, or its training checkpoints with DDP's `module.`) go
-  /// under `backbone.model.`; TAO's already are.
+  /// under `backbone.model.`, and their logit values also become the adapter's; TAO's and
+  /// ClipKit's checkpoints already have the adapter's keys.
   public func adapterKeys(_ tensors: [String: Tensor]) throws -> [String: Tensor] {
     guard !tensors.keys.contains(where: { $0.hasPrefix("backbone.") }) else { return tensors }
     var out: [String: Tensor] = [:]
@@ -48,12 +51,16 @@ public final class OpenCLIPAdapter: Module, CLIPEncoder {
       let key = k.hasPrefix("module.") ? String(k.dropFirst(7)) : k
       out["backbone.model." + key] = (key == "logit_scale" || key == "logit_bias") && v.count == 1 ? try v.reshape([]) : v
     }
+    // open_clip adds a zero bias when the model has one and the file does not.
+    if model.logitBias != nil && out["backbone.model.logit_bias"] == nil { out["backbone.model.logit_bias"] = try Tensor.scalar(Float(0)) }
+    out["logit_scale"] = try out["backbone.model.logit_scale"] ?? logitScale.detach()
+    out["logit_bias"] = try out["backbone.model.logit_bias"] ?? logitBias.detach()
     return out
   }
 
   /// TAO: `visual.*` is the vision tower; the logit parameters their own; the rest is text.
   public func tower(of parameter: String) -> Tower {
-    parameter.hasPrefix("backbone.model.visual.") ? .vision : parameter.hasPrefix("backbone.model.logit_") ? .logit : .text
+    parameter.hasPrefix("backbone.model.visual.") ? .vision : parameter.hasPrefix("logit_") || parameter.hasPrefix("backbone.model.logit_") ? .logit : .text
   }
 
   public func onnxImageEmbedding(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
@@ -116,6 +123,17 @@ public enum OpenCLIPFamily {
     throw ModelError.config(file: dir, reason: "no open_clip_model.safetensors or open_clip_pytorch_model.bin")
   }
 
+  /// The separator token's text: tokenizer_config.json's `sep_token` (a string or an AddedToken
+  /// object), else special_tokens_map.json's, else BERT's `[SEP]`.
+  static func sepToken(_ dir: String) throws -> String {
+    for f in ["tokenizer_config.json", "special_tokens_map.json"] {
+      guard let d = FileManager.default.contents(atPath: dir + "/" + f), let o = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] else { continue }
+      if let s = o["sep_token"] as? String { return s }
+      if let s = (o["sep_token"] as? [String: Any])?["content"] as? String { return s }
+    }
+    return "[SEP]"
+  }
+
   /// The tokenizer files: the model directory's own, else `hf_tokenizer_name` from the HF cache.
   static func tokenizerDirectory(_ dir: String?, name: String?) throws -> String {
     if let dir, FileManager.default.fileExists(atPath: dir + "/tokenizer.json") { return dir }
@@ -154,32 +172,44 @@ public enum OpenCLIPFamily {
     } else if weightsFromCheckpoint {
       source = pretrainedDir ?? type
     }
-    // Replacing a parameter's value keeps it trainable.
-    if let s = initLogitScale { model.logitScale = try Tensor.scalar(Float(s)).requiresGrad(true) }
-    if let b = initLogitBias, model.logitBias != nil { model.logitBias = try Tensor.scalar(Float(b)).requiresGrad(true) }
-    let adapter = try OpenCLIPAdapter(model)
+    let adapter = try OpenCLIPAdapter(model, logitScale: weightsFromCheckpoint ? 0 : initLogitScale, logitBias: weightsFromCheckpoint ? 0 : initLogitBias)
     adapter.eval()
 
     let tokDir = try tokenizerDirectory(pretrainedDir, name: cfg.text.hfTokenizerName)
     let tokenizer = try Tokenizer(directory: tokDir)
     let ctx = cfg.text.contextLength
-    // open_clip's HFTokenizer replaces every [SEP] with 0 when strip_sep_token is set.
-    let sep = cfg.text.stripSepToken ? tokenizer.id(of: "[SEP]") : nil
-    // Preprocessing: the directory's preprocess_cfg (open_clip's eval transform, torchvision
-    // rounding), else TAO's for OpenCLIP: shortest side bicubic + centre crop, OpenAI statistics.
-    let p = file.preprocessCfg
+    // open_clip's HFTokenizer replaces every separator token with 0 when strip_sep_token is set.
+    let sep = cfg.text.stripSepToken ? tokenizer.id(of: try sepToken(tokDir)) : nil
+    if cfg.text.stripSepToken && sep == nil { throw ModelError.config(file: tokDir, reason: "strip_sep_token is set but the tokenizer has no separator token") }
+    let clean: @Sendable (String) -> String
+    switch cfg.text.clean {
+    case "canonicalize": clean = { TextCleaning.canonicalize(TextCleaning.basicClean($0)) }
+    case "lower": clean = { TextCleaning.pythonLower(TextCleaning.collapseWhitespace(TextCleaning.basicClean($0))) }
+    default: clean = { TextCleaning.collapseWhitespace(TextCleaning.basicClean($0)) }
+    }
+    // Preprocessing: TAO's for its OpenCLIP types (shortest side bicubic + centre crop, OpenAI
+    // statistics), else the directory's preprocess_cfg; open_clip's eval transform either way
+    // (torchvision rounding).
+    let p = taoConfigs[type] != nil ? nil : file.preprocessCfg
     let size = imageSize ?? cfg.vision.imageSize
     let resize: ImageTransform.Resize = p?.resizeMode == "squash" ? .squash(width: size, height: size) : .shortestTorchvision(size: size)
     if let mode = p?.resizeMode, !["shortest", "squash"].contains(mode) {
       throw ModelError.config(file: path, reason: "preprocess_cfg.resize_mode '\(mode)' is not supported (shortest, squash)")
     }
+    // torchvision's Normalize broadcasts a single value over the channels.
+    func three(_ v: [Double]?, _ name: String) throws -> [Double]? {
+      guard let v else { return nil }
+      if v.count == 1 { return [v[0], v[0], v[0]] }
+      guard v.count == 3 else { throw ModelError.config(file: path, reason: "preprocess_cfg.\(name) needs 1 or 3 values") }
+      return v
+    }
     let transform = ImageTransform(resize: resize, filter: p?.interpolation == "bilinear" ? .bilinear : .bicubic,
-                                   mean: p?.mean ?? [0.48145466, 0.4578275, 0.40821073], std: p?.std ?? [0.26862954, 0.26130258, 0.27577711])
+                                   mean: try three(p?.mean, "mean") ?? [0.48145466, 0.4578275, 0.40821073],
+                                   std: try three(p?.std, "std") ?? [0.26862954, 0.26130258, 0.27577711])
     return CLIPBundle(family: "openclip", encoder: adapter, transform: transform, preprocess: .fixed(transform), contextLength: ctx,
                       canonicalize: canonicalize, source: source, tokenizerDirectory: tokDir) { texts in
-      // open_clip's default cleaning ('whitespace'): ftfy-style fixes, HTML unescaped twice, spaces collapsed.
-      var enc = try tokenizer(texts.map { TextCleaning.collapseWhitespace(TextCleaning.basicClean($0)) }, maxLength: ctx,
-                              padding: .maxLength, truncation: true)
+      // open_clip's cleaning ('whitespace' by default): ftfy-style fixes, HTML unescaped twice, spaces collapsed.
+      var enc = try tokenizer(texts.map(clean), maxLength: ctx, padding: .maxLength, truncation: true)
       if let sep { enc.ids = enc.ids.map { $0.map { $0 == sep ? 0 : $0 } } }
       return enc
     }
