@@ -11,6 +11,10 @@ struct AddedToken {
 public struct BatchEncoding: Sendable, Equatable {
   public var ids: [[Int]]
   public var attentionMask: [[Int]]
+  public init(ids: [[Int]], attentionMask: [[Int]]) {
+    self.ids = ids
+    self.attentionMask = attentionMask
+  }
 }
 
 public enum Padding: Sendable { case none, longest, maxLength }

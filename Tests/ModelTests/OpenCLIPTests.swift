@@ -81,6 +81,23 @@ import Torch
     }
   }
 
+  @Test func openAIDirectoriesTokeniseWithOpenCLIPsBPE() throws {
+    // Without tokenizer.json or hf_tokenizer_name, a directory with open_clip's BPE vocabulary
+    // uses the SimpleTokenizer (ids checked against open_clip in the tokenizer tests).
+    let dir = NSTemporaryDirectory() + "oc-bpe-\(UUID().uuidString)"
+    try FileManager.default.copyItem(atPath: MFx.model("tiny_openai_clip"), toPath: dir)
+    let vocab = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .appendingPathComponent("TokenizerTests/Fixtures/bpe_simple_vocab_16e6.txt.gz").path
+    do { _ = try ModelRegistry.load(type: "x", pretrainedDir: dir, canonicalize: false); Issue.record("no tokenizer accepted") } catch {
+      #expect("\(error.localizedDescription)".contains("bpe_simple_vocab_16e6.txt.gz"))
+    }
+    try FileManager.default.copyItem(atPath: vocab, toPath: dir + "/bpe_simple_vocab_16e6.txt.gz")
+    let bundle = try ModelRegistry.load(type: "x", pretrainedDir: dir, canonicalize: false)
+    let ids = try bundle.tokenize(["A photo of a CAT."]).ids[0]
+    #expect(ids.count == 12 && ids.first == 49406 && ids.contains(49407) && ids.last == 0)
+    #expect(ids == (try CLIPBPETokenizer(bpePath: vocab, contextLength: 12))(["a photo of a cat."])[0])
+  }
+
   @Test func sinCosTableIsOpenCLIPs() throws {
     // The fixture's frozen table was computed by open_clip; ours is built from the formula.
     let weights = try OpenCLIPFamily.weights(in: MFx.model("tiny_nvclip"))

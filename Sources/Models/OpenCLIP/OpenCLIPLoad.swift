@@ -135,10 +135,11 @@ public enum OpenCLIPFamily {
   }
 
   /// The tokenizer files: the model directory's own, else `hf_tokenizer_name` from the HF cache.
+  /// (A directory with only open_clip's `bpe_simple_vocab_16e6.txt.gz` uses the CLIP BPE instead.)
   static func tokenizerDirectory(_ dir: String?, name: String?) throws -> String {
     if let dir, FileManager.default.fileExists(atPath: dir + "/tokenizer.json") { return dir }
     guard let name else {
-      throw ModelError.config(file: dir ?? "open_clip_config.json", reason: "no tokenizer.json and no text_cfg.hf_tokenizer_name")
+      throw ModelError.config(file: dir ?? "open_clip_config.json", reason: "no tokenizer.json, no bpe_simple_vocab_16e6.txt.gz (open_clip's CLIP BPE) and no text_cfg.hf_tokenizer_name")
     }
     for repo in [name, name.contains("/") ? nil : "google-bert/\(name)"].compactMap({ $0 }) {
       if let snap = PretrainedLocator.cachedSnapshot(repo: repo), FileManager.default.fileExists(atPath: snap + "/tokenizer.json") { return snap }
@@ -175,17 +176,37 @@ public enum OpenCLIPFamily {
     let adapter = try OpenCLIPAdapter(model, logitScale: weightsFromCheckpoint ? 0 : initLogitScale, logitBias: weightsFromCheckpoint ? 0 : initLogitBias)
     adapter.eval()
 
-    let tokDir = try tokenizerDirectory(pretrainedDir, name: cfg.text.hfTokenizerName)
-    let tokenizer = try Tokenizer(directory: tokDir)
     let ctx = cfg.text.contextLength
-    // open_clip's HFTokenizer replaces every separator token with 0 when strip_sep_token is set.
-    let sep = cfg.text.stripSepToken ? tokenizer.id(of: try sepToken(tokDir)) : nil
-    if cfg.text.stripSepToken && sep == nil { throw ModelError.config(file: tokDir, reason: "strip_sep_token is set but the tokenizer has no separator token") }
-    let clean: @Sendable (String) -> String
-    switch cfg.text.clean {
-    case "canonicalize": clean = { TextCleaning.canonicalize(TextCleaning.basicClean($0)) }
-    case "lower": clean = { TextCleaning.pythonLower(TextCleaning.collapseWhitespace(TextCleaning.basicClean($0))) }
-    default: clean = { TextCleaning.collapseWhitespace(TextCleaning.basicClean($0)) }
+    let tokDir: String
+    let tokenize: ([String]) throws -> BatchEncoding
+    let bpe = pretrainedDir.map { $0 + "/bpe_simple_vocab_16e6.txt.gz" }
+    if cfg.text.hfTokenizerName == nil, let bpe, FileManager.default.fileExists(atPath: bpe),
+       !FileManager.default.fileExists(atPath: pretrainedDir! + "/tokenizer.json") {
+      // open_clip's own SimpleTokenizer (OpenAI CLIP BPE: lowercased, <start>/<end>, zero padding).
+      let simple = try CLIPBPETokenizer(bpePath: bpe, contextLength: ctx)
+      tokDir = pretrainedDir!
+      tokenize = { texts in
+        let ids = simple(texts)
+        return BatchEncoding(ids: ids, attentionMask: ids.map { $0.map { $0 == 0 ? 0 : 1 } })
+      }
+    } else {
+      tokDir = try tokenizerDirectory(pretrainedDir, name: cfg.text.hfTokenizerName)
+      let tokenizer = try Tokenizer(directory: tokDir)
+      // open_clip's HFTokenizer replaces every separator token with 0 when strip_sep_token is set.
+      let sep = cfg.text.stripSepToken ? tokenizer.id(of: try sepToken(tokDir)) : nil
+      if cfg.text.stripSepToken && sep == nil { throw ModelError.config(file: tokDir, reason: "strip_sep_token is set but the tokenizer has no separator token") }
+      let clean: @Sendable (String) -> String
+      switch cfg.text.clean {
+      case "canonicalize": clean = { TextCleaning.canonicalize(TextCleaning.basicClean($0)) }
+      case "lower": clean = { TextCleaning.pythonLower(TextCleaning.collapseWhitespace(TextCleaning.basicClean($0))) }
+      default: clean = { TextCleaning.collapseWhitespace(TextCleaning.basicClean($0)) }
+      }
+      tokenize = { texts in
+        // open_clip's cleaning ('whitespace' by default): ftfy-style fixes, HTML unescaped twice, spaces collapsed.
+        var enc = try tokenizer(texts.map(clean), maxLength: ctx, padding: .maxLength, truncation: true)
+        if let sep { enc.ids = enc.ids.map { $0.map { $0 == sep ? 0 : $0 } } }
+        return enc
+      }
     }
     // Preprocessing: TAO's for its OpenCLIP types (shortest side bicubic + centre crop, OpenAI
     // statistics), else the directory's preprocess_cfg; open_clip's eval transform either way
@@ -207,11 +228,6 @@ public enum OpenCLIPFamily {
                                    mean: try three(p?.mean, "mean") ?? [0.48145466, 0.4578275, 0.40821073],
                                    std: try three(p?.std, "std") ?? [0.26862954, 0.26130258, 0.27577711])
     return CLIPBundle(family: "openclip", encoder: adapter, transform: transform, preprocess: .fixed(transform), contextLength: ctx,
-                      canonicalize: canonicalize, source: source, tokenizerDirectory: tokDir) { texts in
-      // open_clip's cleaning ('whitespace' by default): ftfy-style fixes, HTML unescaped twice, spaces collapsed.
-      var enc = try tokenizer(texts.map(clean), maxLength: ctx, padding: .maxLength, truncation: true)
-      if let sep { enc.ids = enc.ids.map { $0.map { $0 == sep ? 0 : $0 } } }
-      return enc
-    }
+                      canonicalize: canonicalize, source: source, tokenizerDirectory: tokDir, tokenize: tokenize)
   }
 }
