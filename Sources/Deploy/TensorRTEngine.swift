@@ -75,6 +75,9 @@ public final class TensorRTEngine: @unchecked Sendable {
   /// Missing TensorRT (or a Python without it) is the common failure: say what to install.
   static func explain(_ error: String, path: String, environment: [String: String]) -> String {
     if error.hasPrefix("ImportError") || error.hasPrefix("ModuleNotFoundError") {
+      guard error.contains("tensorrt") else {
+        return "\(path): the TensorRT helper needs numpy (and torch or libcudart for GPU buffers) beside TensorRT's Python package; \(python(environment)) failed: \(error)"
+      }
       return "TensorRT was not found: running \(path) needs TensorRT's Python package, which \(python(environment)) cannot import (\(error)); "
         + "install it (pip install tensorrt) on a machine with an NVIDIA GPU, or set CLIPKIT_PYTHON to a Python that has it"
     }

@@ -238,6 +238,8 @@ def read_exact(n):
     return b
 
 def serve(path, backend, gpu):
+    if backend == "tensorrt":
+        import tensorrt  # a missing TensorRT is the first thing to report
     import numpy as np
     model = (OnnxRuntimeBackend if backend == "onnxruntime" else TensorRTBackend)(path, gpu)
     out({"inputs": model.inputs, "outputs": model.outputs})
