@@ -5,14 +5,13 @@ import Torch
 @Suite struct Training {
   let fixtures = repoRoot + "/Tests/ModelTests/Fixtures"
 
-  func spec(_ results: String, epochs: Int) throws -> String {
+  func spec(_ results: String, epochs: Int, model: String = "type: siglip2-so400m-patch16-256\n  pretrained_dir: TINY/tiny_siglip") throws -> String {
     let dir = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let text = """
       results_dir: \(results)
       model:
-        type: siglip2-so400m-patch16-256
-        pretrained_dir: \(fixtures)/tiny_siglip
+        \(model.replacingOccurrences(of: "TINY", with: fixtures))
       train:
         num_epochs: \(epochs)
         seed: 1234
@@ -82,6 +81,23 @@ import Torch
     }
     let latest = try FileManager.default.destinationOfSymbolicLink(atPath: results + "/train/clip_latest.pth")
     #expect(latest == "epoch_20.pth")
+  }
+
+  @Test func openCLIPFirst20StepsMatchOpenCLIP() throws {
+    // tiny_nvclip through TAO's OpenCLIP recipe (tools/fixtures/openclip_fixtures.py train_reference).
+    let ref = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixtures + "/tiny_nvclip_train_reference.json"))) as! [String: Any]
+    let expected = (ref["losses"] as! [NSNumber]).map(\.doubleValue)
+    let results = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
+    let model = "type: ViT-L-14-SigLIP-CLIPA-224\n  pretrained_dir: TINY/tiny_nvclip\n  image_size: 56"
+    let (code, out, err) = try run(["train", "-e", try spec(results, epochs: 20, model: model)], env: [:])
+    #expect(code == 0, "\(err)")
+    let got = losses(out)
+    #expect(got.count == expected.count)
+    for (i, (g, e)) in zip(got, expected).enumerated() {
+      #expect(abs(g - e) <= 1e-4 * abs(e), "step \(i + 1): \(g) vs open_clip \(e)")
+    }
+    let t = try PyTorchCheckpoint.read(results + "/train/epoch_20.pth").tensors
+    #expect(t["model.logit_bias"] != nil && t["model.backbone.model.visual.conv1.weight"] != nil)
   }
 
   @Test func crashThenResumeContinuesExactly() throws {
