@@ -195,21 +195,26 @@ public struct InferenceConfig: Codable, Sendable {
   }
 }
 
+/// `evaluate`: the `inference` fields (TAO's shared CLIPInferenceEvalConfig) plus its own; read
+/// as `config.evaluate.batchSize` through the member lookup.
+@dynamicMemberLookup
 public struct EvaluateConfig: Codable, Sendable {
-  public var datasets: [DataPathConfig]
-  public var batchSize: Int
-  public var numWorkers: Int
-  public var checkpoint: String?
-  public var numGpus: Int
-  public var gpuIds: [Int]
-  public var resultsDir: String?
-  public var trtEngine: String?
-  public var textFile: String?
+  public var shared: InferenceConfig
   public var pasGroundTruthMode: String
-  enum CodingKeys: String, CodingKey {
-    case datasets, batchSize = "batch_size", numWorkers = "num_workers", checkpoint, numGpus = "num_gpus",
-      gpuIds = "gpu_ids", resultsDir = "results_dir", trtEngine = "trt_engine", textFile = "text_file",
-      pasGroundTruthMode = "pas_ground_truth_mode"
+  enum CodingKeys: String, CodingKey { case pasGroundTruthMode = "pas_ground_truth_mode" }
+
+  public subscript<T>(dynamicMember path: WritableKeyPath<InferenceConfig, T>) -> T {
+    get { shared[keyPath: path] }
+    set { shared[keyPath: path] = newValue }
+  }
+  public init(from decoder: Decoder) throws {
+    shared = try InferenceConfig(from: decoder)  // the same keys, read from the same object
+    pasGroundTruthMode = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .pasGroundTruthMode)
+  }
+  public func encode(to encoder: Encoder) throws {
+    try shared.encode(to: encoder)
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(pasGroundTruthMode, forKey: .pasGroundTruthMode)
   }
 }
 
