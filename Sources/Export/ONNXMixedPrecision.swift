@@ -1,5 +1,6 @@
 import Foundation
 import SwiftProtobuf
+import Torch
 
 // TensorRT 11 builds every network strongly typed: its `--fp16` and per-layer precision flags are
 // gone, and an fp16 engine needs a graph whose tensors are fp16 (NVIDIA's answer is ModelOpt
@@ -221,16 +222,7 @@ public enum ONNXMixedPrecision {
     guard t.dataType == float, t.rawData.count == n * 4 else {
       throw ExportError.unsupported("\(path): constant \(t.name) is not float32 stored as raw data; ClipKit cannot convert it to fp16")
     }
-    var out = Data(count: n * 2)
-    t.rawData.withUnsafeBytes { src in
-      out.withUnsafeMutableBytes { dst in
-        for k in 0..<n {
-          let f = Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: k * 4, as: UInt32.self)))
-          let h = Float16(max(-65504, min(65504, f)))
-          dst.storeBytes(of: h.bitPattern.littleEndian, toByteOffset: k * 2, as: UInt16.self)
-        }
-      }
-    }
-    return out
+    let values = try t.rawData.withUnsafeBytes { try Tensor(bytes: $0, shape: [n], dtype: .float32) }
+    return Data(try values.clamp(min: -65504, max: 65504).to(.float16).bytes())
   }
 }

@@ -10,6 +10,18 @@ public enum ImageInput: Sendable {
   case patches([Float], mask: [Int64], grid: (Int, Int))
 }
 
+extension ImageInput {
+  /// Fixed-size pixel inputs as one [B, 3, H, W] tensor; patches or mixed sizes are refused.
+  public static func pixelBatch(_ inputs: [ImageInput]) throws -> Tensor {
+    guard case .pixels(_, let h, let w)? = inputs.first else { throw ModelError.input("this model takes fixed-size images") }
+    let flat = try inputs.flatMap { i -> [Float] in
+      guard case .pixels(let p, h, w) = i else { throw ModelError.input("mixed image inputs in one batch") }
+      return p
+    }
+    return try Tensor(flat, shape: [inputs.count, 3, h, w])
+  }
+}
+
 /// A model's image preprocessing, run on worker threads.
 public enum ImagePreprocessing: Sendable {
   case fixed(ImageTransform)
@@ -116,12 +128,7 @@ public final class SiglipAdapter: Module, CLIPEncoder {
   public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor {
     guard let first = inputs.first else { throw ModelError.input("no images to encode") }
     switch first {
-    case .pixels(_, let h, let w):
-      let flat = try inputs.flatMap { i -> [Float] in
-        guard case .pixels(let p, h, w) = i else { throw ModelError.input("mixed image inputs in one batch") }
-        return p
-      }
-      return try encodeImages(try Tensor(flat, shape: [inputs.count, 3, h, w]))
+    case .pixels: return try encodeImages(try ImageInput.pixelBatch(inputs))
     case .patches(let p0, let m0, _):
       var flat: [Float] = [], masks: [Int64] = [], grids: [(Int, Int)] = []
       for i in inputs {

@@ -44,17 +44,18 @@ public final class TensorRTGraph: DeployedGraph {
     outputs = engine.outputs.map(sig)
   }
 
-  static let names: [DType: String] = [.float32: "float32", .float16: "float16", .int64: "int64", .int32: "int32", .bool: "bool"]
+  /// The element types the helper exchanges, by their numpy names (DType's descriptions).
+  static let exchanged: [DType] = [.float32, .float16, .int64, .int32, .bool]
 
   public func run(_ feeds: [String: Tensor], outputs wanted: [String]?) throws -> [String: Tensor] {
     var host: [String: HostTensor] = [:]
     for (k, t) in feeds {
-      guard let name = Self.names[t.dtype] else { throw ModelError.input("\(path): input \(k) has unsupported type \(t.dtype)") }
-      host[k] = HostTensor(dtype: name, shape: t.shape, data: Data(try t.contiguous().bytes()))
+      guard Self.exchanged.contains(t.dtype) else { throw ModelError.input("\(path): input \(k) has unsupported type \(t.dtype)") }
+      host[k] = HostTensor(dtype: t.dtype.description, shape: t.shape, data: Data(try t.contiguous().bytes()))
     }
     let got = try engine.run(host, outputs: wanted ?? outputs.map(\.name))
     return try got.mapValues { h in
-      guard let dtype = Self.names.first(where: { $0.value == h.dtype })?.key else {
+      guard let dtype = Self.exchanged.first(where: { $0.description == h.dtype }) else {
         throw ModelError.input("\(path): output of unsupported type \(h.dtype)")
       }
       let t = try h.data.withUnsafeBytes { try Tensor(bytes: $0, shape: h.shape, dtype: dtype) }
@@ -110,13 +111,7 @@ public final class DeployedEncoder: CLIPEncoder {
     return try Self.embedding(vision, ["image": pixels], "image_embedding")
   }
 
-  public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor {
-    let flat = try inputs.flatMap { i -> [Float] in
-      guard case .pixels(let p, _, _) = i else { throw ModelError.input("exported models take fixed-size images") }
-      return p
-    }
-    return try encodeImages(try Tensor(flat, shape: [inputs.count, imageShape.c, imageShape.h, imageShape.w]))
-  }
+  public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor { try encodeImages(try ImageInput.pixelBatch(inputs)) }
 
   public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor {
     guard let g = combined ? vision : text else { throw ModelError.input("Text engine not loaded: this deployment has no text model (export the _text graph too)") }

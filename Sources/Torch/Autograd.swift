@@ -85,6 +85,22 @@ public final class CheckpointScope {
   private var boxes: [CheckpointBox] = []
   public init() {}
 
+  /// Runs `layers` in order on `x`; with `checkpointing` (and gradients on), each layer through a
+  /// fresh scope stored in `scope`, which keeps it alive until the next forward, by when backward
+  /// has run. Encoder stacks of every family use this.
+  public static func runLayers<L>(_ layers: [L], _ x: Tensor, checkpointing: Bool, scope: inout CheckpointScope?,
+                                  _ apply: @escaping (L, Tensor) throws -> Tensor) throws -> Tensor {
+    var h = x
+    guard checkpointing && isGradEnabled else {
+      for layer in layers { h = try apply(layer, h) }
+      return h
+    }
+    let s = CheckpointScope()
+    scope = s
+    for layer in layers { h = try s.run(h) { try apply(layer, $0) } }
+    return h
+  }
+
   public func run(_ x: Tensor, _ block: @escaping (Tensor) throws -> Tensor) throws -> Tensor {
     let box = CheckpointBox(block)
     boxes.append(box)

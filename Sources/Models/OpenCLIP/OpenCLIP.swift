@@ -54,15 +54,7 @@ final class OpenCLIPTransformer: Module {
   }
 
   func callAsFunction(_ x: Tensor, causal: Bool) throws -> Tensor {
-    var h = x
-    if checkpointing && isGradEnabled && isTraining {
-      let s = CheckpointScope()
-      scope = s  // alive until the next forward, by when backward has run
-      for b in blocks { h = try s.run(h) { try b($0, causal: causal) } }
-      return h
-    }
-    for b in blocks { h = try b(h, causal: causal) }
-    return h
+    try CheckpointScope.runLayers(blocks, x, checkpointing: checkpointing && isTraining, scope: &scope) { try $0($1, causal: causal) }
   }
 }
 

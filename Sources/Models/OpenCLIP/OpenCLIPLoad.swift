@@ -32,14 +32,7 @@ public final class OpenCLIPAdapter: Module, CLIPEncoder {
   }
 
   public func encodeImages(_ pixels: Tensor) throws -> Tensor { try model.imageFeatures(pixels).l2Normalized() }
-  public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor {
-    guard case .pixels(_, let h, let w)? = inputs.first else { throw ModelError.input("OpenCLIP models take fixed-size images") }
-    let flat = try inputs.flatMap { i -> [Float] in
-      guard case .pixels(let p, h, w) = i else { throw ModelError.input("mixed image sizes in one batch") }
-      return p
-    }
-    return try encodeImages(try Tensor(flat, shape: [inputs.count, 3, h, w]))
-  }
+  public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor { try encodeImages(try ImageInput.pixelBatch(inputs)) }
   public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor { try model.textFeatures(ids).l2Normalized() }
   /// open_clip's own files (a state dict, or its training checkpoints with DDP's `module.`) go
   /// under `backbone.model.`, and their logit values also become the adapter's; TAO's and

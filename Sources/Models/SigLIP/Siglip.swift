@@ -109,15 +109,7 @@ final class SiglipEncoder: Module {
   }
 
   func callAsFunction(_ x: Tensor, mask: Tensor?) throws -> Tensor {
-    var h = x
-    if checkpointing && isGradEnabled && isTraining {
-      let s = CheckpointScope()
-      scope = s  // alive until the next forward, by when backward has run
-      for layer in layers { h = try s.run(h) { try layer($0, mask: mask) } }
-      return h
-    }
-    for layer in layers { h = try layer(h, mask: mask) }
-    return h
+    try CheckpointScope.runLayers(layers, x, checkpointing: checkpointing && isTraining, scope: &scope) { try $0($1, mask: mask) }
   }
 }
 
