@@ -16,6 +16,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dest=${LIBTORCH_DIR:-$root/.deps/libtorch}
 cache=${CLIPKIT_CACHE:-$HOME/.cache/clipkit}
 say() { echo "[setup] $*" >&2; }
+# Any step that fails without its own message still says which one: never a silent exit.
+trap 'rc=$?; say "error: setup step failed (exit $rc, scripts/setup.sh line $LINENO): $BASH_COMMAND"; exit $rc' ERR
 
 # --- Debian packages --------------------------------------------------------------------------
 apt_pkgs=(libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev libhdf5-dev zlib1g-dev pkg-config unzip python3-venv)
@@ -44,21 +46,34 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$TORCH_VERSION" ] && [ -f "$dest/li
 fi
 
 wheels="$cache/wheels"
-mkdir -p "$wheels"
-find_wheel() { ls "$wheels"/$1 2>/dev/null | head -n 1; }
+mkdir -p "$wheels" || { say "error: cannot create the wheel cache $wheels (set CLIPKIT_CACHE to a writable folder)"; exit 1; }
+# The first match of a glob in the cache, or nothing (never a failing pipeline: set -e/pipefail).
+find_wheel() { local f; for f in "$wheels"/$1; do [ -f "$f" ] && { echo "$f"; return 0; }; done; return 0; }
 torch_whl=$(find_wheel "torch-$TORCH_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl")
 cudart_whl=$(find_wheel "nvidia_cuda_runtime-$CUDART_VERSION-*.whl")
 cupti_whl=$(find_wheel "nvidia_cuda_cupti-$CUPTI_VERSION-*.whl")
 if [ -z "$torch_whl" ] || [ -z "$cudart_whl" ] || [ -z "$cupti_whl" ]; then
   say "downloading torch==$TORCH_VERSION and the CUDA runtime wheels into $wheels (about 550 MB, once)"
   # The wheel's C++ library does not depend on the Python version; pin one tag so the download is
-  # the same file on every machine.
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
-    --platform manylinux_2_28_x86_64 --implementation cp -d "$wheels" \
-    "torch==$TORCH_VERSION" "nvidia-cuda-runtime==$CUDART_VERSION" "nvidia-cuda-cupti==$CUPTI_VERSION" >&2
+  # the same file on every machine. With an explicit --platform pip accepts only the tags listed,
+  # and the NVIDIA runtime wheels are tagged manylinux2014/manylinux_2_17 or manylinux_2_25: list
+  # every manylinux tag up to 2.28.
+  if ! python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+      --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
+      $(bash "$root/scripts/wheel-platforms.sh") -d "$wheels" \
+      "torch==$TORCH_VERSION" "nvidia-cuda-runtime==$CUDART_VERSION" "nvidia-cuda-cupti==$CUPTI_VERSION" >&2; then
+    say "error: pip could not download torch==$TORCH_VERSION, nvidia-cuda-runtime==$CUDART_VERSION and nvidia-cuda-cupti==$CUPTI_VERSION into $wheels (is PyPI reachable? pip's message is above)"
+    exit 1
+  fi
   torch_whl=$(find_wheel "torch-$TORCH_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl")
   cudart_whl=$(find_wheel "nvidia_cuda_runtime-$CUDART_VERSION-*.whl")
   cupti_whl=$(find_wheel "nvidia_cuda_cupti-$CUPTI_VERSION-*.whl")
+  for pair in "torch:$torch_whl" "nvidia-cuda-runtime:$cudart_whl" "nvidia-cuda-cupti:$cupti_whl"; do
+    if [ -z "${pair#*:}" ]; then
+      say "error: pip finished but no ${pair%%:*} wheel for x86_64 Linux is in $wheels; delete the folder and run again"
+      exit 1
+    fi
+  done
 fi
 
 say "unpacking libtorch $TORCH_VERSION into $dest"
