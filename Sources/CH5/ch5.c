@@ -1,11 +1,16 @@
 #include "ch5.h"
 
 #include <hdf5.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); goto done; } while (0)
+
+// Debian's HDF5 is built without thread safety: two threads inside the library at once corrupt
+// its ID tables (at exit: "infinite loop closing library"). Every entry point holds this lock.
+static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static herr_t silent(hid_t stack, void *data) { (void)stack; (void)data; return 0; }
 
@@ -25,7 +30,7 @@ static hid_t vlen_utf8(void) {
   return t;
 }
 
-int ck_h5_write_embeddings(const char *path, const float *emb, uint64_t n, uint64_t d, const char *labels_name,
+static int write_embeddings(const char *path, const float *emb, uint64_t n, uint64_t d, const char *labels_name,
                            const char *const *labels, const char *count_attr, const char *type_value, char *err,
                            size_t errlen) {
   int rc = -1;
@@ -69,7 +74,7 @@ done:
   return rc;
 }
 
-int ck_h5_read_embeddings(const char *path, const char *labels_name, const char *count_attr, uint64_t *n, uint64_t *d,
+static int read_embeddings(const char *path, const char *labels_name, const char *count_attr, uint64_t *n, uint64_t *d,
                           float **emb, char ***labels, int64_t *count_value, char *type_value, size_t type_len,
                           char *err, size_t errlen) {
   int rc = -1;
@@ -119,4 +124,29 @@ void ck_h5_free_read(float *emb, char **labels, uint64_t n) {
     for (uint64_t i = 0; i < n; i++) free(labels[i]);
     free(labels);
   }
+}
+
+int ck_h5_write_embeddings(const char *path, const float *emb, uint64_t n, uint64_t d, const char *labels_name,
+                           const char *const *labels, const char *count_attr, const char *type_value, char *err,
+                           size_t errlen) {
+  pthread_mutex_lock(&h5_lock);
+  int rc = write_embeddings(path, emb, n, d, labels_name, labels, count_attr, type_value, err, errlen);
+  pthread_mutex_unlock(&h5_lock);
+  return rc;
+}
+
+int ck_h5_read_embeddings(const char *path, const char *labels_name, const char *count_attr, uint64_t *n, uint64_t *d,
+                          float **emb, char ***labels, int64_t *count_value, char *type_value, size_t type_len,
+                          char *err, size_t errlen) {
+  pthread_mutex_lock(&h5_lock);
+  int rc = read_embeddings(path, labels_name, count_attr, n, d, emb, labels, count_value, type_value, type_len, err, errlen);
+  pthread_mutex_unlock(&h5_lock);
+  return rc;
+}
+
+long ck_h5_open_objects(void) {
+  pthread_mutex_lock(&h5_lock);
+  ssize_t n = H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
+  pthread_mutex_unlock(&h5_lock);
+  return (long)n;
 }

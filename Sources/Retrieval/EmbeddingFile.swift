@@ -61,6 +61,9 @@ public struct EmbeddingFile: Sendable, Equatable {
     }
   }
 
+  /// HDF5 objects still open in any file (0 unless a call leaked one).
+  public static var openHDF5Objects: Int { ck_h5_open_objects() }
+
   public static func read(_ path: String, kind: Kind) throws -> (file: EmbeddingFile, countAttribute: Int, typeAttribute: String) {
     var n: UInt64 = 0, d: UInt64 = 0, count: Int64 = 0
     var emb: UnsafeMutablePointer<Float>? = nil

@@ -28,6 +28,9 @@ func runEvaluate(_ ctx: ActionContext, rules: CustomLayoutRules = .training,
   let bundle = try model(ctx)
   let embedder = Embedder(bundle: bundle, batchSize: max(1, cfg.batchSize), workers: max(1, cfg.numWorkers))
   let img = try embedder.images(pairs.pairs.map(\.image))
+  guard !img.kept.isEmpty else {
+    throw ActionError.input("none of the \(pairs.pairs.count) images of \(section) could be read: nothing to evaluate")
+  }
   if img.kept.count < pairs.pairs.count { warn("\(pairs.pairs.count - img.kept.count) unreadable images were dropped with their captions") }
   let captions = img.kept.map { pairs.pairs[$0].caption }
   let txt = try embedder.texts(captions)
@@ -53,7 +56,7 @@ func retrievalMetrics(images: [Float], texts: [Float], count n: Int, dim: Int) t
   let i = try Tensor(images, shape: [n, dim]).l2Normalized()
   let t = try Tensor(texts, shape: [n, dim]).l2Normalized()
   let sim = try i.matmul(try t.transpose(0, 1))
-  let i2t = RetrievalMetrics.compute(similarity: try sim.contiguous().floats(), queries: n, gallery: n)
-  let t2i = RetrievalMetrics.compute(similarity: try sim.transpose(0, 1).contiguous().floats(), queries: n, gallery: n)
+  let i2t = try RetrievalMetrics.compute(similarity: try sim.contiguous().floats(), queries: n, gallery: n)
+  let t2i = try RetrievalMetrics.compute(similarity: try sim.transpose(0, 1).contiguous().floats(), queries: n, gallery: n)
   return (i2t, t2i)
 }

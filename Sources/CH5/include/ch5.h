@@ -23,6 +23,10 @@ int ck_h5_read_embeddings(const char *path, const char *labels_name, const char 
                           char *err, size_t errlen);
 void ck_h5_free_read(float *emb, char **labels, uint64_t n);
 
+// HDF5 objects (files, datasets, attributes, groups, named types) still open in any file: 0 when
+// every call above closed what it opened.
+long ck_h5_open_objects(void);
+
 #ifdef __cplusplus
 }
 #endif
