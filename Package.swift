@@ -78,6 +78,8 @@ let package = Package(
     .target(name: "Training", dependencies: ["Torch"]),
     .target(name: "Data"),
     .target(name: "Deploy"),
+    .target(name: "FuzzTargets", dependencies: ["Data", "Export", "Imaging", "Spec", "Tokenizers", "Torch"]),
+    .executableTarget(name: "clipkit-fuzz", dependencies: ["FuzzTargets"]),
     .executableTarget(
       name: "clipkit",
       dependencies: [
@@ -96,6 +98,7 @@ let package = Package(
     .testTarget(name: "TokenizerTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
     .testTarget(name: "SystemLibraryTests",
                 dependencies: ["CTurboJPEG", "CPNG", "CWebP", "CHDF5"]),
+    .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"], resources: [.copy("Regressions")]),
     .testTarget(name: "CLITests", dependencies: ["clipkit", "Retrieval", "Torch", "Export", "Models"]),
   ],
   cxxLanguageStandard: .cxx17

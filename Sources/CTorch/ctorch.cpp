@@ -166,6 +166,21 @@ ck_error ck_manual_seed(uint64_t seed) {
   at::manual_seed(seed);
   CK_END
 }
+ck_error ck_set_deterministic(int on, int warn_only) {
+  CK_BEGIN
+  at::globalContext().setDeterministicAlgorithms(on != 0, warn_only != 0);
+  CK_END
+}
+ck_error ck_set_cudnn_benchmark(int on) {
+  CK_BEGIN
+  at::globalContext().setBenchmarkCuDNN(on != 0);
+  CK_END
+}
+int ck_deterministic(void) {
+  auto &c = at::globalContext();
+  return !c.deterministicAlgorithms() ? 0 : c.deterministicAlgorithmsWarnOnly() ? 2 : 1;
+}
+int ck_cudnn_benchmark(void) { return at::globalContext().benchmarkCuDNN() ? 1 : 0; }
 ck_error ck_cuda_synchronize(int device_index) {
   CK_BEGIN
   if (!at::hasCUDA()) throw std::runtime_error("CUDA is not available");

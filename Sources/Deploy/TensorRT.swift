@@ -14,9 +14,11 @@ public struct TensorRTBuild: Sendable {
   public var timingCache: String?
   public var layerPrecisions: [String]
   public var verbose: Bool
+  /// CUDA device the engine is built on (gen_trt_engine.gpu_id); engines are tuned for that GPU.
+  public var gpu: Int
 
   public init(onnx: String, engine: String, minBatch: Int, optBatch: Int, maxBatch: Int, fixedBatch: Int, fp16: Bool,
-              workspaceMB: Int, timingCache: String?, layerPrecisions: [String], verbose: Bool) {
+              workspaceMB: Int, timingCache: String?, layerPrecisions: [String], verbose: Bool, gpu: Int = 0) {
     self.onnx = onnx
     self.engine = engine
     self.minBatch = minBatch
@@ -28,6 +30,7 @@ public struct TensorRTBuild: Sendable {
     self.timingCache = timingCache
     self.layerPrecisions = layerPrecisions
     self.verbose = verbose
+    self.gpu = gpu
   }
 
   /// The optimisation profile: min/opt/max shape of every input, or nil when no axis is dynamic.
@@ -71,6 +74,7 @@ public struct TensorRTBuild: Sendable {
       args += ["--precisionConstraints=obey", "--layerPrecisions=" + layerPrecisions.joined(separator: ",")]
     }
     if verbose { args.append("--verbose") }
+    if gpu != 0 { args.append("--device=\(gpu)") }
     return args
   }
 
@@ -141,6 +145,7 @@ public enum TensorRTBuilder: Sendable {
       let p = Process(), pipe = Pipe()
       p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
       p.arguments = [python, "-c", TensorRTPython.script, "build", try build.pythonConfig(for: inputs, precisionFlags: flags)]
+      p.environment = TensorRTBuilder.environment(selecting: build.gpu)
       p.standardOutput = pipe
       try p.run()
       let reply = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -152,6 +157,16 @@ public enum TensorRTBuilder: Sendable {
         throw DeployError.input("TensorRT's builder failed (exit \(p.terminationStatus)); no engine was written to \(build.engine)")
       }
     }
+  }
+
+  /// The helper's environment with only CUDA device `gpu` visible (TensorRT's Python builder uses
+  /// the current device): the gpu-th entry of an existing CUDA_VISIBLE_DEVICES, as CUDA numbers them.
+  static func environment(selecting gpu: Int, _ env: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
+    var e = env
+    guard gpu != 0 || env["CUDA_VISIBLE_DEVICES"] != nil else { return e }
+    let visible = env["CUDA_VISIBLE_DEVICES"]?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+    e["CUDA_VISIBLE_DEVICES"] = visible.flatMap { gpu < $0.count ? $0[gpu] : nil } ?? String(gpu)
+    return e
   }
 
   /// Runs a tool with its output shown as it comes.

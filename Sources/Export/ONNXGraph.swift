@@ -152,6 +152,9 @@ public final class ONNXGraph {
 
   /// Writes the model. Weights go inline unless they exceed `externalThreshold` bytes, in which
   /// case the float weights go to `<stem>_weights.bin` beside `path` (TAO's rule for >1.9 GiB models).
+  /// (operator, output name) of every node so far, in graph order: export.verbose prints them.
+  public var nodeList: [(op: String, name: String)] { nodes.map { ($0.opType, $0.name) } }
+
   public func write(to path: String, producerVersion: String,
                     externalThreshold: Int = 1_900 * 1_048_576) throws {
     var graph = Onnx_GraphProto()

@@ -187,13 +187,15 @@ public enum ModelRegistry {
   public static func load(type: String, pretrainedDir: String?, canonicalize: Bool,
                           initLogitScale: Double? = nil, initLogitBias: Double? = nil,
                           randomInit: Generator? = nil, weightsFromCheckpoint: Bool = false, imageSize: Int? = nil) throws -> CLIPBundle {
+    // Before any directory is looked at: a RADIO type names an architecture a SigLIP or OpenCLIP
+    // directory does not have.
+    if radioTypes.contains(type) {
+      throw ModelRegistryError.notImplemented(type: type, reason: "the RADIO-CLIP family is not supported yet (model.pretrained_dir cannot stand in for it)")
+    }
     if openCLIPTypes.contains(type) || pretrainedDir.map(OpenCLIPFamily.isModelDirectory) == true {
       return try OpenCLIPFamily.load(type: type, pretrainedDir: pretrainedDir, canonicalize: canonicalize, initLogitScale: initLogitScale,
                                      initLogitBias: initLogitBias, randomInit: randomInit, weightsFromCheckpoint: weightsFromCheckpoint,
                                      imageSize: openCLIPTypes.contains(type) ? imageSize : nil)
-    }
-    if radioTypes.contains(type) && pretrainedDir == nil {
-      throw ModelRegistryError.notImplemented(type: type, reason: "the RADIO-CLIP family is not supported yet")
     }
     if pretrainedDir == nil && !siglip2Types.contains(type) {
       throw ModelRegistryError.unknownType(type, known: siglip2Types + radioTypes + openCLIPTypes)

@@ -12,6 +12,7 @@ public enum SpecError: Error, LocalizedError, Equatable {
   case missingMandatory(paths: [String])
   case badOverride(String, reason: String)
   case interpolation(path: String, reason: String)
+  case unsupported(path: String, value: String, reason: String)
 
   public var errorDescription: String? {
     switch self {
@@ -36,6 +37,8 @@ public enum SpecError: Error, LocalizedError, Equatable {
       return "bad override '\(o)': \(r)"
     case .interpolation(let p, let r):
       return "cannot resolve '\(p)': \(r)"
+    case .unsupported(let p, let v, let r):
+      return "'\(p)' = \(v) is not supported yet: \(r) (leave it at its default)"
     }
   }
 }

@@ -47,6 +47,13 @@ public struct PyTorchCheckpoint {
     return PyTorchCheckpoint(root: try u.run(), path: path)
   }
 
+  /// The restricted unpickler on raw pickle bytes (a `data.pkl` record); `storage` supplies each
+  /// storage the pickle names as a 1-D tensor of (dtype, key, element count).
+  public static func unpickle(_ bytes: [UInt8], file: String,
+                              storage: @escaping (DType, String, Int) throws -> Tensor) throws -> PickleValue {
+    try Unpickler(data: bytes, file: file, loadStorage: storage).run()
+  }
+
   static func extract(_ archive: Archive, _ e: Entry, _ path: String) throws -> [UInt8] {
     var out: [UInt8] = []
     out.reserveCapacity(Int(e.uncompressedSize))

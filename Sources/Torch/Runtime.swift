@@ -20,6 +20,17 @@ public enum Torch {
   /// Seeds libtorch's default generators (CPU and, when loaded, CUDA).
   public static func manualSeed(_ seed: UInt64) throws { try check("manual_seed", ck_manual_seed(seed)) }
 
+  /// TAO's `train.cudnn`: deterministic ⇒ `torch.use_deterministic_algorithms(True, warn_only=True)`
+  /// and cuBLAS's fixed workspace (which must be set before CUDA starts); benchmark ⇒ cuDNN's
+  /// autotuner.
+  public static func setCuDNN(benchmark: Bool, deterministic: Bool) throws {
+    if deterministic { setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0) }
+    try check("set_deterministic", ck_set_deterministic(deterministic ? 1 : 0, 1))
+    try check("set_cudnn_benchmark", ck_set_cudnn_benchmark(benchmark ? 1 : 0))
+  }
+  /// (deterministic algorithms on, cuDNN benchmark on) as libtorch holds them now.
+  public static var cudnnSettings: (deterministic: Bool, benchmark: Bool) { (ck_deterministic() != 0, ck_cudnn_benchmark() != 0) }
+
   /// Whether a CUDA backend is loaded and sees a device.
   public static var cudaAvailable: Bool { ck_cuda_available() != 0 && ck_cuda_device_count() > 0 }
   public static var cudaDeviceCount: Int { Int(ck_cuda_device_count()) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Models
 import Spec
 import Torch
 
@@ -43,7 +44,12 @@ func runAction(_ name: String, section: String, options: SpecOptions, requires: 
                _ body: (ActionContext) throws -> Void) throws {
   let spec = try Spec.load(file: options.spec, overrides: options.overrides)
   try spec.requireSet(requires)
+  try spec.refuseUnsupported(action: name)
   let config = try spec.config()
+  try checkPlacement(name, config)
+  if let a = config.model.adaptorName, !ModelRegistry.radioTypes.contains(config.model.type), !name.hasPrefix("deploy"), name != "gen_trt_engine" {
+    print("note: model.adaptor_name=\(a) is read by RADIO-CLIP models only; \(config.model.type) does not use it (as in TAO)")
+  }
   let dir = try resultsDir(for: section, action: name, spec: spec)
   do {
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -58,6 +64,22 @@ func runAction(_ name: String, section: String, options: SpecOptions, requires: 
   } catch {
     try? status.write(.failure, message: oneLine(error))
     throw error
+  }
+}
+
+/// The device keys of the action: one process on CPU here. TAO's defaults (one GPU, id 0) run on
+/// CPU; asking for more GPUs or another GPU is refused by name. Deploy runs engines on
+/// `gpu_ids[0]` itself (the TensorRT helper).
+func checkPlacement(_ action: String, _ c: CLIPExperimentConfig) throws {
+  let (gpus, ids, section): (Int, [Int], String)
+  switch action {
+  case "evaluate", "deploy evaluate": (gpus, ids, section) = (c.evaluate.numGpus, c.evaluate.gpuIds, "evaluate")
+  case "inference", "deploy inference": (gpus, ids, section) = (c.inference.numGpus, c.inference.gpuIds, "inference")
+  default: return  // train: refused keys and TrainAction; export: no device; gen_trt_engine: gpu_id
+  }
+  if gpus > 1 { throw ActionError.input("\(section).num_gpus=\(gpus): one process only in this build (multi-GPU \(section) is not supported yet)") }
+  if !action.hasPrefix("deploy"), ids != [0] {
+    throw ActionError.input("\(section).gpu_ids=\(ids): ClipKit runs \(section) on CPU in this build (GPU execution is not supported yet)")
   }
 }
 

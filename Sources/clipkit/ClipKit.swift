@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Spec
 import Torch
 
 @main
@@ -9,7 +10,7 @@ struct ClipKit: ParsableCommand {
     abstract: "Fine-tune, evaluate, embed with and export CLIP-family models from a TAO CLIP experiment spec.",
     discussion: "Every action reads a TAO CLIP spec (-e spec.yaml) plus Hydra-style overrides such as train.num_epochs=5 or dataset.train.batch_size=64, and writes experiment.yaml and status.json into {results_dir}/{action}/ (or {action}.results_dir).",
     version: ClipKitVersion.string,
-    subcommands: [Train.self, Evaluate.self, Inference.self, Export.self, GenTrtEngine.self, Deploy.self, Info.self, Bench.self, DemoData.self],
+    subcommands: [Train.self, Evaluate.self, Inference.self, Export.self, GenTrtEngine.self, Deploy.self, Info.self, SpecKeys.self, Bench.self, DemoData.self],
     helpNames: [.short, .long]
   )
 
@@ -49,4 +50,11 @@ func isArgumentParserError(_ error: Error) -> Bool {
 func oneLine(_ error: Error) -> String {
   let text = (error as? LocalizedError)?.errorDescription ?? "\(error)"
   return text.split(whereSeparator: \.isNewline).joined(separator: " ")
+}
+
+/// `clipkit spec-keys`: every key of TAO's CLIP schema and what ClipKit does with it.
+struct SpecKeys: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "spec-keys", abstract: "List every TAO CLIP spec key: honoured, refused unless default, or a no-op (and why).")
+  func run() throws { print(KeyPolicy.markdownTable(), terminator: "") }
 }

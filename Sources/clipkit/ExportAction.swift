@@ -33,7 +33,10 @@ func runExport(_ ctx: ActionContext) throws {
   default: throw ActionError.input("export.encoder_type '\(cfg.encoderType)' must be 'combined' or 'separate'")
   }
   let targets = separate ? [base + "_vision" + ext, base + "_text" + ext] : [onnxFile]
-  for t in targets where FileManager.default.fileExists(atPath: t) { throw ExportError.exists(t) }
+  // Nothing is overwritten: not the graphs, nor the sidecars a previous export left.
+  for t in targets + [base + "_config.yaml", base + "_tokenizer"] where FileManager.default.fileExists(atPath: t) {
+    throw ExportError.exists(t)
+  }
   let dir = (onnxFile as NSString).deletingLastPathComponent
   if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
 
@@ -82,6 +85,11 @@ func runExport(_ ctx: ActionContext) throws {
     }
   }
   for (path, g) in graphs {
+    if cfg.verbose {
+      let nodes = g.nodeList
+      print("Graph \(g.name) for \(path): \(nodes.count) nodes")
+      for (i, n) in nodes.enumerated() { print(String(format: "  %5d  %-20@ %@", i, n.op as NSString, n.name as NSString)) }
+    }
     try g.write(to: path, producerVersion: ClipKitVersion.string)
     print("Wrote \(path) (\(String(format: "%.1f", Double(g.weightBytes) / 1_048_576)) MiB of weights, opset \(cfg.opsetVersion), batch \(cfg.batchSize == -1 ? "dynamic" : String(cfg.batchSize)), image \(h)x\(w), text \(l) tokens, embedding \(imageDim))")
   }
@@ -100,7 +108,6 @@ func runExport(_ ctx: ActionContext) throws {
 /// text length (what `save_pretrained` of TAO's tokenizer writes).
 func writeTokenizerSidecar(from modelDir: String, to dir: String, maxLength: Int) throws {
   let fm = FileManager.default
-  if fm.fileExists(atPath: dir) { try fm.removeItem(atPath: dir) }
   try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
   let names = ["tokenizer.json", "special_tokens_map.json", "spiece.model", "tokenizer.model", "vocab.json", "merges.txt",
                "vocab.txt", "added_tokens.json"]

@@ -20,7 +20,7 @@ func runGenTrtEngine(_ ctx: ActionContext) throws {
   let fp16 = t.dataType == "fp16", layers = t.layersPrecision ?? []
   var build = TensorRTBuild(onnx: onnx, engine: engine, minBatch: t.minBatchSize, optBatch: t.optBatchSize, maxBatch: t.maxBatchSize,
                             fixedBatch: cfg.batchSize, fp16: fp16, workspaceMB: t.workspaceSize,
-                            timingCache: cfg.timingCache, layerPrecisions: layers, verbose: cfg.verbose)
+                            timingCache: cfg.timingCache, layerPrecisions: layers, verbose: cfg.verbose, gpu: cfg.gpuId)
   let inputs = try ONNXInputs.read(onnx)
   _ = try build.profile(for: inputs)  // batch sizes checked before any conversion
   if !builder.precisionFlags && (fp16 || !layers.isEmpty) {

@@ -29,6 +29,7 @@ func runTrain(_ ctx: ActionContext) throws {
   }
 
   if t.seed >= 0 { try Torch.manualSeed(UInt64(t.seed)) }
+  try Torch.setCuDNN(benchmark: t.cudnn.benchmark, deterministic: t.cudnn.deterministic)
   let loss = ContrastiveLoss(rawValue: t.lossType)!
   let initScale = cfg.model.initLogitScale ?? (loss == .siglip ? 2.3026 : 2.6592)
   let initBias = cfg.model.initLogitBias ?? (loss == .siglip ? -10.0 : 0.0)
@@ -129,8 +130,9 @@ func runTrain(_ ctx: ActionContext) throws {
     return (kpi, values)
   }
 
-  // Each sample's augmentation draws come from (seed, epoch, sample): the same on any thread.
-  let seed = UInt64(max(t.seed, 0))
+  // Each sample's augmentation draws come from (seed, epoch, sample): the same on any thread. As
+  // in TAO, the data side is seeded by dataset.seed (its loaders reseed with it), the model by train.seed.
+  let seed = UInt64(bitPattern: Int64(cfg.dataset.seed))
   let (decoder, transform, preprocess) = (ImageDecoder(), bundle.transform, bundle.preprocess)
   let plain = augmentation.isIdentity || bundle.family == "siglip2-naflex"
   @Sendable func sample(_ id: Int, epoch: Int) -> ImageInput? {

@@ -27,7 +27,10 @@ func saveCheckpoint(_ path: String, adapter: Module, optimizer: AdamW, scaler: G
   }
   let root = PickleOut.dict([
     (.string("epoch"), .int(epoch)), (.string("global_step"), .int(globalStep)),
-    (.string("pytorch-lightning_version"), .string("2.5.0")),
+    // The Lightning release whose checkpoint layout this is (TAO 7.0.1 pins 2.6.1): TAO's loader
+    // migrates checkpoints by this version. The writer is named separately.
+    (.string("pytorch-lightning_version"), .string("2.6.1")),
+    (.string("written_by"), .string("ClipKit \(ClipKitVersion.string)")),
     (.string("state_dict"), .dict(sd, ordered: true)),
     (.string("optimizer_states"), .list([.dict([(.string("state"), .dict(state, ordered: false)),
                                                   (.string("param_groups"), .list(groups))], ordered: false)])),

@@ -125,6 +125,20 @@ func minCosine(_ a: Tensor, _ b: Tensor) throws -> Double {
     // Never overwrites.
     let again = try clipkit(["export", "-e", spec])
     #expect(again.code != 0 && again.err.contains("clip_model.onnx already exists"), "\(again.err)")
+    // Nor the sidecars a previous export left: they stay as they were.
+    let config = try String(contentsOfFile: dir + "/export/clip_model_config.yaml", encoding: .utf8)
+    try FileManager.default.removeItem(atPath: dir + "/export/clip_model.onnx")
+    let sidecar = try clipkit(["export", "-e", spec, "export.verbose=true"])
+    #expect(sidecar.code != 0 && sidecar.err.contains("clip_model_config.yaml already exists"), "\(sidecar.err)")
+    #expect(try String(contentsOfFile: dir + "/export/clip_model_config.yaml", encoding: .utf8) == config)
+    #expect(FileManager.default.fileExists(atPath: dir + "/export/clip_model_tokenizer/tokenizer.json"))
+    try FileManager.default.removeItem(atPath: dir + "/export/clip_model_config.yaml")
+    let tokenizer = try clipkit(["export", "-e", spec])
+    #expect(tokenizer.code != 0 && tokenizer.err.contains("clip_model_tokenizer already exists"), "\(tokenizer.err)")
+    // export.verbose lists the graph's nodes.
+    try FileManager.default.removeItem(atPath: dir + "/export/clip_model_tokenizer")
+    let verbose = try clipkit(["export", "-e", spec, "export.verbose=true"])
+    #expect(verbose.code == 0 && verbose.out.contains("Graph clip for") && verbose.out.contains("LayerNormalization"), "\(verbose.err)")
   }
 
   @Test(.enabled(if: ortPython != nil || ortRequired))

@@ -26,6 +26,7 @@ import Torch
           warmup_steps: 5
           scheduler: cosine
       dataset:
+        seed: 1234
         train:
           datasets:
             - image_dir: \(fixtures)/images
@@ -81,6 +82,10 @@ import Torch
     }
     let latest = try FileManager.default.destinationOfSymbolicLink(atPath: results + "/train/clip_latest.pth")
     #expect(latest == "epoch_20.pth")
+    // A Lightning version TAO's loader knows (the layout written), and ClipKit named as the writer.
+    let root = try PyTorchCheckpoint.read(results + "/train/epoch_20.pth").root.dictValue
+    if case .string(let v)? = root?["pytorch-lightning_version"] { #expect(v == "2.6.1") } else { Issue.record("no pytorch-lightning_version") }
+    if case .string(let w)? = root?["written_by"] { #expect(w.hasPrefix("ClipKit ")) } else { Issue.record("no written_by") }
   }
 
   @Test func openCLIPFirst20StepsMatchOpenCLIP() throws {
@@ -98,6 +103,21 @@ import Torch
     }
     let t = try PyTorchCheckpoint.read(results + "/train/epoch_20.pth").tensors
     #expect(t["model.logit_bias"] != nil && t["model.backbone.model.visual.conv1.weight"] != nil)
+  }
+
+  /// As in TAO, dataset.seed decides the data order (its loaders reseed with it) and train.seed
+  /// the model: with pretrained weights and no dropout, only dataset.seed changes the losses.
+  @Test func datasetSeedOrdersTheDataTrainSeedTheModel() throws {
+    func firstEpochs(_ overrides: [String]) throws -> [Double] {
+      let results = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
+      let (c, out, err) = try run(["train", "-e", try spec(results, epochs: 3)] + overrides, env: [:])
+      #expect(c == 0, "\(err)")
+      return losses(out)
+    }
+    let base = try firstEpochs([])
+    #expect(base.count >= 2)
+    #expect(try firstEpochs(["train.seed=99"]) == base)
+    #expect(try firstEpochs(["dataset.seed=7"]) != base)
   }
 
   @Test func crashThenResumeContinuesExactly() throws {
@@ -181,7 +201,10 @@ import Torch
   @Test func unsupportedSettingsSaySo() throws {
     let results = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
     for (override, fragment) in [("train.num_gpus=2", "multi-GPU"),
-                                 ("dataset.train.batch_size=64", "fewer than one batch")] {
+                                 ("dataset.train.batch_size=64", "fewer than one batch"),
+                                 ("peft.enabled=true", "'peft.enabled' = true is not supported yet"),
+                                 ("train.distributed_strategy=fsdp", "'train.distributed_strategy'"),
+                                 ("model.type=c-radio_v3-h", "RADIO-CLIP family is not supported yet")] {
       let (code, _, err) = try run(["train", "-e", try spec(results, epochs: 1), override], env: [:])
       #expect(code != 0 && err.contains(fragment), "\(override): \(err)")
     }

@@ -35,6 +35,17 @@ let deployFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     #expect(throws: DeployError.self) { try b.arguments(for: inputs) }
   }
 
+  /// gen_trt_engine.gpu_id: trtexec's --device, and the Python builder sees only that GPU.
+  @Test func gpuIdSelectsTheBuildDevice() throws {
+    let inputs = try ONNXInputs.read(deployFixtures + "/dynamic_batch.onnx")
+    let b = TensorRTBuild(onnx: "m.onnx", engine: "m.engine", minBatch: 1, optBatch: 1, maxBatch: 1, fixedBatch: -1, fp16: false,
+                          workspaceMB: 64, timingCache: nil, layerPrecisions: [], verbose: false, gpu: 2)
+    #expect(try b.arguments(for: inputs).last == "--device=2")
+    #expect(TensorRTBuilder.environment(selecting: 2, ["PATH": "/bin"])["CUDA_VISIBLE_DEVICES"] == "2")
+    #expect(TensorRTBuilder.environment(selecting: 1, ["CUDA_VISIBLE_DEVICES": "4, 6"])["CUDA_VISIBLE_DEVICES"] == "6")
+    #expect(TensorRTBuilder.environment(selecting: 0, ["PATH": "/bin"])["CUDA_VISIBLE_DEVICES"] == nil)
+  }
+
   @Test func withoutPrecisionFlagsTheGraphCarriesThePrecision() throws {
     // TensorRT 11: no --fp16 / --layerPrecisions (the graph was converted), same profile.
     let inputs = try ONNXInputs.read(deployFixtures + "/dynamic_batch.onnx")

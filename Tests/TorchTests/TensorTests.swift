@@ -127,3 +127,15 @@ import Testing
     expectTorchError("grad can be implicitly created only for scalar") { try (w * 2).backward() }
   }
 }
+
+@Suite struct GlobalSettings {
+  /// train.cudnn: libtorch's global context holds what the spec asked for.
+  @Test func cudnnSwitchesReachLibtorch() throws {
+    try Torch.setCuDNN(benchmark: true, deterministic: false)
+    #expect(Torch.cudnnSettings.benchmark && !Torch.cudnnSettings.deterministic)
+    try Torch.setCuDNN(benchmark: false, deterministic: true)
+    #expect(!Torch.cudnnSettings.benchmark && Torch.cudnnSettings.deterministic)
+    #expect(getenv("CUBLAS_WORKSPACE_CONFIG").map { String(cString: $0) } == ":4096:8")
+    try Torch.setCuDNN(benchmark: false, deterministic: false)
+  }
+}

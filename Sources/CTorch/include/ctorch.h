@@ -41,6 +41,11 @@ void ck_set_num_threads(int n);
 void ck_keep_freed_memory(void);
 int ck_get_num_threads(void);
 ck_error ck_manual_seed(uint64_t seed);
+// torch.use_deterministic_algorithms(on, warn_only) and torch.backends.cudnn.benchmark = on.
+ck_error ck_set_deterministic(int on, int warn_only);
+ck_error ck_set_cudnn_benchmark(int on);
+int ck_deterministic(void);     // 0 off, 1 on, 2 on with warn_only
+int ck_cudnn_benchmark(void);
 ck_error ck_cuda_synchronize(int device_index);
 
 // ---- grad mode, autocast (thread-local in libtorch) ------------------------------------------

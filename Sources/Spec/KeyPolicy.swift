@@ -1,0 +1,211 @@
+import Foundation
+
+/// What ClipKit does with one key of TAO's CLIP schema. Every schema key has exactly one entry
+/// in `KeyPolicy.table` (a test walks the schema), so no key is ever accepted and silently ignored.
+public enum KeySupport: Sendable, Equatable {
+  /// Does what TAO does (the note names any limit, which the code refuses by name).
+  case honoured
+  /// Not supported yet: the default is accepted (it asks for nothing), any other value is refused.
+  case refused
+  /// Accepted and has no effect here, for the reason in the note (TAO itself ignores it, or what
+  /// it controls does not exist in this build).
+  case noOp
+}
+
+public struct KeyPolicy: Sendable {
+  public let path: String  // dotted, `[]` for the elements of a list of sections
+  public let support: KeySupport
+  public let note: String
+  /// Actions whose run reads the key (refusals apply only there); nil = every action.
+  public let actions: Set<String>?
+
+  /// The policy of every schema key (the README's table is generated from the same text).
+  public static let table: [KeyPolicy] = build()
+
+  public static func policy(_ path: String) -> KeyPolicy? { byPath[path] }
+  static let byPath = Dictionary(uniqueKeysWithValues: table.map { ($0.path, $0) })
+
+  // Action groups: which runs read which section.
+  static let modelActions: Set<String> = ["train", "evaluate", "inference", "export"]
+  static let trainOnly: Set<String> = ["train"]
+  static let evaluateRuns: Set<String> = ["evaluate", "deploy evaluate"]
+  static let inferenceRuns: Set<String> = ["inference", "deploy inference"]
+
+  private static func build() -> [KeyPolicy] {
+    var t: [KeyPolicy] = []
+    func add(_ path: String, _ s: KeySupport, _ note: String = "", _ actions: Set<String>? = nil) {
+      t.append(KeyPolicy(path: path, support: s, note: note, actions: actions))
+    }
+    let cpuOnly = "ClipKit runs on CPU in this build (GPU execution is not supported yet)"
+    add("model_name", .refused, "the task name: only `clip`")
+    add("encryption_key", .noOp, "TAO's CLIP writes checkpoints unencrypted; encrypted `.etlt` export is refused by export.onnx_file")
+    add("results_dir", .honoured)
+    for k in ["enable", "project", "entity", "group", "tags", "reinit", "sync_tensorboard", "save_code", "name", "run_id"] {
+      add("wandb.\(k)", .noOp, "Weights & Biases needs a network and an account; ClipKit logs to TensorBoard event files and status.json")
+    }
+
+    add("model.type", .honoured, "SigLIP 2 and OpenCLIP/NV-CLIP types; C-RADIOv3 types are refused until RADIO-CLIP lands")
+    add("model.adaptor_name", .noOp, "RADIO-CLIP only (TAO ignores it for other families; ClipKit says so when it is set)")
+    for k in ["freeze_vision_encoder", "freeze_text_encoder", "init_logit_scale", "init_logit_bias", "canonicalize_text"] {
+      add("model.\(k)", .honoured)
+    }
+    add("model.image_size", .honoured, "RADIO/OpenCLIP transform size; SigLIP 2 uses its processor's size, as TAO")
+    add("model.pretrained_dir", .honoured, "ClipKit extension: local weights (no network)")
+    add("model.random_init", .honoured, "ClipKit extension")
+
+    add("dataset.seed", .honoured, "data order and augmentation draws (TAO seeds its loaders with it); train.seed seeds the model")
+    add("dataset.pin_memory", .noOp, "pinned host memory only speeds up copies to a GPU; \(cpuOnly)")
+    for (split, actions) in [("train", trainOnly), ("val", trainOnly.union(evaluateRuns))] {
+      for k in ["image_dir", "image_list_file", "caption_dir", "caption_file_suffix"] {
+        add("dataset.\(split).datasets[].\(k)", .honoured)
+      }
+      add("dataset.\(split).datasets[].train_pairs_file", .refused, "PAS query-type metadata (balanced sampling) is not supported yet", actions)
+      add("dataset.\(split).datasets[].attribute_pairs_file", .refused, "PAS attribute metadata is not supported yet", actions)
+      add("dataset.\(split).batch_size", .honoured)
+      add("dataset.\(split).num_workers", .honoured, "decoding threads")
+    }
+    add("dataset.train.type", .honoured)
+    add("dataset.train.wds.root_dir", .honoured)
+    add("dataset.train.wds.shard_list_file", .honoured, "local paths; s3:// and http(s):// shards are refused by name")
+    add("dataset.train.wds.samples_per_shard", .honoured, "an estimate, as in TAO: ClipKit counts the samples and notes a large difference")
+    add("dataset.train.balance_query_types", .refused, "balanced query-type sampling (needs train_pairs_file) is not supported yet", trainOnly)
+    add("dataset.train.unique_caption_per_batch", .noOp, "TAO applies it only to balance_query_types batches (refused); plain batches are drawn as TAO's RandomSampler does")
+    add("dataset.train.include_attribute_metadata", .refused, "PAS attribute metadata is not supported yet", trainOnly)
+    add("dataset.val.metadata_match_eval", .refused, "metadata-matched validation is not supported yet", trainOnly.union(evaluateRuns))
+    add("dataset.val.metadata_match_mode", .refused, "metadata-matched validation is not supported yet", trainOnly.union(evaluateRuns))
+    for k in ["scale", "color_jitter", "grayscale"] { add("dataset.augmentation.\(k)", .honoured) }
+
+    add("train.num_gpus", .honoured, "1; more is refused until multi-GPU training lands")
+    add("train.gpu_ids", .refused, cpuOnly, trainOnly)
+    add("train.num_nodes", .honoured, "1; more is refused until multi-node training lands")
+    add("train.seed", .honoured, "model initialisation and torch's global generator; < 0 leaves them unseeded")
+    add("train.cudnn.benchmark", .honoured, "set in libtorch's global context (affects cuDNN only)")
+    add("train.cudnn.deterministic", .honoured, "torch.use_deterministic_algorithms(warn_only) and CUBLAS_WORKSPACE_CONFIG, as TAO")
+    for k in ["num_epochs", "checkpoint_interval", "checkpoint_interval_unit", "validation_interval", "val_check_interval",
+              "resume_training_checkpoint_path", "pretrained_model_path", "results_dir", "loss_type", "precision",
+              "grad_clip_norm", "grad_checkpointing"] {
+      add("train.\(k)", .honoured)
+    }
+    add("train.optim.optimizer_type", .honoured, "adamw; lamb (apex FusedLAMB) is refused")
+    for k in ["vision_lr", "text_lr", "weight_decay", "betas", "eps", "warmup_steps", "scheduler"] { add("train.optim.\(k)", .honoured) }
+    add("train.siglip_loss_dist_impl", .noOp, "how ranks exchange features for the SigLIP loss; on one process every choice computes the same loss")
+    add("train.siglip_loss_mask_mode", .refused, "attribute-masked SigLIP loss (needs PAS metadata) is not supported yet", trainOnly)
+    add("train.triplet_loss_weight", .refused, "the triplet loss is not supported yet", trainOnly)
+    add("train.triplet_margin", .refused, "the triplet loss is not supported yet", trainOnly)
+    add("train.distributed_strategy", .refused, "ddp only: FSDP is not supported yet", trainOnly)
+
+    for (section, runs) in [("evaluate", evaluateRuns), ("inference", inferenceRuns)] {
+      add("\(section).checkpoint", .honoured)
+      add("\(section).trt_engine", .honoured, "deploy: .onnx or .engine")
+      add("\(section).batch_size", .honoured)
+      add("\(section).num_workers", .honoured, "decoding threads")
+      add("\(section).results_dir", .honoured)
+      add("\(section).num_gpus", .honoured, "1; more is refused until multi-GPU \(section) lands")
+      add("\(section).gpu_ids", .honoured, "deploy: the TensorRT device; the PyTorch-side action refuses any other value (\(cpuOnly))")
+      add("\(section).datasets[].image_dir", .honoured)
+      add("\(section).datasets[].train_pairs_file", .refused, "PAS metadata is not supported yet", runs)
+      add("\(section).datasets[].attribute_pairs_file", .refused, "PAS metadata is not supported yet", runs)
+    }
+    for k in ["image_list_file", "caption_dir", "caption_file_suffix"] {
+      add("evaluate.datasets[].\(k)", .honoured)
+      add("inference.datasets[].\(k)", .noOp, "inference walks each image_dir recursively, as TAO; lists and captions are evaluate's")
+    }
+    add("evaluate.text_file", .refused, "evaluate scores the captions of its image-caption pairs; text_file is inference's", evaluateRuns)
+    add("evaluate.pas_ground_truth_mode", .refused, "PAS ground-truth modes are not supported yet", evaluateRuns)
+    add("inference.text_file", .honoured)
+
+    for k in ["checkpoint", "onnx_file", "encoder_type", "opset_version", "batch_size", "input_height", "input_width", "results_dir"] {
+      add("export.\(k)", .honoured)
+    }
+    add("export.input_channel", .honoured, "3; anything else is refused")
+    add("export.verbose", .honoured, "lists the graph's nodes")
+    add("export.gpu_id", .noOp, "ClipKit writes the graph from the weights without tracing on a device: the ONNX is the same on any device")
+    add("export.on_cpu", .noOp, "ClipKit writes the graph from the weights without tracing on a device: the ONNX is the same on any device")
+
+    for k in ["results_dir", "gpu_id", "onnx_file", "trt_engine", "timing_cache", "batch_size", "verbose"] {
+      add("gen_trt_engine.\(k)", .honoured)
+    }
+    for k in ["workspace_size", "min_batch_size", "opt_batch_size", "max_batch_size", "layers_precision", "data_type"] {
+      add("gen_trt_engine.tensorrt.\(k)", .honoured)
+    }
+
+    let peft = "LoRA fine-tuning (peft) is not supported yet"
+    for k in ["enabled", "method", "train_logit_calibration"] { add("peft.\(k)", .refused, peft, modelActions) }
+    for tower in ["vision", "text"] {
+      for k in ["mode", "enabled", "target_modules", "num_last_blocks", "rank", "alpha", "dropout"] {
+        add("peft.\(tower).\(k)", .refused, peft, modelActions)
+      }
+    }
+    for k in ["enabled", "embedding_mse_weight", "cosine_weight", "similarity_weight"] {
+      add("regularization.\(k)", .refused, "drift regularisation is not supported yet", trainOnly)
+    }
+    return t
+  }
+}
+
+extension SpecError {
+  static func refusedKey(_ path: String, value: SpecValue, note: String) -> SpecError {
+    .unsupported(path: path, value: value.description, reason: note)
+  }
+}
+
+extension Spec {
+  /// Refuses, by name, every key the action reads whose value asks for something ClipKit does
+  /// not do yet (a non-default value of a `.refused` key).
+  public func refuseUnsupported(action: String, schema: SpecSection = CLIPSchema.root) throws {
+    func same(_ a: SpecValue, _ b: SpecValue) -> Bool {
+      switch (a, b) {
+      case (.int(let x), .float(let y)), (.float(let y), .int(let x)): return Double(x) == y
+      case (.list(let x), .list(let y)): return x.count == y.count && zip(x, y).allSatisfy { same($0, $1) }
+      case (.missing, _), (_, .missing): return true
+      default: return a == b
+      }
+    }
+    func walk(_ m: SpecMap, _ section: SpecSection, _ path: String, _ shown: String) throws {
+      for f in section.fields {
+        let p = path.isEmpty ? f.name : "\(path).\(f.name)"
+        let where_ = shown.isEmpty ? f.name : "\(shown).\(f.name)"
+        let v = m.entries.first { $0.0 == f.name }?.1 ?? f.defaultValue
+        switch (f.type, v) {
+        case (.section(let s), .map(let mm)): try walk(mm, s, p, where_)
+        case (.sections(let s), .list(let items)):
+          for (i, item) in items.enumerated() { if case .map(let mm) = item { try walk(mm, s, p + "[]", "\(where_).\(i)") } }
+        default:
+          guard let pol = KeyPolicy.policy(p), pol.support == .refused, pol.actions?.contains(action) ?? true else { continue }
+          if !same(v, f.defaultValue) { throw SpecError.refusedKey(where_, value: v, note: pol.note) }
+        }
+      }
+    }
+    try walk(tree, schema, "", "")
+  }
+}
+
+extension KeyPolicy {
+  /// Every schema key with what ClipKit does with it, as the README's Markdown table (the README
+  /// holds exactly this text; `clipkit spec-keys` prints it).
+  public static func markdownTable() -> String {
+    var lines = ["| key | ClipKit | note |", "|---|---|---|"]
+    for p in table {
+      let s: String
+      switch p.support {
+      case .honoured: s = "honoured"
+      case .refused: s = "refused unless default"
+      case .noOp: s = "no-op"
+      }
+      lines.append("| `\(p.path)` | \(s) | \(p.note) |")
+    }
+    return lines.joined(separator: "\n") + "\n"
+  }
+
+  /// The dotted paths of every leaf key of a schema (`[]` for elements of a list of sections).
+  public static func leafPaths(_ s: SpecSection = CLIPSchema.root, prefix: String = "") -> [String] {
+    s.fields.flatMap { f -> [String] in
+      let p = prefix.isEmpty ? f.name : "\(prefix).\(f.name)"
+      switch f.type {
+      case .section(let sub): return leafPaths(sub, prefix: p)
+      case .sections(let sub): return leafPaths(sub, prefix: p + "[]")
+      default: return [p]
+      }
+    }
+  }
+}

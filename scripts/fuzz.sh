@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Fuzzes one parser of untrusted bytes with libFuzzer + AddressSanitizer:
+#   bash scripts/fuzz.sh TARGET SECONDS      (TARGET: pickle pth safetensors tar image tokenizer spec onnx, or all)
+# Seeds come from the test fixtures; the growing corpus stays in .build-fuzz/corpus/TARGET. A crash,
+# sanitizer report or timeout (10 s per input) stops the run with exit 1 and leaves the input in
+# .build-fuzz/crashes/TARGET/: add it to Tests/FuzzTests/Regressions/TARGET/ with the fix.
+# Prints one summary line per target: executions, executions per second, corpus size, new crashes.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+targets=(pickle pth safetensors tar image tokenizer spec onnx)
+usage() { echo "usage: bash scripts/fuzz.sh TARGET SECONDS   (TARGET: ${targets[*]} or all)" >&2; exit 2; }
+[ $# -eq 2 ] || usage
+case "$2" in ''|*[!0-9]*) usage ;; esac
+if [ "$1" = all ]; then run=("${targets[@]}"); else
+  [[ " ${targets[*]} " == *" $1 "* ]] || usage
+  run=("$1")
+fi
+secs=$2
+bash scripts/setup.sh
+out=.build-fuzz
+echo "== building clipkit-fuzz (libFuzzer + AddressSanitizer)"
+swift build --build-path "$out" --product clipkit-fuzz --sanitize fuzzer --sanitize address \
+  -Xswiftc -DCLIPKIT_FUZZING 2>&1 | grep -E "error|warning: |Compiling|Build complete" | grep -v "^\[" | tail -5
+bin=$(swift build --build-path "$out" --show-bin-path --sanitize fuzzer --sanitize address)/clipkit-fuzz
+[ -x "$bin" ] || { echo "fuzz: the harness did not build" >&2; exit 1; }
+
+# Real files of each format from the fixtures (small ones: libFuzzer's max input length follows them).
+seeds() {
+  local t=$1 dir=$2 f
+  mkdir -p "$dir"
+  case $t in
+    pickle) for f in Tests/TorchTests/Fixtures/*.pth Tests/ModelTests/Fixtures/tiny_siglip_tao.pth; do
+              unzip -p "$f" '*data.pkl' > "$dir/$(basename "$f").pkl" 2>/dev/null || true; done ;;
+    pth) cp Tests/TorchTests/Fixtures/*.pth "$dir/" ;;
+    safetensors) find Tests -name '*.safetensors' -size -64k -exec cp {} "$dir/" \; ;;
+    tar) find Tests/DataTests/Fixtures -name '*.tar' -exec cp {} "$dir/" \; ;;
+    image) cp Tests/ImagingTests/Fixtures/images/* Tests/ImagingTests/Fixtures/bad/* "$dir/" ;;
+    tokenizer) cp Tests/TokenizerTests/Fixtures/bert_wordpiece/tokenizer.json "$dir/bert.json"
+               cp Tests/TokenizerTests/Fixtures/bytelevel_bpe/tokenizer.json "$dir/bytelevel.json" ;;
+    spec) cp Tests/SpecTests/Fixtures/*.yaml "$dir/"
+          printf 'results_dir: /tmp/r\ntrain:\n  num_epochs: 3\n\0train.optim.betas=[0.9,0.99]\nmodel.type=${results_dir}\n' > "$dir/overrides.yaml" ;;
+    onnx) cp Tests/DeployTests/Fixtures/*.onnx "$dir/" ;;
+  esac
+  # Inputs that once crashed stay in the corpus.
+  [ -d "Tests/FuzzTests/Regressions/$t" ] && find "Tests/FuzzTests/Regressions/$t" -type f ! -name '*.md' -exec cp {} "$dir/" \;
+  return 0
+}
+
+status=0
+summary=()
+for t in "${run[@]}"; do
+  corpus=$out/corpus/$t crashes=$out/crashes/$t log=$out/logs/$t.log
+  mkdir -p "$corpus" "$crashes" "$(dirname "$log")"
+  seeds "$t" "$out/seeds/$t"
+  before=$(find "$crashes" -type f | wc -l)
+  echo "== fuzzing $t for ${secs}s (log: $log)"
+  rc=0
+  CLIPKIT_FUZZ_TARGET=$t ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:handle_abort=1 \
+    "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
+    -artifact_prefix="$crashes/" "$corpus" "$out/seeds/$t" > "$log" 2>&1 || rc=$?
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+  new=$(( $(find "$crashes" -type f | wc -l) - before ))
+  line="$t: ${runs:-0} runs, ${eps:-0} exec/s, corpus $(find "$corpus" -type f | wc -l) files, new crashes: $new"
+  if [ $rc -ne 0 ] || [ "$new" -gt 0 ]; then
+    status=1
+    line="$line  FAILED (exit $rc): $(grep -m1 -E 'ERROR: |Fatal error|SUMMARY' "$log" || tail -1 "$log")"
+  fi
+  echo "$line"
+  summary+=("$line")
+done
+echo "== fuzz summary (${secs}s per target)"
+printf '%s\n' "${summary[@]}"
+exit $status
