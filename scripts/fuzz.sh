@@ -19,9 +19,17 @@ secs=$2
 bash scripts/setup.sh
 out=.build-fuzz
 echo "== building clipkit-fuzz (libFuzzer + AddressSanitizer)"
-swift build --build-path "$out" --product clipkit-fuzz --sanitize fuzzer --sanitize address \
-  -Xswiftc -DCLIPKIT_FUZZING 2>&1 | grep -E "error|warning: |Compiling|Build complete" | grep -v "^\[" | tail -5
-bin=$(swift build --build-path "$out" --show-bin-path --sanitize fuzzer --sanitize address)/clipkit-fuzz
+mkdir -p "$out/logs"
+# One -sanitize flag with both (swiftc keeps only the last of several, so SwiftPM's --sanitize twice
+# would drop coverage); C and C++ get coverage and ASan. SwiftPM's own --sanitize fuzzer makes it link
+# with libFuzzer's main instead of the executable's entry point.
+san=(--sanitize fuzzer -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address -Xcxx -fsanitize=fuzzer-no-link,address)
+if ! swift build --build-path "$out" --product clipkit-fuzz "${san[@]}" -Xswiftc -DCLIPKIT_FUZZING > "$out/logs/build.log" 2>&1; then
+  grep -E "error:" "$out/logs/build.log" | head -20 >&2 || tail -20 "$out/logs/build.log" >&2
+  echo "fuzz: building the harness failed (log: $out/logs/build.log)" >&2
+  exit 1
+fi
+bin=$(swift build --build-path "$out" --show-bin-path "${san[@]}")/clipkit-fuzz
 [ -x "$bin" ] || { echo "fuzz: the harness did not build" >&2; exit 1; }
 
 # Real files of each format from the fixtures (small ones: libFuzzer's max input length follows them).
@@ -55,7 +63,7 @@ for t in "${run[@]}"; do
   before=$(find "$crashes" -type f | wc -l)
   echo "== fuzzing $t for ${secs}s (log: $log)"
   rc=0
-  CLIPKIT_FUZZ_TARGET=$t ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:handle_abort=1 \
+  CLIPKIT_FUZZ_TARGET=$t SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:handle_abort=1 \
     "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
     -artifact_prefix="$crashes/" "$corpus" "$out/seeds/$t" > "$log" 2>&1 || rc=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

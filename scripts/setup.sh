@@ -19,8 +19,39 @@ say() { echo "[setup] $*" >&2; }
 # Any step that fails without its own message still says which one: never a silent exit.
 trap 'rc=$?; say "error: setup step failed (exit $rc, scripts/setup.sh line $LINENO): $BASH_COMMAND"; exit $rc' ERR
 
+# pip's flags for the wheels: one Python tag (the wheel's C++ library does not depend on the Python
+# version, so every machine gets the same file) and every manylinux tag the wheels use (pip given
+# an explicit --platform accepts only the tags it is handed).
+pip_flags=(--disable-pip-version-check --no-deps --only-binary=:all: --python-version 3.11 --implementation cp
+           --abi cp311 --abi abi3 --abi none $(bash "$root/scripts/wheel-platforms.sh"))
+wheel_reqs=("torch==$TORCH_VERSION" "nvidia-cuda-runtime==$CUDART_VERSION" "nvidia-cuda-cupti==$CUPTI_VERSION")
+
+# `setup.sh --check-downloads`: proves the download step works from an empty cache (a warm cache
+# hides a broken one): the small CUDA runtime wheels are downloaded into a fresh folder with pip's
+# cache off, and torch is resolved without downloading it. Seconds, not the 550 MB.
+if [ "${1:-}" = --check-downloads ]; then
+  py=${CLIPKIT_SETUP_PYTHON:-python3}  # a venv's python: Debian's pip refuses even dry-run installs (PEP 668)
+  chk=$(mktemp -d)
+  trap 'rm -rf "$chk"' EXIT
+  "$py" -m pip download -q --no-cache-dir "${pip_flags[@]}" -d "$chk/wheels" "${wheel_reqs[@]:1}" >&2 \
+    || { say "error: the CUDA runtime wheels cannot be downloaded from an empty cache (pip's message is above)"; exit 1; }
+  "$py" -m pip install -q --no-cache-dir --dry-run --ignore-installed --target "$chk/t" --report "$chk/report.json" \
+    "${pip_flags[@]}" "${wheel_reqs[0]}" >&2 \
+    || { say "error: torch==$TORCH_VERSION does not resolve for the pinned tags (pip's message is above)"; exit 1; }
+  for w in "nvidia_cuda_runtime-$CUDART_VERSION-" "nvidia_cuda_cupti-$CUPTI_VERSION-"; do
+    ls "$chk/wheels/$w"*.whl > /dev/null 2>&1 || { say "error: pip downloaded no ${w%-} wheel"; exit 1; }
+  done
+  grep -q "torch-$TORCH_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl" "$chk/report.json" \
+    || { say "error: torch==$TORCH_VERSION resolved to another file than the one setup unpacks"; exit 1; }
+  say "downloads resolve from an empty cache: $(cd "$chk/wheels" && ls | tr '\n' ' ')+ torch-$TORCH_VERSION (resolved)"
+  exit 0
+fi
+
 # --- Debian packages --------------------------------------------------------------------------
 apt_pkgs=(libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev libhdf5-dev zlib1g-dev pkg-config unzip python3-venv)
+# pip downloads the wheels; Debian's python3 comes without it.
+command -v python3 > /dev/null 2>&1 || apt_pkgs+=(python3)
+python3 -m pip --version > /dev/null 2>&1 || apt_pkgs+=(python3-pip)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -54,14 +85,7 @@ cudart_whl=$(find_wheel "nvidia_cuda_runtime-$CUDART_VERSION-*.whl")
 cupti_whl=$(find_wheel "nvidia_cuda_cupti-$CUPTI_VERSION-*.whl")
 if [ -z "$torch_whl" ] || [ -z "$cudart_whl" ] || [ -z "$cupti_whl" ]; then
   say "downloading torch==$TORCH_VERSION and the CUDA runtime wheels into $wheels (about 550 MB, once)"
-  # The wheel's C++ library does not depend on the Python version; pin one tag so the download is
-  # the same file on every machine. With an explicit --platform pip accepts only the tags listed,
-  # and the NVIDIA runtime wheels are tagged manylinux2014/manylinux_2_17 or manylinux_2_25: list
-  # every manylinux tag up to 2.28.
-  if ! python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
-      --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
-      $(bash "$root/scripts/wheel-platforms.sh") -d "$wheels" \
-      "torch==$TORCH_VERSION" "nvidia-cuda-runtime==$CUDART_VERSION" "nvidia-cuda-cupti==$CUPTI_VERSION" >&2; then
+  if ! python3 -m pip download -q "${pip_flags[@]}" -d "$wheels" "${wheel_reqs[@]}" >&2; then
     say "error: pip could not download torch==$TORCH_VERSION, nvidia-cuda-runtime==$CUDART_VERSION and nvidia-cuda-cupti==$CUPTI_VERSION into $wheels (is PyPI reachable? pip's message is above)"
     exit 1
   fi

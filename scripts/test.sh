@@ -13,5 +13,12 @@ if ! "$pyenv/bin/python" -c "import numpy, onnx, onnxruntime, transformers" 2>/d
   "$pyenv/bin/pip" install -q --disable-pip-version-check numpy onnx onnxruntime transformers
 fi
 export CLIPKIT_PYTHON="$pyenv/bin/python" CLIPKIT_REQUIRE_ORT=1
+# The download step, from an empty cache (the cache that made this machine's libtorch hides a
+# broken one): seconds.
+CLIPKIT_SETUP_PYTHON="$pyenv/bin/python" bash scripts/setup.sh --check-downloads
 swift build --build-tests
+# Every parser of untrusted bytes under libFuzzer + AddressSanitizer, briefly (CLIPKIT_FUZZ_SECONDS
+# per target; 0 skips). Longer runs: bash scripts/fuzz.sh TARGET SECONDS.
+fuzz_secs=${CLIPKIT_FUZZ_SECONDS:-20}
+if [ "$fuzz_secs" -gt 0 ]; then bash scripts/fuzz.sh all "$fuzz_secs"; fi
 swift test

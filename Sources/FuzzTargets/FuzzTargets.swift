@@ -47,7 +47,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
       let set = WebDataset.index([try FuzzTarget.file(bytes, ext: "tar")])
       for p in set.pairs { _ = try? p.image.bytes() }
     case .image:
-      let decoder = ImageDecoder(maxPixels: 1 << 22)  // keeps each run fast; the limit path is checked too
+      let decoder = ImageDecoder(maxPixels: 1 << 18)  // keeps each run fast; the limit path is checked too
       let img = try decoder.decode(bytes: bytes, name: "fuzz")
       precondition(img.pixels.count == img.width * img.height * 3, "decoder returned \(img.pixels.count) bytes for \(img.width)x\(img.height)")
       if ImageDecoder.format(of: bytes) == .jpeg { _ = try decoder.decode(bytes: bytes, name: "fuzz", draft: (16, 16)) }

@@ -5,27 +5,23 @@ import FuzzTargets
 // target chosen by CLIPKIT_FUZZ_TARGET. Otherwise: `clipkit-fuzz TARGET FILE...` replays inputs.
 
 #if CLIPKIT_FUZZING
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
-
+// libFuzzer's own main drives these two entry points.
 nonisolated(unsafe) var fuzzTarget: FuzzTarget = .pickle
 
-@main struct FuzzDriver {
-  static func main() {
-    guard let name = ProcessInfo.processInfo.environment["CLIPKIT_FUZZ_TARGET"], let t = FuzzTarget(rawValue: name) else {
-      FileHandle.standardError.write("set CLIPKIT_FUZZ_TARGET to one of: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))\n".data(using: .utf8)!)
-      exit(2)
-    }
-    fuzzTarget = t
-    var argc = CommandLine.argc
-    var argv = CommandLine.unsafeArgv
-    exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
-      fuzzTarget.run(size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
-      return 0
-    })
+@_cdecl("LLVMFuzzerInitialize")
+public func fuzzInitialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeMutableRawPointer?) -> Int32 {
+  guard let name = ProcessInfo.processInfo.environment["CLIPKIT_FUZZ_TARGET"], let t = FuzzTarget(rawValue: name) else {
+    FileHandle.standardError.write(Data("set CLIPKIT_FUZZ_TARGET to one of: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))\n".utf8))
+    exit(2)
   }
+  fuzzTarget = t
+  return 0
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+  fuzzTarget.run(size == 0 || data == nil ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
+  return 0
 }
 #else
 @main struct FuzzReplay {
