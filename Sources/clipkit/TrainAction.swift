@@ -54,7 +54,9 @@ func runTrain(_ ctx: ActionContext) throws {
     if abs(trainSet.pairs.count - estimate) * 10 > estimate {
       print("note: dataset.train.wds.samples_per_shard=\(w?.samplesPerShard ?? 10000) estimates \(estimate) samples; epochs use the \(trainSet.pairs.count) counted")
     }
-    for s in trainSet.brokenShards { warn("shard \(s) is truncated or unreadable; its complete samples are used") }
+    for s in trainSet.brokenShards {
+      warn("shard \(s) is \(trainSet.damage[s] ?? "truncated or unreadable"); its samples before the damage are used, the rest are skipped")
+    }
   } else {
     guard !cfg.dataset.train.datasets.isEmpty else { throw ActionError.input("dataset.train.datasets is empty") }
     trainSet = try customPairs(try customDatasets(cfg.dataset.train.datasets, section: "dataset.train.datasets"), section: "dataset.train.datasets")
