@@ -168,6 +168,41 @@ func diff(_ a: [UInt8], _ b: [UInt8]) -> (Int, Double) {
     #expect(a != c)
   }
 
+  /// What torchvision refuses is named; whatever the values, the pipeline runs (no NaN or huge
+  /// side converted to Int, no infinite blend factor, hue kept in [0, 0.5]).
+  @Test func invalidParametersAreNamedAndNeverTrap() throws {
+    #expect(Augmentation.invalidParameters(scale: [0.4, 1], colorJitter: [0.8, 0.32, 0.32, 0.32, 0.08]).isEmpty)
+    #expect(Augmentation.invalidParameters(scale: [0.4, 1], colorJitter: [0.32, 0.32, 0.32, 0.5]).isEmpty)
+    #expect(Augmentation.invalidParameters(scale: [0.4, 3], colorJitter: []).isEmpty)  // torchvision allows max > 1
+    for (scale, jitter, list, fragment) in [
+      ([-1, 1], [], "scale", "needs 0 < min <= max"), ([0, 1], [], "scale", "needs 0 < min <= max"),
+      ([0.9, 0.4], [], "scale", "needs 0 < min <= max"), ([], [], "scale", "needs 2 values"), ([0.5], [], "scale", "needs 2 values"),
+      ([0.4, 1], [0.8, 0.3, 0.3, 0.3, 0.6], "color_jitter", "hue 0.6 is not in [0, 0.5]"),
+      ([0.4, 1], [0.3, 0.3, 0.3, -0.01], "color_jitter", "hue -0.01 is not in [0, 0.5]"),
+      ([0.4, 1], [0.8, 0.3, -1, 0.3, 0.1], "color_jitter", "contrast -1.0 is negative"),
+      ([0.4, 1], [0.8, 0.3, 0.3, -2, 0.1], "color_jitter", "saturation -2.0 is negative"),
+      ([0.4, 1], [-0.5, 0.3, 0.3, 0.3, 0.1], "color_jitter", "probability -0.5 is not in [0, 1]"),
+    ] as [([Double], [Double], String, String)] {
+      let found = Augmentation.invalidParameters(scale: scale, colorJitter: jitter)
+      #expect(found.count == 1 && found[0].list == list && found[0].reason.contains(fragment), "\(scale) \(jitter): \(found)")
+    }
+    let img = try IFx.decoded("photo_420.jpg")
+    for (scale, jitter) in [([-1, 1], [1, 0.3, 0.3, 0.3, 0.1]), ([1e300, 1e300], [1, 1e308, 1e308, 1e308, 1e308]),
+                            ([-1e308, 1e308], [1, 0.5, 0.5, 0.5, -1e308]), ([0, 0], [1, 0, 0, 0, 0.5])] as [([Double], [Double])] {
+      let aug = Augmentation(size: (24, 20), scale: scale, colorJitter: jitter, grayscale: 0)
+      #expect(aug.hue >= 0 && aug.hue <= 0.5)
+      for seed in 0..<8 {
+        var rng = SeededRandom(seed: UInt64(seed))
+        let out = aug(img, rng: &rng)
+        #expect(out.width == 24 && out.height == 20)
+      }
+    }
+    // An enormous brightness saturates like any factor above 255 would.
+    var one = RGBImage(width: 2, height: 1, pixels: [0, 100, 200, 10, 10, 10])
+    Augmentation.blendConstant(&one, 10, factor: 1e300)
+    #expect(one.pixels == [0, 255, 255, 10, 10, 10])
+  }
+
   @Test func fullScaleWithoutJitterIsThePlainResize() throws {
     let img = try IFx.decoded("rgb.png")
     let aug = Augmentation(size: (32, 32), scale: [1, 1], colorJitter: [], grayscale: 0)
