@@ -28,7 +28,10 @@ enum ONNXFile {
       let blob = blobs[loc]!
       let off = Int(e["offset"] ?? "0") ?? 0
       let len = Int(e["length"] ?? "") ?? (blob.count - off)
-      guard off >= 0, len >= 0, off + len <= blob.count else { throw ExportError.io(path: dir + "/" + loc, reason: "truncated (tensor \(t.name))") }
+      // As remainders: offset + length can overflow for values written in the file.
+      guard off >= 0, off <= blob.count, len >= 0, len <= blob.count - off else {
+        throw ExportError.io(path: dir + "/" + loc, reason: "truncated (tensor \(t.name): offset \(off), length \(len), file of \(blob.count) bytes)")
+      }
       t.rawData = blob.subdata(in: off..<(off + len))
       t.dataLocation = .default
       t.externalData = []
