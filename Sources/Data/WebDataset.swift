@@ -75,7 +75,7 @@ public enum WebDataset {
     }
     var shards = byShard.keys.sorted()
     shards.shuffle(using: &rng)
-    let stream = shards.flatMap { byShard[$0]! }
+    let stream = shards.flatMap { byShard[$0] ?? [] }
     var out: [Int] = []
     out.reserveCapacity(stream.count)
     var buf: [Int] = []

@@ -19,13 +19,14 @@ enum ONNXFile {
       guard t.dataLocation == .external else { return }
       let e = Dictionary(t.externalData.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
       guard let loc = e["location"] else { throw ExportError.io(path: path, reason: "tensor \(t.name) has external data without a location") }
-      if blobs[loc] == nil {
+      let blob: Data
+      if let b = blobs[loc] { blob = b } else {
         guard let d = FileManager.default.contents(atPath: dir + "/" + loc) else {
           throw ExportError.io(path: dir + "/" + loc, reason: "external weights of \(path) are missing (keep them beside the .onnx)")
         }
         blobs[loc] = d
+        blob = d
       }
-      let blob = blobs[loc]!
       let off = Int(e["offset"] ?? "0") ?? 0
       let len = Int(e["length"] ?? "") ?? (blob.count - off)
       // As remainders: offset + length can overflow for values written in the file.

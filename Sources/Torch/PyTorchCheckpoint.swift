@@ -25,14 +25,14 @@ public struct PyTorchCheckpoint {
     }
     var entries: [String: Entry] = [:]
     for e in archive { entries[e.path] = e }
-    guard let pkl = entries.keys.first(where: { $0.hasSuffix("/data.pkl") || $0 == "data.pkl" }) else {
+    guard let (pkl, pklEntry) = entries.first(where: { $0.key.hasSuffix("/data.pkl") || $0.key == "data.pkl" }) else {
       throw CheckpointError.format(path: path, reason: "no data.pkl record")
     }
     let prefix = String(pkl.dropLast("data.pkl".count))
     if let bo = entries[prefix + "byteorder"], let order = try? extract(archive, bo, path), String(decoding: order, as: UTF8.self) != "little" {
       throw CheckpointError.format(path: path, reason: "big-endian checkpoints are not supported")
     }
-    let pickle = try extract(archive, entries[pkl]!, path)
+    let pickle = try extract(archive, pklEntry, path)
     let u = Unpickler(data: pickle, file: path) { dtype, key, count in
       guard let e = entries[prefix + "data/" + key] else {
         throw CheckpointError.format(path: path, reason: "storage data/\(key) is missing from the archive")

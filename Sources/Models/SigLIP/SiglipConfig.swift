@@ -156,6 +156,7 @@ public struct SiglipConfig: Codable, Sendable, Equatable {
     try check(v.numChannels, "vision_config.num_channels")
     try check(v.patchSize, "vision_config.patch_size")
     try heads(v.hiddenSize, v.numAttentionHeads, "vision_config")
+    try check(v.imageSize, "vision_config.image_size")  // also the NaFlex processor's default size
     if modelType == "siglip2" {
       // NaFlex: a Linear over channels·patch² values and a square grid of num_patches positions.
       let n = v.numPatches ?? 256
@@ -169,7 +170,6 @@ public struct SiglipConfig: Codable, Sendable, Equatable {
         throw ModelError.config(file: file, reason: "vision_config.num_channels × patch_size² (\(v.numChannels) × \(v.patchSize)²) is too large")
       }
     } else {
-      try check(v.imageSize, "vision_config.image_size")
       guard v.imageSize >= v.patchSize else {
         throw ModelError.config(file: file, reason: "vision_config.image_size \(v.imageSize) is smaller than vision_config.patch_size \(v.patchSize)")
       }
