@@ -51,11 +51,13 @@ public enum WebDataset {
     var items: [String]
     if let dots = inner.range(of: "..") {
       let a = String(inner[..<dots.lowerBound]), b = String(inner[dots.upperBound...])
-      guard let lo = Int(a), let hi = Int(b), lo <= hi, hi - lo < 10_000_000 else {
+      // The span is computed without overflow (the ends may be any Int).
+      guard let lo = Int(a), let hi = Int(b), lo <= hi, case let (span, overflow) = hi.subtractingReportingOverflow(lo), !overflow,
+            span < 10_000_000 else {
         throw DataError.input("bad brace range {\(inner)} in \(s)")
       }
       let width = a.count
-      items = (lo...hi).map { String(format: "%0\(width)d", $0) }
+      items = (lo...hi).map { String(format: "%0\(width)ld", $0) }
     } else {
       items = inner.split(separator: ",").map(String.init)
     }

@@ -24,6 +24,10 @@ let dataFixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil
     let listed = try WebDataset.shards(rootDir: nil, listFile: dataFixtures + "/list.txt")
     #expect(listed.count == 2 && listed.allSatisfy { FileManager.default.fileExists(atPath: $0) })
     #expect(throws: DataError.self) { try WebDataset.expandBraces("s-{9..1}.tar") }
+    // Ends whose span overflows are a bad range, not an overflow.
+    let wide = #expect(throws: DataError.self) { try WebDataset.expandBraces("s-{-9223372036854775808..9223372036854775807}.tar") }
+    #expect(wide?.localizedDescription.hasPrefix("bad brace range {-9223372036854775808..9223372036854775807}") == true)
+    #expect(try WebDataset.expandBraces("s-{4294967296..4294967297}") == ["s-4294967296", "s-4294967297"])
   }
 
   @Test func truncatedShardKeepsCompleteSamples() throws {
