@@ -84,7 +84,9 @@ public final class ONNXExecutor {
     guard x.count == y.count || x.count == 1 || y.count == 1 else {
       throw ExportError.unsupported("integer arithmetic on shapes \(a.shape) and \(b.shape)")
     }
-    let n = x.isEmpty || y.isEmpty ? 0 : max(x.count, y.count)
+    // An empty side broadcasts to an empty result (indexing its first value would trap).
+    if x.isEmpty || y.isEmpty { return try Tensor([Int64](), shape: x.isEmpty ? a.shape : b.shape) }
+    let n = max(x.count, y.count)
     let r = (0..<n).map { f(x[x.count == 1 ? 0 : $0], y[y.count == 1 ? 0 : $0]) }
     return try Tensor(r, shape: x.count >= y.count ? a.shape : b.shape)
   }

@@ -34,7 +34,7 @@ enum BMP {
       for (c, m) in zip(["red", "green", "blue"], masks) {
         let run = m >> m.trailingZeroBitCount
         guard m == 0 || run & (run &+ 1) == 0 else {
-          throw ImageError.unsupported(path: name, reason: String(format: "BMP bitfields with a non-contiguous %@ mask 0x%08X", c, m))
+          throw ImageError.unsupported(path: name, reason: "BMP bitfields with a non-contiguous \(c) mask 0x\(String(m, radix: 16, uppercase: true))")
         }
       }
     }

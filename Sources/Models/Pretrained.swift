@@ -138,12 +138,11 @@ public struct ImageProcessorConfig: Sendable {
       resize = .squash(width: s, height: s)
     }
     let resample = (o["resample"] as? Int).flatMap(ResampleFilter.init(pillowCode:)) ?? .bicubic
-    let mean = try channelValues(o, "image_mean", file: file, default: [0.5, 0.5, 0.5])
-    let std = try channelValues(o, "image_std", file: file, default: [0.5, 0.5, 0.5])
     let rescale = (o["do_rescale"] as? Bool) == false ? 1.0 : ((o["rescale_factor"] as? Double) ?? 1.0 / 255)
     let normalize = (o["do_normalize"] as? Bool) ?? true
-    return ImageProcessorConfig(transform: ImageTransform(resize: resize, filter: resample, mean: normalize ? mean : [0, 0, 0],
-                                                          std: normalize ? std : [1, 1, 1], rescale: rescale))
+    let mean = normalize ? try channelValues(o, "image_mean", file: file, default: [0.5, 0.5, 0.5]) : [0, 0, 0]
+    let std = normalize ? try channelValues(o, "image_std", file: file, default: [0.5, 0.5, 0.5]) : [1, 1, 1]
+    return ImageProcessorConfig(transform: ImageTransform(resize: resize, filter: resample, mean: mean, std: std, rescale: rescale))
   }
 }
 
