@@ -249,11 +249,20 @@ ck_error ck_from_data(const void *data, size_t nbytes, const int64_t *shape, int
                       ck_tensor *out) {
   CK_BEGIN
   check_shape(shape, ndim);
-  auto t = at::empty(ints(shape, ndim), at::TensorOptions().dtype(dtype(dt)));
-  size_t need = static_cast<size_t>(t.numel()) * t.element_size();
+  // The byte count is checked before anything is allocated (shapes come from files).
+  int64_t elements = 1;
+  for (int64_t i = 0; i < ndim; i++)
+    if (shape[i] == 0) elements = 0;
+  for (int64_t i = 0; i < ndim && elements != 0; i++)
+    if (__builtin_mul_overflow(elements, shape[i], &elements))
+      throw std::invalid_argument("shape overflows a 64-bit element count");
+  size_t need = 0;
+  if (__builtin_mul_overflow(static_cast<size_t>(elements), c10::elementSize(dtype(dt)), &need))
+    throw std::invalid_argument("shape overflows a 64-bit byte count");
   if (need != nbytes)
     throw std::invalid_argument("buffer holds " + std::to_string(nbytes) + " bytes, shape needs " +
                                 std::to_string(need));
+  auto t = at::empty(ints(shape, ndim), at::TensorOptions().dtype(dtype(dt)));
   if (need) {
     if (!data) throw std::invalid_argument("null data pointer");
     std::memcpy(t.data_ptr(), data, need);
@@ -779,7 +788,13 @@ ck_error ck_as_strided(ck_tensor a, const int64_t *size, const int64_t *stride, 
   for (int64_t i = 0; i < n; i++) {
     if (size[i] < 0 || stride[i] < 0) throw std::invalid_argument("negative size or stride");
     if (size[i] == 0) { last = -1; break; }
-    last += (size[i] - 1) * stride[i];
+  }
+  // Sizes and strides come from files: the reach is computed with overflow checks (signed
+  // overflow would wrap and pass the bound check below).
+  for (int64_t i = 0; i < n && last >= 0; i++) {
+    int64_t reach = 0;
+    if (__builtin_mul_overflow(size[i] - 1, stride[i], &reach) || __builtin_add_overflow(last, reach, &last))
+      throw std::invalid_argument("view size and stride overflow a 64-bit element index");
   }
   if (last >= t.numel()) throw std::invalid_argument("view reaches element " + std::to_string(last) +
                                                      " of a storage of " + std::to_string(t.numel()));

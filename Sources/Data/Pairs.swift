@@ -46,6 +46,8 @@ public struct PairSet: Sendable {
   public var skippedCaptions = 0
   /// Shards that ended early or could not be read.
   public var brokenShards: [String] = []
+  /// What is wrong with each broken shard (truncated, a corrupt header, …), by path.
+  public var damage: [String: String] = [:]
 }
 
 /// One dataset entry of the custom layout (TAO's DataPath).

@@ -51,11 +51,13 @@ public enum WebDataset {
     var items: [String]
     if let dots = inner.range(of: "..") {
       let a = String(inner[..<dots.lowerBound]), b = String(inner[dots.upperBound...])
-      guard let lo = Int(a), let hi = Int(b), lo <= hi, hi - lo < 10_000_000 else {
+      // The span is computed without overflow (the ends may be any Int).
+      guard let lo = Int(a), let hi = Int(b), lo <= hi, case let (span, overflow) = hi.subtractingReportingOverflow(lo), !overflow,
+            span < 10_000_000 else {
         throw DataError.input("bad brace range {\(inner)} in \(s)")
       }
       let width = a.count
-      items = (lo...hi).map { String(format: "%0\(width)d", $0) }
+      items = (lo...hi).map { String(format: "%0\(width)ld", $0) }
     } else {
       items = inner.split(separator: ",").map(String.init)
     }
@@ -75,7 +77,7 @@ public enum WebDataset {
     }
     var shards = byShard.keys.sorted()
     shards.shuffle(using: &rng)
-    let stream = shards.flatMap { byShard[$0]! }
+    let stream = shards.flatMap { byShard[$0] ?? [] }
     var out: [Int] = []
     out.reserveCapacity(stream.count)
     var buf: [Int] = []
@@ -108,21 +110,61 @@ public enum WebDataset {
       out.pairs += p.pairs
       out.skippedCaptions += p.skippedCaptions
       out.brokenShards += p.brokenShards
+      out.damage.merge(p.damage) { a, _ in a }
     }
     return out
+  }
+
+  /// A tar header's size field: octal digits (space or NUL padded), or GNU's base-256 form (high
+  /// bit of the first byte set; a 0xFF first byte is a negative number). nil when it is neither,
+  /// or negative, or past Int.max: the header is corrupt.
+  static func memberSize(_ field: ArraySlice<UInt8>) -> Int? {
+    guard let first = field.first else { return nil }
+    if first & 0x80 != 0 {
+      guard first == 0x80 else { return nil }  // negative (0xFF…) or not base-256
+      var v: UInt64 = 0
+      for b in field.dropFirst() {
+        guard v >> 56 == 0 else { return nil }
+        v = v << 8 | UInt64(b)
+      }
+      return v <= UInt64(Int.max) ? Int(v) : nil
+    }
+    // Octal: leading spaces, digits, then spaces up to a NUL (after which nothing counts).
+    var i = field.startIndex, v = 0, digits = 0
+    while i < field.endIndex && field[i] == 0x20 { i += 1 }
+    while i < field.endIndex, (0x30...0x37).contains(field[i]) {  // no sign, no 8 or 9
+      v = v << 3 | Int(field[i] - 0x30)  // at most 12 digits: no overflow
+      digits += 1
+      i += 1
+    }
+    guard digits > 0, field[i...].prefix(while: { $0 != 0 }).allSatisfy({ $0 == 0x20 }) else { return nil }
+    return v
   }
 
   static func indexShard(_ shard: String) -> PairSet {
     var out = PairSet()
     do {
-      guard let h = FileHandle(forReadingAtPath: shard) else { out.brokenShards.append(shard); return out }
+      guard let h = FileHandle(forReadingAtPath: shard) else {
+        out.brokenShards.append(shard); out.damage[shard] = "cannot be opened"; return out
+      }
       defer { try? h.close() }
+      // Members are read only where the file holds them: a header's size is untrusted.
+      let fileSize = (try? h.seekToEnd()) ?? 0
+      try? h.seek(toOffset: 0)
       var offset: UInt64 = 0
       var longName: String? = nil
       var currentKey: String? = nil
       var fields: [String: (UInt64, Int, String)] = [:]
       var caption: String? = nil
       var broken = false
+      func damaged(_ why: String) { broken = true; out.damage[shard] = why }
+      func readMember(_ start: UInt64, _ size: Int) -> Data? {
+        guard UInt64(size) <= fileSize - min(start, fileSize), let d = try? h.read(upToCount: size), d.count == size else {
+          damaged("truncated (a member runs past the end of the file at byte \(fileSize))")
+          return nil
+        }
+        return d
+      }
       func flush() {
         if let cap = caption, let img = fields.first(where: { imageExts.contains($0.key) }) {
           let c = cap.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -136,13 +178,18 @@ public enum WebDataset {
       }
       while true {
         guard let header = try? h.read(upToCount: 512), header.count == 512 else {
-          if (try? h.offset()).map({ $0 != offset }) ?? true { broken = true }
+          if (try? h.offset()).map({ $0 != offset }) ?? true { damaged("truncated (it ends inside a tar header at byte \(offset))") }
           break
         }
         let b = [UInt8](header)
         if b.allSatisfy({ $0 == 0 }) { break }  // end of archive
         func str(_ r: Range<Int>) -> String { String(decoding: b[r].prefix { $0 != 0 }, as: UTF8.self) }
-        guard let size = Int(str(124..<136).trimmingCharacters(in: CharacterSet(charactersIn: " \0")), radix: 8) else { broken = true; break }
+        // A corrupt size (a sign, a non-octal digit, a negative base-256 value) ends the shard
+        // here, as truncation does: the samples before it are kept.
+        guard let size = memberSize(b[124..<136]) else {
+          damaged("corrupt (the tar header at byte \(offset) has an invalid size field '\(String(decoding: b[124..<136].map { $0 < 0x20 || $0 > 0x7E ? UInt8(ascii: "?") : $0 }, as: UTF8.self))')")
+          break
+        }
         let type = b[156]
         var name = longName ?? str(0..<100)
         if longName == nil, str(257..<263).hasPrefix("ustar") {
@@ -150,10 +197,10 @@ public enum WebDataset {
           if !prefix.isEmpty { name = prefix + "/" + name }
         }
         let dataStart = offset + 512
-        let padded = UInt64((size + 511) / 512 * 512)
+        let padded = (UInt64(size) + 511) / 512 * 512  // in UInt64: size may be up to Int.max
         offset = dataStart + padded
         if type == UInt8(ascii: "L") {  // GNU long name for the next member
-          guard let d = try? h.read(upToCount: size), d.count == size else { broken = true; break }
+          guard let d = readMember(dataStart, size) else { break }
           longName = String(decoding: d.prefix { $0 != 0 }, as: UTF8.self)
           try? h.seek(toOffset: offset)
           continue
@@ -170,7 +217,7 @@ public enum WebDataset {
           currentKey = key
         }
         if captionExts.contains(ext) {
-          guard let d = try? h.read(upToCount: size), d.count == size else { broken = true; break }
+          guard let d = readMember(dataStart, size) else { break }
           caption = String(decoding: d, as: UTF8.self)
         } else {
           fields[ext] = (dataStart, size, name)
@@ -178,7 +225,10 @@ public enum WebDataset {
         try? h.seek(toOffset: offset)
       }
       // A member whose data runs past the end makes the shard truncated: drop that sample.
-      if let end = try? h.seekToEnd(), offset > end { broken = true; fields = [:]; caption = nil }
+      if offset > fileSize {
+        if !broken { damaged("truncated (a member runs past the end of the file at byte \(fileSize))") }
+        fields = [:]; caption = nil
+      }
       if broken { out.brokenShards.append(shard) }
       flush()
     }

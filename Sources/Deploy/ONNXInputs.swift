@@ -34,7 +34,12 @@ public enum ONNXInputs {
          let shape = try fields(tensor, path).first(where: { $0.0 == 2 })?.1 {
         for (df, dim) in try fields(shape, path) where df == 1 {
           let d = try fields(dim, path)
-          if let v = d.first(where: { $0.0 == 1 }) { dims.append(.fixed(Int(varintValue(v.1)))) }
+          if let v = d.first(where: { $0.0 == 1 }) {
+            // int64 on the wire: a negative dim_value is a ten-byte varint past Int.max.
+            let n = Int64(bitPattern: varintValue(v.1))
+            guard n >= 0 else { throw DeployError.input("\(path): input '\(name)' has a negative dimension (dim_value \(n))") }
+            dims.append(.fixed(Int(n)))
+          }
           else if let p = d.first(where: { $0.0 == 2 }) { dims.append(.symbolic(String(decoding: p.1, as: UTF8.self))) }
           else { dims.append(.symbolic("?")) }
         }
@@ -69,8 +74,10 @@ public enum ONNXInputs {
       case 1: guard p + 8 <= b.count else { throw DeployError.input("\(path): malformed protobuf") }; p += 8
       case 5: guard p + 4 <= b.count else { throw DeployError.input("\(path): malformed protobuf") }; p += 4
       case 2:
-        let n = Int(try varint())
-        guard n >= 0, p + n <= b.count else { throw DeployError.input("\(path): malformed protobuf (truncated file?)") }
+        // Compared before any conversion: a length past the data may be past Int.max too.
+        let length = try varint()
+        guard length <= UInt64(b.count - p) else { throw DeployError.input("\(path): malformed protobuf (truncated file?)") }
+        let n = Int(length)
         out.append((field, Array(b[p..<(p + n)])))
         p += n
       default: throw DeployError.input("\(path): malformed protobuf (wire type \(key & 7))")

@@ -91,16 +91,16 @@ public final class TensorRTEngine: @unchecked Sendable {
     struct Reply: Decodable { let outputs: [Meta]?; let error: String? }
     if let broken { throw DeployError.input("\(path): the TensorRT helper was stopped after an earlier error (\(broken))") }
     let order = feeds.keys.sorted()
-    for k in order {
-      let t = feeds[k]!
-      guard let size = Self.itemSize[t.dtype], t.data.count == t.shape.reduce(1, *) * size else {
+    for (k, t) in feeds {
+      guard let size = Self.itemSize[t.dtype], Self.byteCount(t.shape, size) == t.data.count else {
         throw DeployError.input("\(path): input \(k) holds \(t.data.count) bytes, not \(t.shape) of \(t.dtype)")
       }
     }
-    let req = Request(inputs: order.map { Meta(name: $0, dtype: feeds[$0]!.dtype, shape: feeds[$0]!.shape) }, outputs: wanted)
+    let sorted = order.compactMap { k in feeds[k].map { (k, $0) } }
+    let req = Request(inputs: sorted.map { Meta(name: $0.0, dtype: $0.1.dtype, shape: $0.1.shape) }, outputs: wanted)
     var message = try JSONEncoder().encode(req)
     message.append(0x0A)
-    for k in order { message.append(feeds[k]!.data) }
+    for (_, t) in sorted { message.append(t.data) }
     // A framing failure leaves the stream out of step: stop the helper for good.
     func fail(_ why: String) -> DeployError {
       broken = why
@@ -117,14 +117,32 @@ public final class TensorRTEngine: @unchecked Sendable {
     var result: [String: HostTensor] = [:]
     for m in reply.outputs ?? [] {
       guard let size = Self.itemSize[m.dtype] else { throw fail("output \(m.name) has unsupported type \(m.dtype)") }
-      do { result[m.name] = HostTensor(dtype: m.dtype, shape: m.shape, data: try read(m.shape.reduce(1, *) * size)) } catch {
+      // The helper's shape sets how many bytes follow: checked before anything is read.
+      guard let bytes = Self.byteCount(m.shape, size) else { throw fail("output \(m.name) has an invalid shape \(m.shape)") }
+      do { result[m.name] = HostTensor(dtype: m.dtype, shape: m.shape, data: try read(bytes)) } catch {
         throw fail("\(error.localizedDescription)")
       }
+    }
+    // The stream is in step (every output announced was read), so only this request fails.
+    if let missing = wanted.first(where: { result[$0] == nil }) {
+      throw DeployError.input("\(path): the TensorRT helper's reply has no output '\(missing)' (it sent \(result.keys.sorted()))")
     }
     return result
   }
 
   public static let itemSize: [String: Int] = ["float32": 4, "float16": 2, "int64": 8, "int32": 4, "bool": 1, "uint8": 1, "int8": 1]
+
+  /// Bytes of a tensor of `shape`: nil for a negative dimension or a count past Int.max.
+  static func byteCount(_ shape: [Int], _ itemSize: Int) -> Int? {
+    var n = itemSize
+    for d in shape {
+      guard d >= 0 else { return nil }
+      let (m, overflow) = n.multipliedReportingOverflow(by: d)
+      guard !overflow else { return nil }
+      n = m
+    }
+    return n
+  }
 
   private static func decode<T: Decodable>(_: T.Type, _ line: Data, path: String) throws -> T {
     do { return try JSONDecoder().decode(T.self, from: line) } catch {
@@ -145,9 +163,10 @@ public final class TensorRTEngine: @unchecked Sendable {
   }
 
   private func read(_ n: Int) throws -> Data {
-    var d = Data(capacity: n)
+    // Reserved and read in bounded steps: n comes from the reply, the bytes may never come.
+    var d = Data(capacity: min(n, 1 << 26))
     while d.count < n {
-      guard let chunk = try fromChild.read(upToCount: n - d.count), !chunk.isEmpty else {
+      guard let chunk = try fromChild.read(upToCount: min(n - d.count, 1 << 20)), !chunk.isEmpty else {
         throw DeployError.input("\(path): the TensorRT helper's reply was cut short")
       }
       d.append(chunk)

@@ -37,12 +37,20 @@ public final class ONNXExecutor {
       constants[out] = try Self.tensor(v.t, model: path)
     }
     nodes = rest
-    func sig(_ v: Onnx_ValueInfoProto) -> Signature {
-      Signature(name: v.name, dims: v.type.tensorType.shape.dim.map { $0.value.flatMap { if case .dimValue(let n) = $0 { return Int(n) } else { return nil } } })
+    // Every node's result is stored under its first output name.
+    if let bad = nodes.first(where: { $0.output.first.map(\.isEmpty) ?? true }) {
+      throw ExportError.unsupported("\(path): node \(bad.name) (\(bad.opType)) has no output")
+    }
+    func sig(_ v: Onnx_ValueInfoProto) throws -> Signature {
+      Signature(name: v.name, dims: try v.type.tensorType.shape.dim.map { d -> Int? in
+        guard case .dimValue(let n)? = d.value else { return nil }
+        guard n >= 0 else { throw ExportError.unsupported("\(path): '\(v.name)' has a negative dimension (dim_value \(n))") }
+        return Int(n)
+      })
     }
     let initNames = Set(constants.keys)
-    inputs = g.input.filter { !initNames.contains($0.name) }.map(sig)
-    outputs = g.output.map(sig)
+    inputs = try g.input.filter { !initNames.contains($0.name) }.map(sig)
+    outputs = try g.output.map(sig)
     let known: Set<String> = ["Conv", "Reshape", "Transpose", "Add", "Sub", "Mul", "Div", "MatMul", "LayerNormalization", "ReduceMean",
                               "ReduceSum", "Sqrt", "Max", "Tanh", "Erf", "Sigmoid", "Softmax", "Gather", "Identity",
                               "Shape", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Expand", "Gemm", "ReduceL2", "Clip",
@@ -55,6 +63,7 @@ public final class ONNXExecutor {
   private static func tensor(_ t: Onnx_TensorProto, model: String) throws -> Tensor {
     let raw = t.rawData
     let shape = t.dims.map(Int.init)
+    guard shape.allSatisfy({ $0 >= 0 }) else { throw ExportError.unsupported("\(model): tensor \(t.name) has a negative dimension in \(shape)") }
     switch t.dataType {
     case 1:
       if raw.isEmpty { return try Tensor([Float](), shape: [0]).reshape(shape) }
@@ -75,6 +84,8 @@ public final class ONNXExecutor {
     guard x.count == y.count || x.count == 1 || y.count == 1 else {
       throw ExportError.unsupported("integer arithmetic on shapes \(a.shape) and \(b.shape)")
     }
+    // An empty side broadcasts to an empty result (indexing its first value would trap).
+    if x.isEmpty || y.isEmpty { return try Tensor([Int64](), shape: x.isEmpty ? a.shape : b.shape) }
     let n = max(x.count, y.count)
     let r = (0..<n).map { f(x[x.count == 1 ? 0 : $0], y[y.count == 1 ? 0 : $0]) }
     return try Tensor(r, shape: x.count >= y.count ? a.shape : b.shape)
@@ -109,6 +120,13 @@ public final class ONNXExecutor {
       }
       func attr(_ name: String) -> Onnx_AttributeProto? { n.attribute.first { $0.name == name } }
       func ints(_ name: String) -> [Int]? { attr(name).map { $0.ints.map(Int.init) } }
+      func bad(_ why: String) -> ExportError { .unsupported("\(path): node \(n.name) (\(n.opType)) \(why)") }
+      /// An axis attribute or input, negative counting from the end, checked against the rank.
+      func checkedAxis(_ a: Int, rank: Int) throws -> Int {
+        let r = a < 0 ? a + rank : a
+        guard r >= 0 && r < rank else { throw bad("has axis \(a), outside a tensor of rank \(rank)") }
+        return r
+      }
       let out: Tensor
       switch n.opType {
       case "Add": out = try input(0) + input(1)
@@ -117,14 +135,15 @@ public final class ONNXExecutor {
       case "Div":
         let (a, b) = (try input(0), try input(1))
         // Integer division truncates in ONNX (shape arithmetic); torch's `/` would give floats.
-        out = a.dtype.isFloatingPoint ? try a / b : try Self.integerOp(a, b) { $1 == 0 ? 0 : $0 / $1 }
+        // Int64.min / -1 overflows: it wraps (the reporting forms never trap).
+        out = a.dtype.isFloatingPoint ? try a / b : try Self.integerOp(a, b) { $1 == 0 ? 0 : $0.dividedReportingOverflow(by: $1).partialValue }
       case "Mod":
         let (a, b) = (try input(0), try input(1))
         guard !a.dtype.isFloatingPoint else { throw ExportError.unsupported("\(path): floating-point Mod is not supported") }
         let fmod = (attr("fmod")?.i ?? 0) == 1
         out = try Self.integerOp(a, b) { x, y in
           guard y != 0 else { return 0 }
-          let r = x % y
+          let r = x.remainderReportingOverflow(dividingBy: y).partialValue  // Int64.min % -1 is 0
           return fmod || r == 0 || (r < 0) == (y < 0) ? r : r + y
         }
       case "Max": out = try input(0).maximum(try input(1))
@@ -158,9 +177,12 @@ public final class ONNXExecutor {
         let starts = try input(1).toArray(Int64.self), ends = try input(2).toArray(Int64.self)
         let axes = n.input.count > 3 && !n.input[3].isEmpty ? try input(3).toArray(Int64.self) : (0..<Int64(starts.count)).map { $0 }
         let steps = n.input.count > 4 && !n.input[4].isEmpty ? try input(4).toArray(Int64.self) : starts.map { _ in 1 }
+        guard ends.count == starts.count, axes.count == starts.count, steps.count == starts.count else {
+          throw bad("has \(starts.count) starts, \(ends.count) ends, \(axes.count) axes and \(steps.count) steps (one each per sliced axis)")
+        }
         var y = x
         for k in starts.indices {
-          let axis = Int(axes[k] < 0 ? axes[k] + Int64(x.shape.count) : axes[k]), size = Int64(x.shape[axis])
+          let axis = try checkedAxis(Int(axes[k]), rank: x.shape.count), size = Int64(x.shape[axis])
           guard steps[k] > 0 else { throw ExportError.unsupported("\(path): Slice with a negative step (node \(n.name))") }
           func clampIndex(_ v: Int64) -> Int { Int(max(0, min(size, v < 0 ? v + size : v))) }
           y = try y.slice(dim: axis, start: clampIndex(starts[k]), end: clampIndex(ends[k]), step: Int(steps[k]))
@@ -177,11 +199,12 @@ public final class ONNXExecutor {
         let a = Array(repeating: 1, count: rank - x.shape.count) + x.shape, b = Array(repeating: 1, count: rank - target.count) + target
         out = try x.reshape(a).expand(zip(a, b).map { $0 == 1 ? $1 : $0 })
       case "Tile":
-        var y = try input(0)
-        for (axis, r) in try input(1).toArray(Int64.self).enumerated() where r > 1 {
-          y = try Tensor.cat(Array(repeating: y, count: Int(r)), dim: axis)
+        // torch's repeat tiles the same way, and refuses what it cannot allocate.
+        let x = try input(0), repeats = try input(1).toArray(Int64.self).map(Int.init)
+        guard repeats.count == x.shape.count, repeats.allSatisfy({ $0 >= 0 }) else {
+          throw bad("has repeats \(repeats) for a tensor of rank \(x.shape.count) (one non-negative count per axis)")
         }
-        out = y
+        out = try x.repeated(repeats)
       case "ConstantOfShape":
         let shape = try input(0).toArray(Int64.self).map(Int.init)
         var value = try Tensor.scalar(Float(0))
@@ -216,16 +239,23 @@ public final class ONNXExecutor {
       case "Reshape":
         let x = try input(0)
         // ONNX: 0 copies the input's dimension (allowzero unset), -1 is inferred.
-        let target = try input(1).toArray(Int64.self).enumerated().map { i, d in d == 0 ? x.size(i) : Int(d) }
+        let target = try input(1).toArray(Int64.self).enumerated().map { i, d in
+          guard d != 0 else {
+            guard i < x.shape.count else { throw bad("copies dimension \(i) (a 0 in the shape) of a tensor of rank \(x.shape.count)") }
+            return x.shape[i]
+          }
+          return Int(d)
+        }
         out = try x.reshape(target)
       case "Conv":
         let k = ints("strides") ?? [1, 1], p = ints("pads") ?? [0, 0, 0, 0], d = ints("dilations") ?? [1, 1]
+        guard k.count == 2, d.count == 2 else { throw bad("has strides \(k) and dilations \(d); a 2-D convolution needs 2 of each") }
         guard p.count == 4, p[0] == p[2], p[1] == p[3] else { throw ExportError.unsupported("\(path): node \(n.name) has asymmetric padding") }
         out = try F.conv2d(try input(0), try input(1), n.input.count > 2 ? try input(2) : nil, stride: (k[0], k[1]),
                            padding: (p[0], p[1]), dilation: (d[0], d[1]), groups: Int(attr("group")?.i ?? 1))
       case "LayerNormalization":
-        let x = try input(0), axis = Int(attr("axis")?.i ?? -1)
-        let first = axis < 0 ? x.shape.count + axis : axis
+        let x = try input(0)
+        let first = try checkedAxis(Int(attr("axis")?.i ?? -1), rank: x.shape.count)
         out = try F.layerNorm(x, shape: Array(x.shape[first...]), weight: try input(1), bias: n.input.count > 2 ? try input(2) : nil,
                               eps: Double(attr("epsilon")?.f ?? 1e-5))
       case "ReduceMean", "ReduceSum":
@@ -234,10 +264,12 @@ public final class ONNXExecutor {
         let keep = (attr("keepdims")?.i ?? 1) == 1
         out = n.opType == "ReduceMean" ? try x.mean(dims: axes, keepDim: keep) : try x.sum(dims: axes, keepDim: keep)
       case "Gather":
-        let x = try input(0), idx = try input(1), axis = Int(attr("axis")?.i ?? 0)
-        let dim = axis < 0 ? x.shape.count + axis : axis
+        let x = try input(0), idx = try input(1)
+        let dim = try checkedAxis(Int(attr("axis")?.i ?? 0), rank: x.shape.count)
         if idx.shape.isEmpty {
-          out = try x.select(dim: dim, index: Int(try idx.item()))
+          let i = try idx.item()
+          guard let index = Int(exactly: i) else { throw bad("has index \(i), not an integer") }
+          out = try x.select(dim: dim, index: index)
         } else if dim == 0 && x.shape.count == 2 {
           out = try F.embedding(idx, weight: x)
         } else {

@@ -19,16 +19,20 @@ enum ONNXFile {
       guard t.dataLocation == .external else { return }
       let e = Dictionary(t.externalData.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
       guard let loc = e["location"] else { throw ExportError.io(path: path, reason: "tensor \(t.name) has external data without a location") }
-      if blobs[loc] == nil {
+      let blob: Data
+      if let b = blobs[loc] { blob = b } else {
         guard let d = FileManager.default.contents(atPath: dir + "/" + loc) else {
           throw ExportError.io(path: dir + "/" + loc, reason: "external weights of \(path) are missing (keep them beside the .onnx)")
         }
         blobs[loc] = d
+        blob = d
       }
-      let blob = blobs[loc]!
       let off = Int(e["offset"] ?? "0") ?? 0
       let len = Int(e["length"] ?? "") ?? (blob.count - off)
-      guard off >= 0, len >= 0, off + len <= blob.count else { throw ExportError.io(path: dir + "/" + loc, reason: "truncated (tensor \(t.name))") }
+      // As remainders: offset + length can overflow for values written in the file.
+      guard off >= 0, off <= blob.count, len >= 0, len <= blob.count - off else {
+        throw ExportError.io(path: dir + "/" + loc, reason: "truncated (tensor \(t.name): offset \(off), length \(len), file of \(blob.count) bytes)")
+      }
       t.rawData = blob.subdata(in: off..<(off + len))
       t.dataLocation = .default
       t.externalData = []

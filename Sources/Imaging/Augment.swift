@@ -11,14 +11,16 @@ public struct Augmentation: Sendable {
   public var grayscale: Double
 
   /// From the spec's `dataset.augmentation` lists (TAO's parsing: `[p, b, c, s, h]`, the 4-value
-  /// legacy form with p = 0.8, anything else disables jitter).
+  /// legacy form with p = 0.8, anything else disables jitter). `invalidParameters` names values
+  /// torchvision refuses; callers report them. Here hue is kept within torchvision's [0, 0.5]
+  /// (a wider range would overflow the random draw) and any value is safe to run.
   public init(size: (Int, Int), scale: [Double], colorJitter: [Double], grayscale: Double) {
     self.size = size
     self.scale = scale.count == 2 ? (scale[0], scale[1]) : (1, 1)
     var j = colorJitter
     if j.count == 4 { j = [0.8] + j }
     if j.count == 5 {
-      (jitterProbability, brightness, contrast, saturation, hue) = (j[0], j[1], j[2], j[3], j[4])
+      (jitterProbability, brightness, contrast, saturation, hue) = (j[0], j[1], j[2], j[3], min(max(j[4], 0), 0.5))
     } else {
       (jitterProbability, brightness, contrast, saturation, hue) = (0, 0, 0, 0, 0)
     }
@@ -26,6 +28,27 @@ public struct Augmentation: Sendable {
   }
 
   public var isIdentity: Bool { scale == (1, 1) && jitterProbability == 0 && grayscale == 0 }
+
+  /// What torchvision (RandomResizedCrop, ColorJitter) refuses in the spec's lists, as
+  /// (list, reason) pairs: `scale` needs two values with 0 < min ≤ max; jitter needs a probability
+  /// in [0, 1], brightness, contrast and saturation ≥ 0 and hue in [0, 0.5].
+  public static func invalidParameters(scale: [Double], colorJitter: [Double]) -> [(list: String, reason: String)] {
+    var out: [(String, String)] = []
+    if scale.count != 2 {
+      out.append(("scale", "needs 2 values [min, max], got \(scale.count)"))
+    } else if !(scale[0] > 0 && scale[0] <= scale[1]) {
+      out.append(("scale", "needs 0 < min <= max, got [\(scale[0]), \(scale[1])]"))
+    }
+    let j = colorJitter.count == 4 ? [0.8] + colorJitter : colorJitter
+    if j.count == 5 {
+      if !(0...1).contains(j[0]) { out.append(("color_jitter", "probability \(j[0]) is not in [0, 1]")) }
+      for (i, name) in [(1, "brightness"), (2, "contrast"), (3, "saturation")] where j[i] < 0 {
+        out.append(("color_jitter", "\(name) \(j[i]) is negative"))
+      }
+      if !(0...0.5).contains(j[4]) { out.append(("color_jitter", "hue \(j[4]) is not in [0, 0.5]")) }
+    }
+    return out
+  }
 
   /// Applies the pipeline with random draws from `rng` (uniform doubles in [0, 1)).
   public func callAsFunction(_ img: RGBImage, rng: inout some RandomNumberGenerator) -> RGBImage {
@@ -37,9 +60,11 @@ public struct Augmentation: Sendable {
     for _ in 0..<10 {
       let target = area * uniform(scale.0, scale.1)
       let aspect = Foundation.exp(uniform(Foundation.log(3.0 / 4), Foundation.log(4.0 / 3)))
-      let w = Int((target * aspect).squareRoot().rounded(.toNearestOrEven))
-      let h = Int((target / aspect).squareRoot().rounded(.toNearestOrEven))
-      if w > 0 && h > 0 && w <= W && h <= H {
+      // Compared as doubles before any Int conversion: a scale outside (0, 1] gives NaN or huge sides.
+      let wd = (target * aspect).squareRoot().rounded(.toNearestOrEven)
+      let hd = (target / aspect).squareRoot().rounded(.toNearestOrEven)
+      if wd > 0 && hd > 0 && wd <= Double(W) && hd <= Double(H) {
+        let (w, h) = (Int(wd), Int(hd))
         box = (Int.random(in: 0...(W - w), using: &rng), Int.random(in: 0...(H - h), using: &rng), w, h)
         break
       }
@@ -117,9 +142,12 @@ public struct Augmentation: Sendable {
     let v = Float(a) + factor * (Float(b) - Float(a))
     return UInt8(min(max(v, 0), 255))  // truncation, as Pillow; clamping without branches
   }
+  /// The factor as a finite Float: past Float's range it would be infinite, and ∞ × 0 is NaN.
+  /// Any factor above 255 already saturates every pixel that differs, so the result is the same.
+  static func finiteFactor(_ factor: Double) -> Float { Float(min(factor, 1e38)) }
   /// Image.blend toward a flat grey (brightness: black; contrast: the mean luma).
   static func blendConstant(_ img: inout RGBImage, _ level: UInt8, factor: Double) {
-    let f = Float(factor)
+    let f = finiteFactor(factor)
     var table = [UInt8](repeating: 0, count: 256)
     for v in 0..<256 { table[v] = mix(level, UInt8(v), f) }
     img.pixels.withUnsafeMutableBufferPointer { p in
@@ -128,7 +156,7 @@ public struct Augmentation: Sendable {
   }
   /// Image.blend toward the image's own grayscale (saturation).
   static func blendLuma(_ img: inout RGBImage, factor: Double) {
-    let f = Float(factor)
+    let f = finiteFactor(factor)
     img.pixels.withUnsafeMutableBufferPointer { p in
       for i in 0..<(p.count / 3) {
         let l = luma((p[3 * i], p[3 * i + 1], p[3 * i + 2]))

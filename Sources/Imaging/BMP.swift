@@ -29,6 +29,14 @@ enum BMP {
     if compression == 3 || compression == 6 {
       let at = headerSize >= 52 ? 14 + 40 : 14 + headerSize
       masks = try (0..<(compression == 6 || headerSize >= 56 ? 4 : 3)).map { try u32(at + 4 * $0) }
+      // A colour mask must be one run of bits (channel() scales that run to 8 bits); scattered
+      // bits would read values past 255. Pillow refuses such layouts too.
+      for (c, m) in zip(["red", "green", "blue"], masks) {
+        let run = m >> m.trailingZeroBitCount
+        guard m == 0 || run & (run &+ 1) == 0 else {
+          throw ImageError.unsupported(path: name, reason: "BMP bitfields with a non-contiguous \(c) mask 0x\(String(m, radix: 16, uppercase: true))")
+        }
+      }
     }
     var palette: [[UInt8]] = []
     if bpp <= 8 {
@@ -78,6 +86,10 @@ enum BMP {
     }
     guard compression == 0 || compression == 3 || compression == 6 else {
       throw ImageError.unsupported(path: name, reason: "BMP compression \(compression)")
+    }
+    // Refused before the row size is computed from it.
+    guard [1, 2, 4, 8, 16, 24, 32].contains(bpp) else {
+      throw ImageError.unsupported(path: name, reason: "BMP with \(bpp) bits per pixel")
     }
     let stride = ((width * bpp + 31) / 32) * 4
     guard dataOffset + stride * height <= b.count else { throw fail("pixel data runs past the end of the file (truncated)") }

@@ -212,7 +212,18 @@ public enum ModelRegistry {
     let tokenizer = try Tokenizer(directory: dir)
     let ctx = model.config.textConfig.maxPositionEmbeddings
     let processor = try ImageProcessorConfig.load(dir, defaultSize: model.config.visionConfig.imageSize)
-    let preprocess: ImagePreprocessing = model.isNaFlex ? .naflex(try NaFlexProcessorConfig.load(dir).transform) : .fixed(processor.transform)
+    let preprocess: ImagePreprocessing
+    if model.isNaFlex {
+      let naflex = try NaFlexProcessorConfig.load(dir).transform
+      // The patch embedding is a Linear over 3·P² values: both files must agree on P.
+      guard naflex.patchSize == model.config.visionConfig.patchSize else {
+        throw ModelError.config(file: dir + "/preprocessor_config.json",
+                                reason: "patch_size \(naflex.patchSize) differs from config.json's vision_config.patch_size \(model.config.visionConfig.patchSize)")
+      }
+      preprocess = .naflex(naflex)
+    } else {
+      preprocess = .fixed(processor.transform)
+    }
     return CLIPBundle(family: model.isNaFlex ? "siglip2-naflex" : "siglip", encoder: adapter, transform: processor.transform,
                       preprocess: preprocess, contextLength: ctx, canonicalize: canonicalize, source: dir) { texts in
       try tokenizer(texts, maxLength: ctx, padding: .maxLength, truncation: true)

@@ -83,15 +83,17 @@ public final class DeployedEncoder: CLIPEncoder {
     func dims(_ e: DeployedGraph?, _ name: String) -> [Int?]? { e?.inputs.first { $0.name == name }?.dims }
     let img = dims(vision, "image"), ids = dims(text, "input_ids")
     if let img {
-      guard img.count == 4, let c = img[1], let h = img[2], let w = img[3] else {
-        throw ExportError.unsupported("\(vision!.path): input 'image' must be [B, C, H, W] with fixed C, H, W")
+      guard img.count == 4, let c = img[1], let h = img[2], let w = img[3], c > 0, h > 0, w > 0 else {
+        throw ExportError.unsupported("\(vision!.path): input 'image' must be [B, C, H, W] with fixed, positive C, H, W (it is [\(img.map { $0.map(String.init) ?? "?" }.joined(separator: ", "))])")
       }
       imageShape = (c, h, w)
     } else {
       imageShape = (3, 0, 0)
     }
     if let ids {
-      guard ids.count == 2, let l = ids[1] else { throw ExportError.unsupported("\(text!.path): input 'input_ids' must be [B, L] with a fixed L") }
+      guard ids.count == 2, let l = ids[1], l > 0 else {
+        throw ExportError.unsupported("\(text!.path): input 'input_ids' must be [B, L] with a fixed, positive L (it is [\(ids.map { $0.map(String.init) ?? "?" }.joined(separator: ", "))])")
+      }
       textLength = l
     } else {
       textLength = 0
@@ -99,7 +101,7 @@ public final class DeployedEncoder: CLIPEncoder {
     if vision != nil && img == nil { throw ExportError.unsupported("\(vision!.path) has no 'image' input") }
     if text != nil && ids == nil { throw ExportError.unsupported("\(text!.path) has no 'input_ids' input") }
     // logit_scale/bias are constants of the graph: asking for them alone runs no tower.
-    let probe = vision ?? text!
+    guard let probe = vision ?? text else { throw ModelError.input("a deployment needs a vision or a text model") }
     let present = Set(probe.outputs.map(\.name))
     let out = try noGrad { try probe.run([:], outputs: ["logit_scale", "logit_bias"].filter(present.contains)) }
     logitScale = try (out["logit_scale"] ?? Tensor.scalar(Float(1))).log()
@@ -128,7 +130,13 @@ public final class DeployedEncoder: CLIPEncoder {
     let e = try noGrad { () throws -> Tensor in
       let n = feeds.values.first?.size(0) ?? 0
       let (fixed, most) = g.batchLimit
-      guard n > 0, let step = fixed ?? most else { return try g.run(feeds, outputs: [name])[name]! }
+      // A graph (or engine helper) that leaves the output out is an error, not a missing value.
+      func output(_ feeds: [String: Tensor]) throws -> Tensor {
+        guard let e = try g.run(feeds, outputs: [name])[name] else { throw ModelError.input("\(g.path) did not return its \(name) output") }
+        return e
+      }
+      guard n > 0, let step = fixed ?? most else { return try output(feeds) }
+      guard step > 0 else { throw ModelError.input("\(g.path) declares a batch of \(step)") }
       var parts: [Tensor] = []
       for start in stride(from: 0, to: n, by: step) {
         let count = min(step, n - start)
@@ -137,7 +145,7 @@ public final class DeployedEncoder: CLIPEncoder {
           guard let fixed, count < fixed else { return c }
           return try Tensor.cat([c] + Array(repeating: try c.narrow(dim: 0, start: count - 1, length: 1), count: fixed - count))
         }
-        let e = try g.run(chunk, outputs: [name])[name]!
+        let e = try output(chunk)
         parts.append(e.size(0) == count ? e : try e.narrow(dim: 0, start: 0, length: count))
       }
       return parts.count == 1 ? parts[0] : try Tensor.cat(parts)

@@ -97,26 +97,52 @@ func preprocessorJSON(_ dir: String) throws -> [String: Any] {
   return j
 }
 
+/// `image_mean` / `image_std` of a preprocessor_config.json: one value for every channel (a number
+/// or a one-value list, as the HF processors and torchvision's Normalize broadcast it) or three;
+/// absent or null means the processor's default. Anything else names the file and key.
+func channelValues(_ o: [String: Any], _ key: String, file: String, default d: [Double]) throws -> [Double] {
+  guard let v = o[key], !(v is NSNull) else { return d }
+  if let x = v as? Double { return [x, x, x] }
+  guard let list = v as? [Double], list.count == 1 || list.count == 3 else {
+    let got = (v as? [Any]).map { "\($0.count) values" } ?? "\(v)"
+    throw ModelError.config(file: file, reason: "\(key) needs 1 value (for every channel) or 3 (R, G, B), got \(got)")
+  }
+  return list.count == 1 ? [list[0], list[0], list[0]] : list
+}
+
+/// A size of a preprocessor_config.json (`size.height`, `patch_size`, …): a positive integer
+/// small enough that pixel and patch counts built from it cannot overflow.
+func positiveSize(_ v: Any?, _ key: String, file: String) throws -> Int? {
+  guard let v, !(v is NSNull) else { return nil }
+  guard let n = v as? Int, n >= 1 && n <= 1 << 16 else {
+    throw ModelError.config(file: file, reason: "\(key) must be an integer in 1...65536, got \(v)")
+  }
+  return n
+}
+
 /// preprocessor_config.json of a Hugging Face image processor.
 public struct ImageProcessorConfig: Sendable {
   public var transform: ImageTransform
 
   public static func load(_ dir: String, defaultSize: Int) throws -> ImageProcessorConfig {
     let o = try preprocessorJSON(dir)
+    let file = dir + "/preprocessor_config.json"
     var resize = ImageTransform.Resize.squash(width: defaultSize, height: defaultSize)
     if let size = o["size"] as? [String: Any] {
-      if let h = size["height"] as? Int, let w = size["width"] as? Int { resize = .squash(width: w, height: h) }
-      else if let s = size["shortest_edge"] as? Int { resize = .shortestTorchvision(size: s) }
-    } else if let s = o["size"] as? Int {
+      if let h = try positiveSize(size["height"], "size.height", file: file), let w = try positiveSize(size["width"], "size.width", file: file) {
+        resize = .squash(width: w, height: h)
+      } else if let s = try positiveSize(size["shortest_edge"], "size.shortest_edge", file: file) {
+        resize = .shortestTorchvision(size: s)
+      }
+    } else if let s = try positiveSize(o["size"], "size", file: file) {
       resize = .squash(width: s, height: s)
     }
     let resample = (o["resample"] as? Int).flatMap(ResampleFilter.init(pillowCode:)) ?? .bicubic
-    let mean = (o["image_mean"] as? [Double]) ?? [0.5, 0.5, 0.5]
-    let std = (o["image_std"] as? [Double]) ?? [0.5, 0.5, 0.5]
     let rescale = (o["do_rescale"] as? Bool) == false ? 1.0 : ((o["rescale_factor"] as? Double) ?? 1.0 / 255)
     let normalize = (o["do_normalize"] as? Bool) ?? true
-    return ImageProcessorConfig(transform: ImageTransform(resize: resize, filter: resample, mean: normalize ? mean : [0, 0, 0],
-                                                          std: normalize ? std : [1, 1, 1], rescale: rescale))
+    let mean = normalize ? try channelValues(o, "image_mean", file: file, default: [0.5, 0.5, 0.5]) : [0, 0, 0]
+    let std = normalize ? try channelValues(o, "image_std", file: file, default: [0.5, 0.5, 0.5]) : [1, 1, 1]
+    return ImageProcessorConfig(transform: ImageTransform(resize: resize, filter: resample, mean: mean, std: std, rescale: rescale))
   }
 }
 
@@ -126,13 +152,20 @@ public struct NaFlexProcessorConfig: Sendable {
 
   public static func load(_ dir: String) throws -> NaFlexProcessorConfig {
     let o = try preprocessorJSON(dir)
+    let file = dir + "/preprocessor_config.json"
     // Siglip2ImageProcessor's defaults: patch 16, 256 patches, bilinear, mean/std 0.5.
     let resample = (o["resample"] as? Int).flatMap(ResampleFilter.init(pillowCode:)) ?? .bilinear
     let normalize = (o["do_normalize"] as? Bool) ?? true
+    let patch = try positiveSize(o["patch_size"], "patch_size", file: file) ?? 16
+    let maxPatches = try positiveSize(o["max_num_patches"], "max_num_patches", file: file) ?? 256
+    // One image's patch buffer holds max_num_patches × 3·P² floats.
+    guard maxPatches * 3 * patch * patch <= Int(Int32.max) else {
+      throw ModelError.config(file: file, reason: "max_num_patches=\(maxPatches) patches of \(patch)×\(patch) pixels are more than 2^31 values per image")
+    }
     return NaFlexProcessorConfig(transform: NaFlexTransform(
-      patchSize: (o["patch_size"] as? Int) ?? 16, maxNumPatches: (o["max_num_patches"] as? Int) ?? 256, filter: resample,
-      mean: normalize ? ((o["image_mean"] as? [Double]) ?? [0.5, 0.5, 0.5]) : [0, 0, 0],
-      std: normalize ? ((o["image_std"] as? [Double]) ?? [0.5, 0.5, 0.5]) : [1, 1, 1],
+      patchSize: patch, maxNumPatches: maxPatches, filter: resample,
+      mean: normalize ? try channelValues(o, "image_mean", file: file, default: [0.5, 0.5, 0.5]) : [0, 0, 0],
+      std: normalize ? try channelValues(o, "image_std", file: file, default: [0.5, 0.5, 0.5]) : [1, 1, 1],
       rescale: (o["do_rescale"] as? Bool) == false ? 1.0 : ((o["rescale_factor"] as? Double) ?? 1.0 / 255)))
   }
 }

@@ -16,7 +16,7 @@ public enum CLIPSchema {
     str("adaptor_name", nil, "RADIO text adaptor: siglip or clip"),
     bool("freeze_vision_encoder", false),
     bool("freeze_text_encoder", false),
-    int("image_size", 256, "train/eval transform size for RADIO and OpenCLIP"),
+    int("image_size", 256, min: 1, "train/eval transform size for RADIO and OpenCLIP"),
     float("init_logit_scale", nil, "raw (log-space) logit scale; null = loss-type default"),
     float("init_logit_bias", nil, "logit bias; null = loss-type default"),
     bool("canonicalize_text", false),

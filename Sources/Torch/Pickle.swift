@@ -108,11 +108,19 @@ struct Unpickler {
     var p = 0
     func byte() throws -> UInt8 { guard p < data.count else { throw fail("unexpected end of data") }; defer { p += 1 }; return data[p] }
     func take(_ n: Int) throws -> [UInt8] {
-      guard n >= 0, p + n <= data.count else { throw fail("length \(n) runs past the end of data") }
+      // Compared as a remainder: `p + n` overflows for the 8-byte lengths of BINUNICODE8/BINBYTES8.
+      guard n >= 0, n <= data.count - p else { throw fail("length \(n) runs past the end of data") }
       defer { p += n }
       return Array(data[p..<(p + n)])
     }
     func le(_ n: Int) throws -> Int { try take(n).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) } }
+    /// An 8-byte unsigned length (BINUNICODE8, BINBYTES8, BYTEARRAY8): past Int.max it cannot be
+    /// a length of this file.
+    func length8() throws -> Int {
+      let v = try take(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+      guard v <= UInt64(data.count - p) else { throw fail("length \(v) runs past the end of data") }
+      return Int(v)
+    }
     func pop() throws -> PickleValue { guard let v = stack.popLast() else { throw fail("stack underflow") }; return v }
     func popMark() throws -> [PickleValue] {
       guard let m = marks.popLast(), m <= stack.count else { throw fail("no mark") }
@@ -209,11 +217,12 @@ struct Unpickler {
         stack.append(.float(Double(bitPattern: b.reduce(0) { $0 << 8 | UInt64($1) })))
       case 0x58: stack.append(.string(String(decoding: try take(try le(4)), as: UTF8.self)))   // BINUNICODE
       case 0x8C: stack.append(.string(String(decoding: try take(Int(try byte())), as: UTF8.self)))  // SHORT_BINUNICODE
-      case 0x8D: stack.append(.string(String(decoding: try take(try le(8)), as: UTF8.self)))   // BINUNICODE8
+      case 0x8D: stack.append(.string(String(decoding: try take(try length8()), as: UTF8.self)))  // BINUNICODE8
       case 0x55: stack.append(.string(String(decoding: try take(Int(try byte())), as: UTF8.self)))  // SHORT_BINSTRING
       case 0x54: stack.append(.string(String(decoding: try take(try le(4)), as: UTF8.self)))   // BINSTRING
       case 0x42: stack.append(.bytes(try take(try le(4))))          // BINBYTES
       case 0x43: stack.append(.bytes(try take(Int(try byte()))))    // SHORT_BINBYTES
+      case 0x8E, 0x96: stack.append(.bytes(try take(try length8())))  // BINBYTES8, BYTEARRAY8
       case 0x4E: stack.append(.none)                                // NONE
       case 0x88: stack.append(.bool(true))                          // NEWTRUE
       case 0x89: stack.append(.bool(false))                         // NEWFALSE
@@ -254,6 +263,28 @@ struct Unpickler {
     }
   }
 
+  /// A tensor view must lie inside its storage. The sizes, strides and offset come from the file,
+  /// so element counts and reach are computed with overflow checks: a crafted value is a named
+  /// error, never an arithmetic trap or a view past the storage.
+  func checkView(size: [Int], stride: [Int], offset: Int, storage key: String, count: Int) throws {
+    guard offset >= 0, size.allSatisfy({ $0 >= 0 }), stride.allSatisfy({ $0 >= 0 }) else {
+      throw fail("tensor on storage \(key) has a negative size, stride or offset (size \(size), stride \(stride), offset \(offset))")
+    }
+    if size.contains(0) { return }  // an empty view reads nothing
+    var numel = 1, last = offset
+    for (d, s) in zip(size, stride) {
+      let n = numel.multipliedReportingOverflow(by: d), reach = (d - 1).multipliedReportingOverflow(by: s)
+      let end = last.addingReportingOverflow(reach.partialValue)
+      guard !n.overflow, !reach.overflow, !end.overflow else {
+        throw fail("tensor on storage \(key) of size \(size), stride \(stride) overflows a 64-bit element count")
+      }
+      (numel, last) = (n.partialValue, end.partialValue)
+    }
+    guard last < count else {
+      throw fail("tensor of size \(size), stride \(stride), offset \(offset) reaches element \(last) of storage \(key), which holds \(count)")
+    }
+  }
+
   func apply(_ fn: PickleValue, _ a: [PickleValue], _ storages: inout [String: Tensor]) throws -> PickleValue {
     guard case .global(let name) = fn else {
       if case .torchDType = fn { throw fail("a dtype is not callable") }
@@ -273,6 +304,7 @@ struct Unpickler {
       let sz = try size.map { v -> Int in guard case .int(let i) = v else { throw fail("tensor size \(v)") }; return i }
       let st = try stride.map { v -> Int in guard case .int(let i) = v else { throw fail("tensor stride \(v)") }; return i }
       guard sz.count == st.count else { throw fail("size and stride lengths differ") }
+      try checkView(size: sz, stride: st, offset: offset, storage: key, count: base.count)
       let t = try base.asStrided(sz, strides: st, offset: offset)
       if a.count > 4, case .bool(true) = a[4], dtype.isFloatingPoint { try t.requiresGrad(true) }
       return .tensor(t)

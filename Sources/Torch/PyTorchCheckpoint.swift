@@ -18,30 +18,36 @@ public struct PyTorchCheckpoint {
     guard head.elementsEqual([0x50, 0x4B, 0x03, 0x04]) else {
       throw CheckpointError.format(path: path, reason: "not a zip-format PyTorch checkpoint (legacy pre-1.6 pickles and TorchScript archives are not read)")
     }
+    try checkZipBounds(path)
     let archive: Archive
     do { archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read) } catch {
       throw CheckpointError.format(path: path, reason: "corrupt or truncated zip archive")
     }
     var entries: [String: Entry] = [:]
     for e in archive { entries[e.path] = e }
-    guard let pkl = entries.keys.first(where: { $0.hasSuffix("/data.pkl") || $0 == "data.pkl" }) else {
+    guard let (pkl, pklEntry) = entries.first(where: { $0.key.hasSuffix("/data.pkl") || $0.key == "data.pkl" }) else {
       throw CheckpointError.format(path: path, reason: "no data.pkl record")
     }
     let prefix = String(pkl.dropLast("data.pkl".count))
     if let bo = entries[prefix + "byteorder"], let order = try? extract(archive, bo, path), String(decoding: order, as: UTF8.self) != "little" {
       throw CheckpointError.format(path: path, reason: "big-endian checkpoints are not supported")
     }
-    let pickle = try extract(archive, entries[pkl]!, path)
+    let pickle = try extract(archive, pklEntry, path)
     let u = Unpickler(data: pickle, file: path) { dtype, key, count in
       guard let e = entries[prefix + "data/" + key] else {
         throw CheckpointError.format(path: path, reason: "storage data/\(key) is missing from the archive")
       }
+      // The element count is the pickle's: its byte size can overflow.
+      let (need, overflow) = count.multipliedReportingOverflow(by: dtype.itemSize)
+      guard !overflow else {
+        throw CheckpointError.format(path: path, reason: "storage data/\(key) claims \(count) elements of \(dtype), more bytes than a 64-bit size holds")
+      }
       let bytes = try extract(archive, e, path)
-      guard bytes.count >= count * dtype.itemSize else {
-        throw CheckpointError.format(path: path, reason: "storage data/\(key) holds \(bytes.count) bytes, needs \(count * dtype.itemSize)")
+      guard bytes.count >= need else {
+        throw CheckpointError.format(path: path, reason: "storage data/\(key) holds \(bytes.count) bytes, needs \(need)")
       }
       return try bytes.withUnsafeBytes { raw in
-        try Tensor(bytes: UnsafeRawBufferPointer(rebasing: raw[0..<(count * dtype.itemSize)]), shape: [count], dtype: dtype)
+        try Tensor(bytes: UnsafeRawBufferPointer(rebasing: raw[0..<need]), shape: [count], dtype: dtype)
       }
     }
     return PyTorchCheckpoint(root: try u.run(), path: path)
@@ -55,14 +61,86 @@ public struct PyTorchCheckpoint {
   }
 
   static func extract(_ archive: Archive, _ e: Entry, _ path: String) throws -> [UInt8] {
+    // checkZipBounds keeps declared sizes within Int and stored (uncompressed) entries within the
+    // file; a compressed entry's declared size is only reserved up to its compressed size.
+    guard e.uncompressedSize <= UInt64(Int.max) else {
+      throw CheckpointError.format(path: path, reason: "\(e.path) declares \(e.uncompressedSize) bytes, more than a 64-bit size holds")
+    }
+    let declared = Int(e.uncompressedSize)
     var out: [UInt8] = []
-    out.reserveCapacity(Int(e.uncompressedSize))
+    out.reserveCapacity(e.isCompressed ? min(declared, Int(clamping: e.compressedSize)) : declared)
+    struct Oversized: Error {}
     do {
-      _ = try archive.extract(e, skipCRC32: false) { out.append(contentsOf: $0) }
+      _ = try archive.extract(e, skipCRC32: false) { chunk in
+        // More data than the entry declares: stop before it grows without bound.
+        guard chunk.count <= declared - out.count else { throw Oversized() }
+        out.append(contentsOf: chunk)
+      }
     } catch {
       throw CheckpointError.format(path: path, reason: "cannot read \(e.path) (truncated or corrupt archive)")
     }
     return out
+  }
+
+  /// ZIPFoundation converts an archive's 64-bit (Zip64) offsets and sizes to signed integers and
+  /// adds them unchecked, so a crafted central directory would trap inside it. This reads the end
+  /// record and the central directory the way ZIPFoundation will, and refuses any entry whose
+  /// offset or size does not fit in the file, before ZIPFoundation sees it.
+  static func checkZipBounds(_ path: String) throws {
+    guard let h = FileHandle(forReadingAtPath: path) else { throw CheckpointError.io(path: path, reason: "cannot read file") }
+    defer { try? h.close() }
+    func bad(_ r: String) -> CheckpointError { .format(path: path, reason: "corrupt zip archive: \(r)") }
+    let fileSize = try h.seekToEnd()
+    func read(_ at: UInt64, _ n: Int) -> [UInt8]? {
+      guard at <= fileSize, UInt64(n) <= fileSize - at, (try? h.seek(toOffset: at)) != nil,
+            let d = try? h.read(upToCount: n), d.count == n else { return nil }
+      return [UInt8](d)
+    }
+    func u16(_ b: [UInt8], _ o: Int) -> UInt64 { UInt64(b[o]) | UInt64(b[o + 1]) << 8 }
+    func u32(_ b: [UInt8], _ o: Int) -> UInt64 { u16(b, o) | u16(b, o + 2) << 16 }
+    func u64(_ b: [UInt8], _ o: Int) -> UInt64 { u32(b, o) | u32(b, o + 4) << 32 }
+    func signature(_ b: [UInt8], _ o: Int, _ sig: UInt64) -> Bool { o >= 0 && o + 4 <= b.count && u32(b, o) == sig }
+    // The end record lies within its 22 bytes plus a comment of at most 65535 bytes of the end.
+    let tailLength = Int(min(fileSize, 22 + 65535))
+    guard let tail = read(fileSize - UInt64(tailLength), tailLength),
+          let at = stride(from: tailLength - 22, through: 0, by: -1).first(where: { signature(tail, $0, 0x0605_4B50) }) else {
+      throw bad("no end of central directory record")
+    }
+    let eocd = fileSize - UInt64(tailLength - at)
+    var entries = u16(tail, at + 10), directory = u32(tail, at + 16)
+    // Zip64: the locator right before the end record, the Zip64 record right before the locator.
+    if eocd >= 76, let locator = read(eocd - 20, 20), signature(locator, 0, 0x0706_4B50),
+       let record = read(eocd - 76, 56), signature(record, 0, 0x0606_4B50) {
+      entries = u64(record, 32)
+      directory = u64(record, 48)
+    }
+    guard directory <= fileSize else { throw bad("the central directory offset \(directory) is past the end of the file (\(fileSize) bytes)") }
+    var p = directory
+    var index: UInt64 = 0
+    while index < entries, let cd = read(p, 46), signature(cd, 0, 0x0201_4B50) {
+      let nameLength = Int(u16(cd, 28)), extraLength = Int(u16(cd, 30)), commentLength = Int(u16(cd, 32))
+      guard let rest = read(p + 46, nameLength + extraLength) else { break }
+      let name = String(decoding: rest[..<nameLength], as: UTF8.self)
+      var uncompressed = u32(cd, 24), compressed = u32(cd, 20), offset = u32(cd, 42)
+      // The Zip64 extra field holds, in this order, the values whose 32-bit fields are all ones.
+      var e = nameLength
+      while e + 4 <= rest.count {
+        let id = u16(rest, e), size = Int(u16(rest, e + 2))
+        if id == 1 {
+          var q = e + 4
+          func next(_ v: inout UInt64) { if v == 0xFFFF_FFFF && q + 8 <= e + 4 + size && q + 8 <= rest.count { v = u64(rest, q); q += 8 } }
+          next(&uncompressed); next(&compressed); next(&offset)
+        }
+        e += 4 + size
+      }
+      let stored = u16(cd, 10) == 0
+      guard offset <= fileSize, 30 <= fileSize - offset, compressed <= fileSize,
+            stored ? uncompressed <= fileSize : uncompressed <= UInt64(Int64.max) else {
+        throw bad("entry \(name) declares offset \(offset), \(compressed) compressed and \(uncompressed) uncompressed bytes, which do not fit in a file of \(fileSize) bytes")
+      }
+      p += 46 + UInt64(nameLength + extraLength + commentLength)
+      index += 1
+    }
   }
 
   /// The tensors of the checkpoint's state dict: the top-level dict itself when it maps names to

@@ -83,8 +83,11 @@ public enum Safetensors {
         let (m, o) = acc.0.multipliedReportingOverflow(by: d)
         return (m, acc.1 || o)
       }
-      guard !overflow, numel.multipliedReportingOverflow(by: dtype.itemSize).partialValue == off[1] - off[0] else {
-        throw SafetensorsError.tensor(path: path, key: key, reason: "holds \(off[1] - off[0]) bytes but shape \(shape) of \(dt) needs \(numel * dtype.itemSize)")
+      let bytes = numel.multipliedReportingOverflow(by: dtype.itemSize)
+      guard !overflow, !bytes.overflow, bytes.partialValue == off[1] - off[0] else {
+        // The shape comes from the file: its byte count is only printed when it has one.
+        let needs = overflow || bytes.overflow ? "more bytes than a 64-bit size holds" : "\(bytes.partialValue)"
+        throw SafetensorsError.tensor(path: path, key: key, reason: "holds \(off[1] - off[0]) bytes but shape \(shape) of \(dt) needs \(needs)")
       }
       entries.append(Entry(key: key, dtype: dtype, shape: shape, begin: off[0], end: off[1]))
     }

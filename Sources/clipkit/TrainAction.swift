@@ -23,14 +23,24 @@ func runTrain(_ ctx: ActionContext) throws {
     print("note: train.precision=fp16 on CPU runs fp16 autocast with loss scaling but no faster than fp32; bf16 is the fast CPU choice")
   }
   if t.optim.optimizerType != "adamw" { throw ActionError.input("train.optim.optimizer_type=\(t.optim.optimizerType): only adamw is available") }
+  // torch.optim.AdamW's rule: two coefficients, each in [0, 1).
+  guard t.optim.betas.count == 2, t.optim.betas.allSatisfy({ $0 >= 0 && $0 < 1 }) else {
+    throw ActionError.input("train.optim.betas=\(t.optim.betas): needs two values [beta1, beta2], each in [0, 1)")
+  }
   let aug = cfg.dataset.augmentation
   if !aug.colorJitter.isEmpty && ![4, 5].contains(aug.colorJitter.count) {
     warn("dataset.augmentation.color_jitter has \(aug.colorJitter.count) values (expected [p, brightness, contrast, saturation, hue]); colour jitter is off")
   }
+  if let bad = Augmentation.invalidParameters(scale: aug.scale, colorJitter: aug.colorJitter).first {
+    let value = bad.list == "scale" ? aug.scale : aug.colorJitter
+    throw ActionError.input("dataset.augmentation.\(bad.list)=\(value): \(bad.reason)")
+  }
 
   if t.seed >= 0 { try Torch.manualSeed(UInt64(t.seed)) }
   try Torch.setCuDNN(benchmark: t.cudnn.benchmark, deterministic: t.cudnn.deterministic)
-  let loss = ContrastiveLoss(rawValue: t.lossType)!
+  guard let loss = ContrastiveLoss(rawValue: t.lossType) else {
+    throw ActionError.input("train.loss_type=\(t.lossType): only siglip and clip are available")
+  }
   let initScale = cfg.model.initLogitScale ?? (loss == .siglip ? 2.3026 : 2.6592)
   let initBias = cfg.model.initLogitBias ?? (loss == .siglip ? -10.0 : 0.0)
   let bundle = try ModelRegistry.load(type: cfg.model.type, pretrainedDir: cfg.model.pretrainedDir, canonicalize: cfg.model.canonicalizeText,
@@ -51,11 +61,14 @@ func runTrain(_ ctx: ActionContext) throws {
     print("Indexed \(shards.count) shards: \(trainSet.pairs.count) samples")
     // TAO streams shards and only estimates an epoch as shards × samples_per_shard; the index
     // gives the exact count, which sets the epoch length and resume position here.
-    let estimate = shards.count * (w?.samplesPerShard ?? 10000)
-    if abs(trainSet.pairs.count - estimate) * 10 > estimate {
-      print("note: dataset.train.wds.samples_per_shard=\(w?.samplesPerShard ?? 10000) estimates \(estimate) samples; epochs use the \(trainSet.pairs.count) counted")
+    // samples_per_shard is only compared (as a double: any value is fine, even near Int.max).
+    let estimate = Double(shards.count) * Double(w?.samplesPerShard ?? 10000)
+    if abs(Double(trainSet.pairs.count) - estimate) * 10 > estimate {
+      print("note: dataset.train.wds.samples_per_shard=\(w?.samplesPerShard ?? 10000) estimates \(String(format: "%.0f", estimate)) samples; epochs use the \(trainSet.pairs.count) counted")
     }
-    for s in trainSet.brokenShards { warn("shard \(s) is truncated or unreadable; its complete samples are used") }
+    for s in trainSet.brokenShards {
+      warn("shard \(s) is \(trainSet.damage[s] ?? "truncated or unreadable"); its samples before the damage are used, the rest are skipped")
+    }
   } else {
     guard !cfg.dataset.train.datasets.isEmpty else { throw ActionError.input("dataset.train.datasets is empty") }
     trainSet = try customPairs(try customDatasets(cfg.dataset.train.datasets, section: "dataset.train.datasets"), section: "dataset.train.datasets")
@@ -73,10 +86,13 @@ func runTrain(_ ctx: ActionContext) throws {
   if cfg.model.freezeVisionEncoder { try setTower(bundle.encoder, .vision, trainable: false) }
   if cfg.model.freezeTextEncoder { try setTower(bundle.encoder, .text, trainable: false) }
   let groups = parameterGroups(bundle.encoder, optim: t.optim)
-  let optimizer = AdamW(groups: groups, betas: (t.optim.betas[0], t.optim.betas.count > 1 ? t.optim.betas[1] : 0.999), eps: t.optim.eps)
+  let optimizer = AdamW(groups: groups, betas: (t.optim.betas[0], t.optim.betas[1]), eps: t.optim.eps)
 
   let stepsPerEpoch = trainPairs.count / batch
-  let totalSteps = stepsPerEpoch * t.numEpochs
+  let (totalSteps, tooMany) = stepsPerEpoch.multipliedReportingOverflow(by: t.numEpochs)
+  guard !tooMany else {
+    throw ActionError.input("train.num_epochs=\(t.numEpochs) × \(stepsPerEpoch) steps per epoch is more steps than a 64-bit counter holds")
+  }
   var startEpoch = 0, globalStep = 0
   // Temporary files of a run that was killed while writing are never under a final name; drop them.
   for f in (try? FileManager.default.contentsOfDirectory(atPath: ctx.resultsDir)) ?? [] where f.hasPrefix(".") && f.contains(".tmp-") {
@@ -87,7 +103,17 @@ func runTrain(_ ctx: ActionContext) throws {
     guard resume.hasSuffix(".pth") else { throw ActionError.input("train.resume_training_checkpoint_path must be a .pth file: \(resume)") }
     globalStep = try resumeFrom(resume, adapter: adapter, optimizer: optimizer, scaler: scaler)
     startEpoch = globalStep / stepsPerEpoch
-    print("Resumed from \(resume) at epoch \(startEpoch + 1), step \(globalStep)")
+    // A checkpoint past the end of this run (a smaller num_epochs, or another data set) cannot
+    // be continued; one exactly at the end has nothing left to do.
+    guard globalStep <= totalSteps else {
+      throw ActionError.input("\(resume) was saved at step \(globalStep) (epoch \(startEpoch + 1) at \(stepsPerEpoch) steps per epoch), past the end of "
+        + "train.num_epochs=\(t.numEpochs) (\(totalSteps) steps); raise train.num_epochs to continue it, or use another results_dir to start afresh")
+    }
+    if globalStep == totalSteps {
+      print("Training is already complete: \(resume) is at step \(globalStep), the end of train.num_epochs=\(t.numEpochs)")
+    } else {
+      print("Resumed from \(resume) at epoch \(startEpoch + 1), step \(globalStep)")
+    }
   }
   print("Training \(trainPairs.count) pairs, \(stepsPerEpoch) steps/epoch × \(t.numEpochs) epochs, batch \(batch), \(t.precision), loss \(t.lossType)")
   let embedder = Embedder(bundle: bundle, batchSize: cfg.dataset.val.batchSize, workers: cfg.dataset.val.numWorkers)

@@ -65,12 +65,18 @@ func resumeFrom(_ path: String, adapter: Module, optimizer: AdamW, scaler: GradS
   guard case .dict(let top) = ckpt.root, top["epoch"]?.intValue != nil, let step = top["global_step"]?.intValue else {
     throw ActionError.input("\(path) has no epoch/global_step: not a training checkpoint")
   }
+  guard step >= 0 else { throw ActionError.input("\(path): global_step \(step) is negative") }
   if case .list(let names)? = top["clipkit_param_names"], case .list(let opts)? = top["optimizer_states"],
      case .dict(let opt) = opts.items.first, case .dict(let state)? = opt["state"] {
     for (k, v) in state.items {
-      guard case .int(let i) = k, i < names.items.count, case .string(let name) = names.items[i], case .dict(let s) = v,
+      guard case .int(let i) = k, names.items.indices.contains(i), case .string(let name) = names.items[i], case .dict(let s) = v,
             case .tensor(let st)? = s["step"], case .tensor(let m)? = s["exp_avg"], case .tensor(let vv)? = s["exp_avg_sq"] else { continue }
-      optimizer.restore(name, step: Int(try st.item()), m: try m.clone(), v: try vv.clone())
+      // A float in the file: converted only when it is a whole, non-negative count.
+      let n = try st.item()
+      guard n >= 0, let count = Int(exactly: n) else {
+        throw ActionError.input("\(path): optimizer step \(n) of \(name) is not a step count")
+      }
+      optimizer.restore(name, step: count, m: try m.clone(), v: try vv.clone())
     }
   }
   if let scaler, case .dict(let st)? = top["native_amp_scaling_state"], let scale = st["scale"]?.doubleValue {

@@ -1,4 +1,4 @@
-import Export
+@testable import Export
 import Models
 import Foundation
 import Retrieval
@@ -474,6 +474,83 @@ func minCosine(_ a: Tensor, _ b: Tensor) throws -> Double {
     #expect(throws: ExportError.self) { try ONNXMixedPrecision.layerPrecisions(["a/b:int4"]) }
     // Everything forced to fp32 leaves nothing in fp16: refused, not written.
     #expect(throws: ExportError.self) { try ONNXMixedPrecision.convert(tao, to: NSTemporaryDirectory() + "x.onnx", layerPrecisions: ["*": false]) }
+  }
+}
+
+/// Graphs with impossible shapes, short attribute lists or axes out of range: errors naming the
+/// input or node, never a trap in the executor.
+@Suite struct MalformedONNXGraphs {
+  /// A graph over x [2, 3, 4] whose output is `body`'s value.
+  func graph(_ dims: [ONNXDim] = [.fixed(2), .fixed(3), .fixed(4)], type: ONNXElement = .float,
+             _ body: (ONNXGraph, String) throws -> String) throws -> String {
+    let path = NSTemporaryDirectory() + "clipkit-bad-\(UUID().uuidString).onnx"
+    let g = ONNXGraph(name: "bad")
+    let x = g.input("x", type, dims)
+    g.output(try body(g, x), as: "y", type, [.symbolic("any")])
+    try g.write(to: path, producerVersion: "test")
+    return path
+  }
+  func expectUnsupported(_ path: String, _ fragment: String, feed: Tensor? = nil, sourceLocation: SourceLocation = #_sourceLocation) {
+    let error = #expect(throws: ExportError.self, sourceLocation: sourceLocation) {
+      let x = try feed ?? Tensor.randn([2, 3, 4])
+      _ = try ONNXExecutor(path: path).run(["x": x])
+    }
+    guard case .unsupported(let m)? = error else { return }
+    #expect(m.hasPrefix(path) && m.contains(fragment), "\(m)", sourceLocation: sourceLocation)
+  }
+
+  @Test func negativeAndZeroDimensionsNameTheInput() throws {
+    let bad = try graph([.symbolic("b"), .fixed(3), .fixed(-224), .fixed(224)]) { g, x in g.op("Identity", [x]) }
+    expectUnsupported(bad, "'x' has a negative dimension (dim_value -224)")
+    // A deployed image input must have a positive size (a zero one would be an empty image).
+    let dir = NSTemporaryDirectory() + "clipkit-zero-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let g = ONNXGraph(name: "zero")
+    let image = g.input("image", .float, [.symbolic("b"), .fixed(3), .fixed(0), .fixed(32)])
+    g.output(g.op("ReduceMean", [image], [.ints("axes", [2, 3]), .int("keepdims", 0)]), as: "image_embedding", .float, [.symbolic("b"), .fixed(3)])
+    try g.write(to: dir + "/m.onnx", producerVersion: "test")
+    let error = #expect(throws: ExportError.self) {
+      _ = try CLIPBundle.deployed(combined: nil, vision: dir + "/m.onnx", text: nil, tokenizerDir: dir, modelType: "siglip", canonicalize: false)
+    }
+    #expect(error?.localizedDescription.contains("input 'image' must be [B, C, H, W] with fixed, positive C, H, W (it is [?, 3, 0, 32])") == true,
+            "\(String(describing: error))")
+  }
+
+  @Test func shortAttributeListsAndAxesOutOfRangeNameTheNode() throws {
+    expectUnsupported(try graph { g, x in g.op("Slice", [x, g.int64s([0, 0]), g.int64s([1])], hint: "cut") }, "node cut_")
+    expectUnsupported(try graph { g, x in g.op("Slice", [x, g.int64s([0, 0]), g.int64s([1])]) }, "has 2 starts, 1 ends, 2 axes and 2 steps")
+    expectUnsupported(try graph { g, x in g.op("Slice", [x, g.int64s([0]), g.int64s([1]), g.int64s([0, 1])]) }, "has 1 starts, 1 ends, 2 axes")
+    expectUnsupported(try graph { g, x in g.op("Slice", [x, g.int64s([0]), g.int64s([1]), g.int64s([5])]) }, "has axis 5, outside a tensor of rank 3")
+    expectUnsupported(try graph { g, x in g.op("Slice", [x, g.int64s([0]), g.int64s([1]), g.int64s([0]), g.int64s([])]) }, "and 0 steps")
+    expectUnsupported(try graph { g, x in g.op("LayerNormalization", [x, try g.weight("w", Tensor.ones([4]))], [.int("axis", 3)]) },
+                      "has axis 3, outside a tensor of rank 3")
+    expectUnsupported(try graph { g, x in g.op("Gather", [x, g.int64s([0])], [.int("axis", -4)]) }, "has axis -4, outside a tensor of rank 3")
+    expectUnsupported(try graph { g, x in g.op("Reshape", [x, g.int64s([2, 3, 4, 0])]) }, "copies dimension 3 (a 0 in the shape) of a tensor of rank 3")
+    expectUnsupported(try graph { g, x in g.op("Tile", [x, g.int64s([2])]) }, "has repeats [2] for a tensor of rank 3")
+    expectUnsupported(try graph { g, x in g.op("Tile", [x, g.int64s([1, -1, 1])]) }, "has repeats [1, -1, 1]")
+    let conv = try graph([.fixed(1), .fixed(3), .fixed(4), .fixed(4)]) { g, x in
+      g.op("Conv", [x, try g.weight("k", Tensor.ones([2, 3, 1, 1]))], [.ints("strides", [1])])
+    }
+    expectUnsupported(conv, "has strides [1] and dilations [1, 1]; a 2-D convolution needs 2 of each", feed: try Tensor.randn([1, 3, 4, 4]))
+    // A node without an output (nothing could hold its result).
+    let path = try graph { g, x in g.op("Neg", [x]) }
+    var model = try ONNXFile.read(path)
+    model.graph.node[0].output = []
+    try ONNXFile.write(model, to: path)
+    expectUnsupported(path, "node Neg_1 (Neg) has no output")
+    // Well-formed versions of the same nodes run.
+    let tiled = try ONNXExecutor(path: try graph { g, x in g.op("Tile", [x, g.int64s([1, 2, 0])]) }).run(["x": try Tensor.randn([2, 3, 4])])
+    #expect(tiled["y"]?.shape == [2, 6, 0])
+  }
+
+  /// Integer shape arithmetic that overflows (Int64.min / -1, Int64.min % -1) wraps as the
+  /// hardware would; it never traps.
+  @Test func integerDivisionOverflowWraps() throws {
+    for (op, want) in [("Div", Int64.min), ("Mod", 0)] {
+      let path = try graph([.fixed(2)], type: .int64) { g, x in g.op(op, [x, g.int64s([-1])]) }
+      let y = try ONNXExecutor(path: path).run(["x": try Tensor([Int64.min, 7], shape: [2])])["y"]!
+      #expect(try y.toArray(Int64.self) == [want, op == "Div" ? -7 : 0], "\(op)")
+    }
   }
 }
 

@@ -198,6 +198,46 @@ import Torch
     #expect(c2 != 0 && e2.contains("unreadable (more than 10 %)"), "\(e2)")
   }
 
+  /// clip_latest.pth past the end of train.num_epochs is an error naming the checkpoint and both
+  /// numbers; one exactly at the end says training is complete.
+  @Test func resumingPastNumEpochsIsAnError() throws {
+    let results = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
+    let s = try spec(results, epochs: 3)
+    let (c1, _, e1) = try run(["train", "-e", s], env: [:])
+    #expect(c1 == 0, "\(e1)")
+    let (c2, _, e2) = try run(["train", "-e", s, "train.num_epochs=1"], env: [:])
+    #expect(c2 != 0, "\(e2)")
+    #expect(e2.contains(results + "/train/clip_latest.pth was saved at step 3") && e2.contains("train.num_epochs=1 (1 steps)"), "\(e2)")
+    #expect(!e2.contains("Fatal error"), "\(e2)")
+    let (c3, out3, e3) = try run(["train", "-e", s], env: [:])
+    #expect(c3 == 0, "\(e3)")
+    #expect(out3.contains("Training is already complete") && losses(out3).isEmpty, "\(out3)")
+  }
+
+  /// Optimiser betas and augmentation values torch/torchvision refuse are errors naming the key,
+  /// reported before anything is loaded.
+  @Test func badBetasAndAugmentationValuesNameTheKey() throws {
+    let results = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
+    let s = try spec(results, epochs: 1)
+    for (override, fragment) in [
+      ("train.optim.betas=[]", "train.optim.betas=[]: needs two values"),
+      ("train.optim.betas=[0.9]", "train.optim.betas=[0.9]: needs two values"),
+      ("train.optim.betas=[0.9,0.95,0.99]", "train.optim.betas=[0.9, 0.95, 0.99]: needs two values"),
+      ("train.optim.betas=[0.9,1.0]", "each in [0, 1)"), ("train.optim.betas=[-0.1,0.9]", "each in [0, 1)"),
+      ("dataset.augmentation.scale=[-1,1]", "dataset.augmentation.scale=[-1.0, 1.0]: needs 0 < min <= max"),
+      ("dataset.augmentation.scale=[0.9,0.4]", "dataset.augmentation.scale=[0.9, 0.4]: needs 0 < min <= max"),
+      ("dataset.augmentation.scale=[0.5]", "dataset.augmentation.scale=[0.5]: needs 2 values"),
+      ("dataset.augmentation.scale=[]", "dataset.augmentation.scale=[]: needs 2 values"),
+      ("dataset.augmentation.color_jitter=[0.8,0.3,0.3,0.3,1.0e300]", "dataset.augmentation.color_jitter=[0.8, 0.3, 0.3, 0.3, 1e+300]: hue 1e+300 is not in [0, 0.5]"),
+      ("dataset.augmentation.color_jitter=[0.3,0.3,0.3,-0.1]", "hue -0.1 is not in [0, 0.5]"),
+      ("dataset.augmentation.color_jitter=[0.8,-0.3,0.3,0.3,0.1]", "color_jitter=[0.8, -0.3, 0.3, 0.3, 0.1]: brightness -0.3 is negative"),
+      ("dataset.augmentation.color_jitter=[1.5,0.3,0.3,0.3,0.1]", "probability 1.5 is not in [0, 1]"),
+    ] {
+      let (code, _, err) = try run(["train", "-e", s, override], env: [:])
+      #expect(code != 0 && err.contains(fragment) && !err.contains("Fatal error"), "\(override): \(err)")
+    }
+  }
+
   @Test func unsupportedSettingsSaySo() throws {
     let results = NSTemporaryDirectory() + "clipkit-train-\(UUID().uuidString)"
     for (override, fragment) in [("train.num_gpus=2", "multi-GPU"),
@@ -252,6 +292,36 @@ import Torch
     #expect(k == 137 && first == Array(inline.prefix(2)))  // it ends right after step 3's checkpoint
     let (c, rest) = try train("killed", [])
     #expect(c == 0 && rest == Array(inline.suffix(3)))
+  }
+
+  /// samples_per_shard near Int.max only feeds the epoch estimate: no overflow, the counted
+  /// samples set the epoch; a num_epochs whose step count overflows is an error naming it.
+  @Test func hugeSamplesPerShardAndEpochCounts() throws {
+    let fixtures = repoRoot + "/Tests/ModelTests/Fixtures"
+    let shards = repoRoot + "/Tests/DataTests/Fixtures/shards"
+    let dir = NSTemporaryDirectory() + "clipkit-wds-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try """
+      results_dir: \(dir)/results
+      model:
+        type: siglip2-so400m-patch16-256
+        pretrained_dir: \(fixtures)/tiny_siglip
+      train:
+        num_epochs: 1
+        precision: fp32
+      dataset:
+        train:
+          type: wds
+          wds:
+            root_dir: \(shards)
+            samples_per_shard: \(Int.max)
+          batch_size: 2
+      """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    let r = try clipkit(["train", "-e", dir + "/spec.yaml"])
+    #expect(r.code == 0, "\(r.err)")
+    #expect(r.out.contains("samples_per_shard=\(Int.max) estimates") && r.out.contains("epochs use the 5 counted"), "\(r.out)")
+    let big = try clipkit(["train", "-e", dir + "/spec.yaml", "results_dir=\(dir)/big", "train.num_epochs=\(Int.max)"])
+    #expect(big.code != 0 && big.err.contains("train.num_epochs=\(Int.max) × 2 steps per epoch"), "\(big.err)")
   }
 
   @Test func trainsFromWebDatasetShards() throws {

@@ -24,12 +24,69 @@ let dataFixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil
     let listed = try WebDataset.shards(rootDir: nil, listFile: dataFixtures + "/list.txt")
     #expect(listed.count == 2 && listed.allSatisfy { FileManager.default.fileExists(atPath: $0) })
     #expect(throws: DataError.self) { try WebDataset.expandBraces("s-{9..1}.tar") }
+    // Ends whose span overflows are a bad range, not an overflow.
+    let wide = #expect(throws: DataError.self) { try WebDataset.expandBraces("s-{-9223372036854775808..9223372036854775807}.tar") }
+    #expect(wide?.localizedDescription.hasPrefix("bad brace range {-9223372036854775808..9223372036854775807}") == true)
+    #expect(try WebDataset.expandBraces("s-{4294967296..4294967297}") == ["s-4294967296", "s-4294967297"])
   }
 
   @Test func truncatedShardKeepsCompleteSamples() throws {
     let set = WebDataset.index([dataFixtures + "/broken/truncated.tar"])
     #expect(set.brokenShards.count == 1)
     #expect(set.pairs.map(\.caption) == ["five"])
+    #expect(set.damage[dataFixtures + "/broken/truncated.tar"]?.hasPrefix("truncated") == true)
+  }
+
+  /// A ustar member: 512-byte header (name, 12-byte size field as given) and its data padded to 512.
+  func member(_ name: String, size field: [UInt8], _ data: [UInt8]) -> [UInt8] {
+    var h = [UInt8](repeating: 0, count: 512)
+    h.replaceSubrange(0..<name.utf8.count, with: name.utf8)
+    h.replaceSubrange(124..<136, with: field + [UInt8](repeating: 0, count: 12 - field.count))
+    h[156] = UInt8(ascii: "0")
+    h.replaceSubrange(257..<263, with: Array("ustar\0".utf8))
+    return h + data + [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
+  }
+  func octal(_ n: Int) -> [UInt8] { Array(String(format: "%011o", n).utf8) + [0] }
+
+  /// A header whose size field has a sign, a non-octal digit or a negative (or oversized) base-256
+  /// value ends the shard there, as truncation does: the samples before it are kept and the shard
+  /// is reported with the reason.
+  @Test func corruptSizeFieldsEndTheShardWithAReason() throws {
+    let dir = NSTemporaryDirectory() + "clipkit-tar-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let jpeg: [UInt8] = [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]
+    let good = member("a.jpg", size: octal(jpeg.count), jpeg) + member("a.txt", size: octal(5), Array("first".utf8))
+    let after = member("c.jpg", size: octal(jpeg.count), jpeg) + member("c.txt", size: octal(5), Array("third".utf8))
+    let fields: [(String, [UInt8])] = [
+      ("minus", Array("-0000001000".utf8) + [0]), ("minus-large", Array("-1024".utf8)),
+      ("nonoctal", Array("0000000009x".utf8) + [0]), ("plus", Array("+0000000007".utf8) + [0]),
+      ("empty", [0x20, 0x20, 0]),
+      ("base256-negative", [0xFF] + [UInt8](repeating: 0xFF, count: 11)),
+      ("base256-huge", [0x80] + [UInt8](repeating: 0xFF, count: 11)),
+    ]
+    for (label, field) in fields {
+      let path = "\(dir)/\(label).tar"
+      let bad = member("b.jpg", size: field, jpeg) + member("b.txt", size: octal(6), Array("second".utf8))
+      try Data(good + bad + after + [UInt8](repeating: 0, count: 1024)).write(to: URL(fileURLWithPath: path))
+      let set = WebDataset.index([path])
+      #expect(set.pairs.map(\.caption) == ["first"], "\(label)")
+      #expect(set.brokenShards == [path], "\(label)")
+      #expect(set.damage[path]?.contains("the tar header at byte 2048 has an invalid size field") == true, "\(label): \(set.damage)")
+    }
+    // GNU's positive base-256 size is a size like any other.
+    let path = dir + "/base256.tar"
+    let b256 = member("b.jpg", size: [0x80] + [UInt8](repeating: 0, count: 10) + [UInt8(jpeg.count)], jpeg)
+      + member("b.txt", size: octal(6), Array("second".utf8))
+    try Data(good + b256 + after + [UInt8](repeating: 0, count: 1024)).write(to: URL(fileURLWithPath: path))
+    let set = WebDataset.index([path])
+    #expect(set.pairs.map(\.caption) == ["first", "second", "third"] && set.brokenShards.isEmpty)
+    #expect(try set.pairs[1].image.bytes() == jpeg)
+    // A caption whose size runs far past the end of the file is truncation, not a huge read.
+    let cut = dir + "/cut.tar"
+    try Data(good + member("b.jpg", size: octal(jpeg.count), jpeg) + member("b.txt", size: octal(0o77777777777), [])).write(to: URL(fileURLWithPath: cut))
+    let c = WebDataset.index([cut])
+    #expect(c.pairs.map(\.caption) == ["first"] && c.brokenShards == [cut])
+    #expect(c.damage[cut]?.hasPrefix("truncated") == true)
   }
 }
 

@@ -80,6 +80,37 @@ let deployFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     #expect(throws: DeployError.self) { try ONNXInputs.read(deployFixtures + "/../DeployTests.swift") }
   }
 
+  /// ONNX bytes written field by field: a model whose one input has these dim_values.
+  func model(input name: String, dims: [Int64]) -> [UInt8] {
+    func varint(_ v: UInt64) -> [UInt8] {
+      var v = v, out: [UInt8] = []
+      repeat { out.append(UInt8(v & 0x7F) | (v > 0x7F ? 0x80 : 0)); v >>= 7 } while v > 0
+      return out
+    }
+    func bytes(_ field: UInt64, _ b: [UInt8]) -> [UInt8] { varint(field << 3 | 2) + varint(UInt64(b.count)) + b }
+    func int(_ field: UInt64, _ v: Int64) -> [UInt8] { varint(field << 3) + varint(UInt64(bitPattern: v)) }
+    let shape = dims.flatMap { bytes(1, int(1, $0)) }
+    let type = bytes(1, int(1, 1) + bytes(2, shape))
+    return bytes(7, bytes(11, bytes(1, Array(name.utf8)) + bytes(2, type)))
+  }
+
+  /// A negative dim_value (a ten-byte varint past Int.max) names the input; a length past Int.max
+  /// is a malformed file.
+  @Test func negativeDimensionsAndHugeLengthsAreErrors() throws {
+    let dir = NSTemporaryDirectory() + "clipkit-onnx-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try Data(model(input: "image", dims: [1, 3, 224, 224])).write(to: URL(fileURLWithPath: dir + "/ok.onnx"))
+    #expect(try ONNXInputs.read(dir + "/ok.onnx") == [.init(name: "image", dims: [.fixed(1), .fixed(3), .fixed(224), .fixed(224)])])
+    try Data(model(input: "image", dims: [1, 3, -224, 224])).write(to: URL(fileURLWithPath: dir + "/neg.onnx"))
+    let neg = #expect(throws: DeployError.self) { try ONNXInputs.read(dir + "/neg.onnx") }
+    #expect(neg?.localizedDescription == "\(dir)/neg.onnx: input 'image' has a negative dimension (dim_value -224)")
+    for length: [UInt8] in [[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01], [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]] {
+      try Data([0x3A] + length + [1, 2, 3]).write(to: URL(fileURLWithPath: dir + "/long.onnx"))
+      let long = #expect(throws: DeployError.self) { try ONNXInputs.read(dir + "/long.onnx") }
+      #expect(long?.localizedDescription.contains("long.onnx: malformed protobuf") == true)
+    }
+  }
+
   @Test func trtexecLookupHonoursTheOverride() throws {
     #expect(TensorRTBuild.findTrtexec(environment: ["PATH": "/nonexistent"]) == nil || FileManager.default.fileExists(atPath: "/usr/src/tensorrt/bin/trtexec"))
     let fake = NSTemporaryDirectory() + "trtexec-\(UUID().uuidString)"
@@ -128,5 +159,46 @@ let deployFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     do { _ = try DeployedFiles.discover(r + "/m/z.onnx"); Issue.record("no error without sidecars") } catch {
       #expect("\(error.localizedDescription)".contains("_config.yaml"))
     }
+  }
+}
+
+/// The TensorRT helper's replies, from a stand-in helper (a shell script as CLIPKIT_PYTHON).
+@Suite struct TensorRTHelperReplies {
+  /// A helper that announces inputs/outputs, then answers each request with the next reply line
+  /// (and the bytes after it), after reading the request line and its `inputBytes` bytes.
+  func helper(_ replies: [String], inputBytes: Int) throws -> (engine: String, env: [String: String]) {
+    let dir = NSTemporaryDirectory() + "clipkit-helper-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    var script = """
+      #!/bin/sh
+      echo '{"inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 2]}], "outputs": [{"name": "a", "dtype": "float32", "shape": [-1]}, {"name": "b", "dtype": "float32", "shape": [-1]}]}'
+
+      """
+    for r in replies { script += "read line\nhead -c \(inputBytes) >/dev/null\nprintf '\(r)'\n" }
+    script += "read line\n"
+    FileManager.default.createFile(atPath: dir + "/python", contents: Data(script.utf8), attributes: [.posixPermissions: 0o755])
+    FileManager.default.createFile(atPath: dir + "/m.engine", contents: Data([0]))
+    return (dir + "/m.engine", ["CLIPKIT_PYTHON": dir + "/python"])
+  }
+
+  @Test func aReplyMissingAnOutputOrWithABadShapeIsAnError() throws {
+    let x = HostTensor(dtype: "float32", shape: [1, 2], data: Data(count: 8))
+    let one = #"{"outputs": [{"name": "a", "dtype": "float32", "shape": [1]}]}\n\000\000\200\077"#
+    let (path, env) = try helper([one, one, #"{"outputs": [{"name": "a", "dtype": "float32", "shape": [-3]}]}\n"#], inputBytes: 8)
+    let engine = try TensorRTEngine(path: path, environment: env)
+    #expect(engine.outputs.map(\.name) == ["a", "b"])
+    // Asked for a and b, the reply holds only a: an error naming b; the stream stays in step.
+    let missing = #expect(throws: DeployError.self) { try engine.run(["x": x], outputs: ["a", "b"]) }
+    #expect(missing?.localizedDescription == "\(path): the TensorRT helper's reply has no output 'b' (it sent [\"a\"])")
+    let a = try engine.run(["x": x], outputs: ["a"])
+    #expect(a["a"]?.shape == [1] && a["a"]?.data == Data([0, 0, 0x80, 0x3F]))
+    // A negative shape cannot size the bytes that follow: the helper is stopped.
+    let bad = #expect(throws: DeployError.self) { try engine.run(["x": x], outputs: ["a"]) }
+    #expect(bad?.localizedDescription.contains("output a has an invalid shape [-3]") == true, "\(String(describing: bad))")
+    let after = #expect(throws: DeployError.self) { try engine.run(["x": x], outputs: ["a"]) }
+    #expect(after?.localizedDescription.contains("stopped after an earlier error") == true)
+    // Inputs whose shape does not match their bytes (or overflows) never reach the helper.
+    let wrong = HostTensor(dtype: "float32", shape: [Int.max, 2], data: Data(count: 8))
+    #expect(throws: DeployError.self) { try engine.run(["x": wrong], outputs: ["a"]) }
   }
 }

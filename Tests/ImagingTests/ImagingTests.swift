@@ -107,6 +107,44 @@ func diff(_ a: [UInt8], _ b: [UInt8]) -> (Int, Double) {
   }
 }
 
+@Suite struct BitfieldBMPs {
+  /// A one-row BI_BITFIELDS bitmap: BITMAPINFOHEADER, three colour masks, then the pixels.
+  func bmp(bpp: Int, masks: [UInt32], pixels: [UInt32]) -> [UInt8] {
+    func le(_ v: Int, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+    let stride = (pixels.count * bpp + 31) / 32 * 4
+    var row = pixels.flatMap { le(Int($0), bpp / 8) }
+    row += [UInt8](repeating: 0, count: stride - row.count)
+    let offset = 14 + 40 + 12
+    return Array("BM".utf8) + le(offset + row.count, 4) + le(0, 4) + le(offset, 4)
+      + le(40, 4) + le(pixels.count, 4) + le(1, 4) + le(1, 2) + le(bpp, 2) + le(3, 4) + le(row.count, 4) + le(0, 16)
+      + masks.flatMap { le(Int($0), 4) } + row
+  }
+
+  /// Scattered mask bits would scale to values past 255: such bitmaps are refused by name.
+  @Test func nonContiguousMasksAreRefused() throws {
+    for (bpp, masks, colour) in [(32, [0x00F0_F000, 0x0000_FF00, 0x0000_00FF], "red"), (32, [0x00FF_0000, 0x0000_FF00, 0x8000_0001], "blue"),
+                                 (16, [0xF800, 0x0550, 0x001F], "green")] as [(Int, [UInt32], String)] {
+      let error = #expect(throws: ImageError.self) {
+        try ImageDecoder().decode(bytes: bmp(bpp: bpp, masks: masks, pixels: [0xFFFF_FFFF, 0x1234_5678]), name: "masks.bmp")
+      }
+      guard case .unsupported(let path, let reason)? = error else { continue }
+      #expect(path == "masks.bmp" && reason.contains("non-contiguous \(colour) mask"), "\(reason)")
+    }
+    // An unsupported bit depth is refused before its row size is used.
+    let deep = #expect(throws: ImageError.self) { try ImageDecoder().decode(bytes: bmp(bpp: 64, masks: [0xFF, 0xFF00, 0xFF_0000], pixels: [1]), name: "deep.bmp") }
+    #expect(deep == .unsupported(path: "deep.bmp", reason: "BMP with 64 bits per pixel"))
+  }
+
+  @Test func contiguousMasksDecode() throws {
+    let rgb = try ImageDecoder().decode(bytes: bmp(bpp: 32, masks: [0x00FF_0000, 0x0000_FF00, 0x0000_00FF], pixels: [0x0011_2233, 0xFFFF_FFFF]))
+    #expect(rgb.pixels == [0x11, 0x22, 0x33, 255, 255, 255])
+    let full = try ImageDecoder().decode(bytes: bmp(bpp: 32, masks: [0xFFFF_FFFF, 0, 0x0000_00FF], pixels: [0x8000_0010]))
+    #expect(full.pixels == [0x80, 0, 0x10])
+    let rgb565 = try ImageDecoder().decode(bytes: bmp(bpp: 16, masks: [0xF800, 0x07E0, 0x001F], pixels: [0xF800, 0x07FF]))
+    #expect(rgb565.pixels == [255, 0, 0, 0, 255, 255])
+  }
+}
+
 @Suite struct DraftDecoding {
   @Test func matchesPillowDraftMode() throws {
     for c in IFx.index["draft"] as! [[String: Any]] {
@@ -128,6 +166,41 @@ func diff(_ a: [UInt8], _ b: [UInt8]) -> (Int, Double) {
     #expect(a.width == 48 && a.height == 40)
     #expect(a == b)
     #expect(a != c)
+  }
+
+  /// What torchvision refuses is named; whatever the values, the pipeline runs (no NaN or huge
+  /// side converted to Int, no infinite blend factor, hue kept in [0, 0.5]).
+  @Test func invalidParametersAreNamedAndNeverTrap() throws {
+    #expect(Augmentation.invalidParameters(scale: [0.4, 1], colorJitter: [0.8, 0.32, 0.32, 0.32, 0.08]).isEmpty)
+    #expect(Augmentation.invalidParameters(scale: [0.4, 1], colorJitter: [0.32, 0.32, 0.32, 0.5]).isEmpty)
+    #expect(Augmentation.invalidParameters(scale: [0.4, 3], colorJitter: []).isEmpty)  // torchvision allows max > 1
+    for (scale, jitter, list, fragment) in [
+      ([-1, 1], [], "scale", "needs 0 < min <= max"), ([0, 1], [], "scale", "needs 0 < min <= max"),
+      ([0.9, 0.4], [], "scale", "needs 0 < min <= max"), ([], [], "scale", "needs 2 values"), ([0.5], [], "scale", "needs 2 values"),
+      ([0.4, 1], [0.8, 0.3, 0.3, 0.3, 0.6], "color_jitter", "hue 0.6 is not in [0, 0.5]"),
+      ([0.4, 1], [0.3, 0.3, 0.3, -0.01], "color_jitter", "hue -0.01 is not in [0, 0.5]"),
+      ([0.4, 1], [0.8, 0.3, -1, 0.3, 0.1], "color_jitter", "contrast -1.0 is negative"),
+      ([0.4, 1], [0.8, 0.3, 0.3, -2, 0.1], "color_jitter", "saturation -2.0 is negative"),
+      ([0.4, 1], [-0.5, 0.3, 0.3, 0.3, 0.1], "color_jitter", "probability -0.5 is not in [0, 1]"),
+    ] as [([Double], [Double], String, String)] {
+      let found = Augmentation.invalidParameters(scale: scale, colorJitter: jitter)
+      #expect(found.count == 1 && found[0].list == list && found[0].reason.contains(fragment), "\(scale) \(jitter): \(found)")
+    }
+    let img = try IFx.decoded("photo_420.jpg")
+    for (scale, jitter) in [([-1, 1], [1, 0.3, 0.3, 0.3, 0.1]), ([1e300, 1e300], [1, 1e308, 1e308, 1e308, 1e308]),
+                            ([-1e308, 1e308], [1, 0.5, 0.5, 0.5, -1e308]), ([0, 0], [1, 0, 0, 0, 0.5])] as [([Double], [Double])] {
+      let aug = Augmentation(size: (24, 20), scale: scale, colorJitter: jitter, grayscale: 0)
+      #expect(aug.hue >= 0 && aug.hue <= 0.5)
+      for seed in 0..<8 {
+        var rng = SeededRandom(seed: UInt64(seed))
+        let out = aug(img, rng: &rng)
+        #expect(out.width == 24 && out.height == 20)
+      }
+    }
+    // An enormous brightness saturates like any factor above 255 would.
+    var one = RGBImage(width: 2, height: 1, pixels: [0, 100, 200, 10, 10, 10])
+    Augmentation.blendConstant(&one, 10, factor: 1e300)
+    #expect(one.pixels == [0, 255, 255, 10, 10, 10])
   }
 
   @Test func fullScaleWithoutJitterIsThePlainResize() throws {

@@ -147,3 +147,116 @@ func cosineAndMaxDiff(_ a: Tensor, _ b: Tensor) throws -> (minCos: Double, maxAb
     }
   }
 }
+
+/// A copy of a fixture model directory (files linked) whose config.json / preprocessor_config.json
+/// keys are replaced by `config` / `preprocessor` (a nil value removes the key).
+func alteredModel(_ name: String, config: [String: [String: Any?]] = [:], preprocessor: [String: Any?] = [:]) throws -> String {
+  let src = MFx.model(name), fm = FileManager.default
+  let dir = NSTemporaryDirectory() + "clipkit-model-\(UUID().uuidString)"
+  try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+  for f in try fm.contentsOfDirectory(atPath: src) where f != "config.json" && f != "preprocessor_config.json" {
+    try fm.createSymbolicLink(atPath: dir + "/" + f, withDestinationPath: src + "/" + f)
+  }
+  var c = try JSONSerialization.jsonObject(with: fm.contents(atPath: src + "/config.json")!) as! [String: Any]
+  for (section, keys) in config {
+    var s = c[section] as? [String: Any] ?? [:]
+    for (k, v) in keys { s[k] = v }
+    c[section] = s
+  }
+  try JSONSerialization.data(withJSONObject: c).write(to: URL(fileURLWithPath: dir + "/config.json"))
+  var p = (fm.contents(atPath: src + "/preprocessor_config.json")).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+  for (k, v) in preprocessor { p[k] = v }
+  try JSONSerialization.data(withJSONObject: p).write(to: URL(fileURLWithPath: dir + "/preprocessor_config.json"))
+  return dir
+}
+
+@Suite struct MalformedSiglipConfigs {
+  func expectConfigError(_ dir: String, _ file: String, _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation,
+                         _ body: () throws -> Void) {
+    let error = #expect(throws: ModelError.self, sourceLocation: sourceLocation) { try body() }
+    guard case .config(let f, let reason)? = error else { return }
+    #expect(f == dir + "/" + file && reason.contains(fragment), "\(f): \(reason)", sourceLocation: sourceLocation)
+  }
+
+  /// config.json sizes that would divide by zero, make an invalid range or overflow are errors
+  /// naming the file and field.
+  @Test func sizesAreValidatedByField() throws {
+    for (section, key, value, fragment) in [
+      ("vision_config", "num_attention_heads", 0, "vision_config.num_attention_heads must be in 1..."),
+      ("text_config", "num_attention_heads", 0, "text_config.num_attention_heads must be in 1..."),
+      ("vision_config", "patch_size", 0, "vision_config.patch_size must be in 1..."),
+      ("vision_config", "patch_size", -4, "vision_config.patch_size must be in 1..."),
+      ("vision_config", "hidden_size", 30, "vision_config.hidden_size 30 is not divisible by vision_config.num_attention_heads"),
+      ("text_config", "hidden_size", 33, "text_config.hidden_size 33 is not divisible by text_config.num_attention_heads"),
+      ("vision_config", "image_size", 4, "vision_config.image_size 4 is smaller than vision_config.patch_size 8"),
+      ("vision_config", "num_hidden_layers", -1, "vision_config.num_hidden_layers must be in 0..."),
+      ("text_config", "num_hidden_layers", -3, "text_config.num_hidden_layers must be in 0..."),
+      ("text_config", "vocab_size", 0, "text_config.vocab_size must be in 1..."),
+      ("text_config", "max_position_embeddings", 0, "text_config.max_position_embeddings must be in 1..."),
+      ("text_config", "intermediate_size", -1, "text_config.intermediate_size must be in 1..."),
+      ("text_config", "projection_size", 0, "text_config.projection_size must be in 1..."),
+      ("vision_config", "num_channels", 0, "vision_config.num_channels must be in 1..."),
+      ("vision_config", "image_size", 1 << 40, "vision_config.image_size must be in 1...2147483647"),
+    ] as [(String, String, Int, String)] {
+      let dir = try alteredModel("tiny_siglip", config: [section: [key: value]])
+      expectConfigError(dir, "config.json", fragment) { _ = try SiglipModel.fromConfig(dir, initialize: .empty) }
+    }
+    // NaFlex: the position grid is square; the patch Linear is channels × patch².
+    for (key, value, fragment) in [("num_patches", 0, "vision_config.num_patches must be in 1..."),
+                                   ("num_patches", 15, "vision_config.num_patches 15 is not a square"),
+                                   ("patch_size", 0, "vision_config.patch_size must be in 1..."),
+                                   ("patch_size", 1 << 30, "num_channels × patch_size²")] as [(String, Int, String)] {
+      let dir = try alteredModel("tiny_siglip2_naflex", config: ["vision_config": [key: value]])
+      expectConfigError(dir, "config.json", fragment) { _ = try SiglipModel.fromConfig(dir, initialize: .empty) }
+    }
+    // The fixtures themselves are valid.
+    _ = try SiglipModel.fromConfig(MFx.model("tiny_siglip"), initialize: .empty)
+    _ = try SiglipModel.fromConfig(MFx.model("tiny_siglip2_naflex"), initialize: .empty)
+  }
+
+  /// image_mean / image_std: one value (a number or a one-value list) is broadcast to the three
+  /// channels, as torchvision and OpenCLIP's preprocess_cfg do; empty or two values name the key.
+  @Test func channelStatisticsTakeOneOrThreeValues() throws {
+    for (mean, std) in [(0.25, 0.75), ([0.25], [0.75])] as [(Any, Any)] {
+      let dir = try alteredModel("tiny_siglip", preprocessor: ["image_mean": mean, "image_std": std])
+      let t = try ImageProcessorConfig.load(dir, defaultSize: 32).transform
+      #expect(t.mean == [0.25, 0.25, 0.25] && t.std == [0.75, 0.75, 0.75])
+      let n = try alteredModel("tiny_siglip2_naflex", preprocessor: ["image_mean": mean, "image_std": std])
+      let nt = try NaFlexProcessorConfig.load(n).transform
+      #expect(nt.mean == [0.25, 0.25, 0.25] && nt.std == [0.75, 0.75, 0.75])
+    }
+    for (key, value, got) in [("image_mean", [] as [Double], "0 values"), ("image_std", [0.5, 0.5], "2 values"),
+                              ("image_mean", [0.1, 0.2, 0.3, 0.4], "4 values"), ("image_std", "0.5", "0.5")] as [(String, Any, String)] {
+      let dir = try alteredModel("tiny_siglip", preprocessor: [key: value])
+      expectConfigError(dir, "preprocessor_config.json", "\(key) needs 1 value (for every channel) or 3 (R, G, B), got \(got)") {
+        _ = try ImageProcessorConfig.load(dir, defaultSize: 32)
+      }
+      let n = try alteredModel("tiny_siglip2_naflex", preprocessor: [key: value])
+      expectConfigError(n, "preprocessor_config.json", "\(key) needs 1 value") { _ = try NaFlexProcessorConfig.load(n) }
+    }
+    // Sizes of the resize must be positive.
+    for (size, key) in [(["height": 0, "width": 32], "size.height"), (["height": 32, "width": -1], "size.width"),
+                        (["shortest_edge": 0], "size.shortest_edge")] as [([String: Int], String)] {
+      let dir = try alteredModel("tiny_siglip", preprocessor: ["size": size])
+      expectConfigError(dir, "preprocessor_config.json", "\(key) must be an integer in 1...65536") {
+        _ = try ImageProcessorConfig.load(dir, defaultSize: 32)
+      }
+    }
+  }
+
+  /// NaFlex processor sizes: patch_size and max_num_patches must be positive, and the patch size
+  /// must be the model's.
+  @Test func naflexProcessorSizesAreChecked() throws {
+    for (key, value, fragment) in [("patch_size", 0, "patch_size must be an integer in 1...65536, got 0"),
+                                   ("max_num_patches", 0, "max_num_patches must be an integer in 1...65536, got 0"),
+                                   ("max_num_patches", -5, "max_num_patches must be an integer in 1...65536, got -5"),
+                                   ("patch_size", 8192, "more than 2^31 values per image")] as [(String, Int, String)] {
+      let dir = try alteredModel("tiny_siglip2_naflex", preprocessor: [key: value])
+      expectConfigError(dir, "preprocessor_config.json", fragment) { _ = try NaFlexProcessorConfig.load(dir) }
+    }
+    let dir = try alteredModel("tiny_siglip2_naflex", preprocessor: ["patch_size": 8])
+    expectConfigError(dir, "preprocessor_config.json", "patch_size 8 differs from config.json's vision_config.patch_size 4") {
+      _ = try ModelRegistry.load(type: "siglip2-so400m-patch16-naflex", pretrainedDir: dir, canonicalize: false)
+    }
+  }
+}

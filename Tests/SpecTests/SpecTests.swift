@@ -143,6 +143,8 @@ func expectSpecError(_ fragments: [String], sourceLocation: SourceLocation = #_s
     expectSpecError(["model.freeze_text_encoder", "boolean", "'maybe'"]) { _ = try Spec.load(file: seed, overrides: ["model.freeze_text_encoder=maybe"]) }
     expectSpecError(["train.precision", "fp16, fp32, bf16", "'fp8'"]) { _ = try Spec.load(file: seed, overrides: ["train.precision=fp8"]) }
     expectSpecError(["train.num_epochs", "minimum 1"]) { _ = try Spec.load(file: seed, overrides: ["train.num_epochs=0"]) }
+    // A transform size of zero or less would make an image of negative size.
+    expectSpecError(["model.image_size", "minimum 1"]) { _ = try Spec.load(file: seed, overrides: ["model.image_size=-8"]) }
     expectSpecError(["train.num_epochs", "cannot be null"]) { _ = try Spec.load(file: seed, overrides: ["train.num_epochs=null"]) }
     expectSpecError(["train.optim.betas", "float"]) { _ = try Spec.load(file: seed, overrides: ["train.optim.betas=[a,b]"]) }
     expectSpecError(["expected key=value"]) { _ = try Spec.load(file: seed, overrides: ["train.num_epochs"]) }

@@ -76,3 +76,152 @@ import Testing
     #expect(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains(".tmp-") }.isEmpty)
   }
 }
+
+/// Pickle bytes for the tests below, written opcode by opcode.
+struct PickleBytes {
+  var b: [UInt8] = [0x80, 0x02]
+  mutating func unicode(_ s: String) { b.append(0x58); b += le(UInt64(s.utf8.count), 4); b += Array(s.utf8) }
+  mutating func global(_ m: String, _ n: String) { b.append(0x63); b += Array("\(m)\n\(n)\n".utf8) }
+  mutating func int(_ v: Int) { b += [0x8A, 8] + le(UInt64(bitPattern: Int64(v)), 8) }  // LONG1
+  mutating func tuple(_ body: (inout PickleBytes) -> Void) { b.append(0x28); body(&self); b.append(0x74) }
+  /// `torch._utils._rebuild_tensor_v2` of a FloatStorage with `count` elements under key "0".
+  mutating func tensor(count: Int, size: [Int], stride: [Int], offset: Int = 0) {
+    global("torch._utils", "_rebuild_tensor_v2")
+    tuple { p in
+      p.tuple { q in q.unicode("storage"); q.global("torch", "FloatStorage"); q.unicode("0"); q.unicode("cpu"); q.int(count) }
+      p.b.append(0x51)  // BINPERSID
+      p.int(offset)
+      p.tuple { q in for s in size { q.int(s) } }
+      p.tuple { q in for s in stride { q.int(s) } }
+      p.b.append(0x89)
+    }
+    b.append(0x52)  // REDUCE
+  }
+  func le(_ v: UInt64, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64($0))) } }
+}
+
+/// A stored (uncompressed) zip archive, written byte by byte; `zip64` gives the first entry a
+/// Zip64 extra field declaring these (uncompressed, compressed) sizes.
+func zipArchive(_ entries: [(String, [UInt8])], zip64: (UInt64, UInt64)? = nil) -> [UInt8] {
+  func le(_ v: UInt64, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64($0))) } }
+  func crc32(_ d: [UInt8]) -> UInt32 {
+    var c: UInt32 = 0xFFFF_FFFF
+    for x in d {
+      c ^= UInt32(x)
+      for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0xEDB8_8320 : c >> 1 }
+    }
+    return ~c
+  }
+  var out: [UInt8] = [], central: [UInt8] = []
+  for (i, (name, data)) in entries.enumerated() {
+    let offset = UInt64(out.count), n = Array(name.utf8), crc = UInt64(crc32(data))
+    let big = i == 0 ? zip64 : nil
+    let size32: UInt64 = big == nil ? UInt64(data.count) : 0xFFFF_FFFF
+    let extra = big.map { le(1, 2) + le(16, 2) + le($0.0, 8) + le($0.1, 8) } ?? []
+    out += le(0x0403_4B50, 4) + le(45, 2) + le(0, 2) + le(0, 2) + le(0, 4) + le(crc, 4) + le(size32, 4) + le(size32, 4)
+      + le(UInt64(n.count), 2) + le(UInt64(extra.count), 2) + n + extra + data
+    central += le(0x0201_4B50, 4) + le(45, 2) + le(45, 2) + le(0, 2) + le(0, 2) + le(0, 4) + le(crc, 4) + le(size32, 4)
+      + le(size32, 4) + le(UInt64(n.count), 2) + le(UInt64(extra.count), 2) + le(0, 2) + le(0, 2) + le(0, 2) + le(0, 4)
+      + le(offset, 4) + n + extra
+  }
+  let cdOffset = UInt64(out.count)
+  out += central
+  out += le(0x0605_4B50, 4) + le(0, 2) + le(0, 2) + le(UInt64(entries.count), 2) + le(UInt64(entries.count), 2)
+    + le(UInt64(central.count), 4) + le(cdOffset, 4) + le(0, 2)
+  return out
+}
+
+@Suite struct MalformedCheckpoints {
+  func unpickle(_ bytes: [UInt8], storage: Int = 4) throws -> PickleValue {
+    try Unpickler(data: bytes, file: "crafted.pth") { dtype, _, _ in
+      try Tensor([Float](repeating: 1, count: storage), shape: [storage]).to(dtype)
+    }.run()
+  }
+  func expectMalformed(_ bytes: [UInt8], _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    let error = #expect(throws: PickleError.self, sourceLocation: sourceLocation) { _ = try unpickle(bytes) }
+    guard case .malformed(let file, let reason)? = error else { return }
+    #expect(file == "crafted.pth" && reason.contains(fragment), "\(reason)", sourceLocation: sourceLocation)
+  }
+
+  /// 8-byte lengths past Int.max (or past the data) are malformed pickles, not overflows.
+  @Test func eightByteLengthsPastTheDataAreMalformed() throws {
+    for op: UInt8 in [0x8D, 0x8E, 0x96] {  // BINUNICODE8, BINBYTES8, BYTEARRAY8
+      for length: UInt64 in [UInt64.max, UInt64(Int.max), UInt64(Int.max) - 1, 1 << 40] {
+        expectMalformed([0x80, 0x04, op] + PickleBytes().le(length, 8) + [0x2E], "length \(length) runs past the end")
+      }
+    }
+    // A 4-byte length past the data as well.
+    expectMalformed([0x80, 0x04, 0x58, 0xFF, 0xFF, 0xFF, 0xFF], "runs past the end")
+    // Well-formed 8-byte lengths still read.
+    guard case .bytes(let b) = try unpickle([0x80, 0x04, 0x8E] + PickleBytes().le(3, 8) + [1, 2, 3, 0x2E]) else {
+      Issue.record("BINBYTES8 not read"); return
+    }
+    #expect(b == [1, 2, 3])
+    #expect(try unpickle([0x80, 0x04, 0x8D] + PickleBytes().le(2, 8) + Array("hi".utf8) + [0x2E]) == .string("hi"))
+  }
+
+  /// Tensor views whose size × stride overflows, or that reach past their storage, are named errors.
+  @Test func tensorViewsAreBoundsCheckedWithoutOverflow() throws {
+    for (size, stride, offset, fragment) in [
+      ([3, 2], [Int.max, 1], 0, "overflows a 64-bit element count"),
+      ([1 << 32, 1 << 32, 2], [0, 0, 1], 0, "overflows a 64-bit element count"),
+      ([2], [1], Int.max, "overflows a 64-bit element count"),
+      ([5], [1], 0, "reaches element 4 of storage 0, which holds 4"),
+      ([2], [1], 3, "reaches element 4 of storage 0, which holds 4"),
+      ([2], [-1], 0, "negative size, stride or offset"),
+      ([-2], [1], 0, "negative size, stride or offset"),
+    ] as [([Int], [Int], Int, String)] {
+      var p = PickleBytes()
+      p.tensor(count: 4, size: size, stride: stride, offset: offset)
+      p.b.append(0x2E)
+      expectMalformed(p.b, fragment)
+    }
+    var ok = PickleBytes()
+    ok.tensor(count: 4, size: [2, 2], stride: [2, 1])
+    ok.b.append(0x2E)
+    guard case .tensor(let t) = try unpickle(ok.b) else { Issue.record("no tensor"); return }
+    #expect(t.shape == [2, 2])
+  }
+
+  /// A storage whose element count times its item size overflows is a CheckpointError naming the file.
+  @Test func storageByteSizesThatOverflowAreNamed() throws {
+    let dir = tmpDir()
+    for count in [Int.max / 2, 1 << 62] {
+      var p = PickleBytes()
+      p.tensor(count: count, size: [1], stride: [1])
+      p.b.append(0x2E)
+      let path = dir + "/count-\(count).pth"
+      try Data(zipArchive([("archive/data.pkl", p.b), ("archive/data/0", [0, 0, 128, 63])])).write(to: URL(fileURLWithPath: path))
+      let error = #expect(throws: CheckpointError.self) { _ = try PyTorchCheckpoint.read(path) }
+      guard case .format(let file, let reason)? = error else { continue }
+      #expect(file == path && reason.contains("storage data/0 claims \(count) elements"), "\(reason)")
+    }
+    // The same archive with a sane count reads (the zip writer above is sound).
+    var p = PickleBytes()
+    p.tensor(count: 1, size: [1], stride: [1])
+    p.b.append(0x2E)
+    let path = dir + "/sane.pth"
+    try Data(zipArchive([("archive/data.pkl", p.b), ("archive/data/0", [0, 0, 128, 63])])).write(to: URL(fileURLWithPath: path))
+    guard case .tensor(let t) = try PyTorchCheckpoint.read(path).root else { Issue.record("no tensor"); return }
+    #expect(try t.floats() == [1])
+  }
+
+  /// Zip64 sizes past Int.max (or past the file) are refused before the archive is read.
+  @Test func zip64SizesPastTheFileAreRefused() throws {
+    let dir = tmpDir()
+    var p = PickleBytes()
+    p.int(7)
+    p.b.append(0x2E)
+    for (uncompressed, compressed) in [(UInt64.max, UInt64.max), (UInt64(Int.max) + 1, 10), (1 << 40, 1 << 40)] as [(UInt64, UInt64)] {
+      let path = dir + "/zip64-\(uncompressed).pth"
+      try Data(zipArchive([("archive/data.pkl", p.b)], zip64: (uncompressed, compressed))).write(to: URL(fileURLWithPath: path))
+      let error = #expect(throws: CheckpointError.self) { _ = try PyTorchCheckpoint.read(path) }
+      guard case .format(let file, let reason)? = error else { continue }
+      #expect(file == path && reason.contains("entry archive/data.pkl declares") && reason.contains("\(uncompressed) uncompressed bytes"), "\(reason)")
+    }
+    // Zip64 sizes that match the data read normally.
+    let path = dir + "/zip64-sane.pth"
+    try Data(zipArchive([("archive/data.pkl", p.b)], zip64: (UInt64(p.b.count), UInt64(p.b.count)))).write(to: URL(fileURLWithPath: path))
+    #expect(try PyTorchCheckpoint.read(path).root == .int(7))
+  }
+}

@@ -219,5 +219,15 @@ final class Stack: Module {
     let wrong = dir + "/wrong.safetensors"
     try bad.write(to: URL(fileURLWithPath: wrong))
     expectTorchError("needs 12") { _ = try Safetensors.read(wrong) }
+    // Shapes whose byte count overflows are refused without computing it.
+    for shape in ["[4611686018427387904,4]", "[2305843009213693952]"] {
+      let header = #"{"w":{"dtype":"F32","shape":"# + shape + #","data_offsets":[0,8]}}"#
+      var huge = Data(count: 8)
+      huge.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(header.utf8.count).littleEndian, as: UInt64.self) }
+      huge.append(Data(header.utf8)); huge.append(Data(count: 8))
+      let path = dir + "/huge.safetensors"
+      try huge.write(to: URL(fileURLWithPath: path))
+      expectTorchError("needs more bytes than a 64-bit size holds") { _ = try Safetensors.read(path) }
+    }
   }
 }

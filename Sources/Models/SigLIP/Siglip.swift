@@ -292,6 +292,7 @@ public final class SiglipModel: Module {
   public let config: SiglipConfig
 
   public init(_ config: SiglipConfig, file: String = "config.json", initialize: Initialization = .random) throws {
+    try config.validate(file: file)
     self.config = config
     super.init()
     text = try SiglipTextTransformer(config.textConfig, file: file, initialize: initialize)

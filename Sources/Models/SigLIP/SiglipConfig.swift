@@ -125,6 +125,57 @@ public struct SiglipConfig: Codable, Sendable, Equatable {
     visionConfig = try c.decodeIfPresent(SiglipVisionConfig.self, forKey: .visionConfig) ?? SiglipVisionConfig()
   }
 
+  /// What the model needs of the sizes (transformers does not check them; a zero head count or
+  /// patch size would divide by zero, a negative layer count make an invalid range): every error
+  /// names the file and the field. Sizes are capped at 2^31 − 1 so that the counts built from
+  /// them (3·hidden, grid², channels·patch²) cannot overflow.
+  func validate(file: String) throws {
+    func check(_ value: Int, _ field: String, min: Int = 1) throws {
+      guard value >= min && value <= Int(Int32.max) else {
+        throw ModelError.config(file: file, reason: "\(field) must be in \(min)...\(Int32.max), got \(value)")
+      }
+    }
+    func heads(_ hidden: Int, _ heads: Int, _ tower: String) throws {
+      guard hidden % heads == 0 else {
+        throw ModelError.config(file: file, reason: "\(tower).hidden_size \(hidden) is not divisible by \(tower).num_attention_heads \(heads)")
+      }
+    }
+    let t = textConfig, v = visionConfig
+    try check(t.vocabSize, "text_config.vocab_size")
+    try check(t.hiddenSize, "text_config.hidden_size")
+    try check(t.intermediateSize, "text_config.intermediate_size")
+    try check(t.numHiddenLayers, "text_config.num_hidden_layers", min: 0)
+    try check(t.numAttentionHeads, "text_config.num_attention_heads")
+    try check(t.maxPositionEmbeddings, "text_config.max_position_embeddings")
+    if let p = t.projectionSize { try check(p, "text_config.projection_size") }
+    try heads(t.hiddenSize, t.numAttentionHeads, "text_config")
+    try check(v.hiddenSize, "vision_config.hidden_size")
+    try check(v.intermediateSize, "vision_config.intermediate_size")
+    try check(v.numHiddenLayers, "vision_config.num_hidden_layers", min: 0)
+    try check(v.numAttentionHeads, "vision_config.num_attention_heads")
+    try check(v.numChannels, "vision_config.num_channels")
+    try check(v.patchSize, "vision_config.patch_size")
+    try heads(v.hiddenSize, v.numAttentionHeads, "vision_config")
+    try check(v.imageSize, "vision_config.image_size")  // also the NaFlex processor's default size
+    if modelType == "siglip2" {
+      // NaFlex: a Linear over channels·patch² values and a square grid of num_patches positions.
+      let n = v.numPatches ?? 256
+      try check(n, "vision_config.num_patches")
+      let side = Int(Double(n).squareRoot())
+      guard side * side == n else {
+        throw ModelError.config(file: file, reason: "vision_config.num_patches \(n) is not a square (the position grid is side × side)")
+      }
+      let (perPatch, overflow) = v.numChannels.multipliedReportingOverflow(by: v.patchSize * v.patchSize)
+      guard !overflow && perPatch <= Int(Int32.max) else {
+        throw ModelError.config(file: file, reason: "vision_config.num_channels × patch_size² (\(v.numChannels) × \(v.patchSize)²) is too large")
+      }
+    } else {
+      guard v.imageSize >= v.patchSize else {
+        throw ModelError.config(file: file, reason: "vision_config.image_size \(v.imageSize) is smaller than vision_config.patch_size \(v.patchSize)")
+      }
+    }
+  }
+
   /// The so400m trunk every TAO SigLIP 2 type uses (D 1152, 27 layers, 16 heads, MLP 4304).
   public static func so400m(imageSize: Int, patchSize: Int) -> SiglipConfig {
     SiglipConfig(
