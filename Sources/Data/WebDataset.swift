@@ -1,4 +1,5 @@
 import Foundation
+import Paths
 
 /// WebDataset shards: tar files whose members are grouped into samples by key (the member path up
 /// to the first dot of its file name); a sample needs an image (.jpg .jpeg .png .webp) and a caption
@@ -16,7 +17,7 @@ public enum WebDataset {
       guard let text = try? String(contentsOfFile: list, encoding: .utf8) else {
         throw DataError.input("dataset.train.wds.shard_list_file \(list) cannot be read")
       }
-      let base = rootDir ?? (list as NSString).deletingLastPathComponent
+      let base = rootDir ?? list.parentPath
       var out: [String] = []
       for line in text.components(separatedBy: .newlines) {
         let l = line.trimmingCharacters(in: .whitespaces)
@@ -207,8 +208,8 @@ public enum WebDataset {
         }
         longName = nil
         guard type == UInt8(ascii: "0") || type == 0 else { try? h.seek(toOffset: offset); continue }
-        let base = (name as NSString).lastPathComponent
-        let dir = (name as NSString).deletingLastPathComponent
+        let base = name.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? name
+        let dir = name.parentPath
         guard let dot = base.firstIndex(of: ".") else { try? h.seek(toOffset: offset); continue }
         let key = (dir.isEmpty ? "" : dir + "/") + base[..<dot]
         let ext = base[base.index(after: dot)...].lowercased()

@@ -1,4 +1,5 @@
 import Foundation
+import Paths
 
 /// TAO Deploy's model discovery (`create_clip_inferencer`, tao-spec-reference §7.2), for `.engine`
 /// and `.onnx` files alike, and the lookup of the `_config.yaml` / `_tokenizer` sidecars.
@@ -52,8 +53,8 @@ public struct DeployedFiles: Equatable, Sendable {
       }
     }
     let anchor = combined ?? vision ?? text!
-    let dir = (anchor as NSString).deletingLastPathComponent
-    let parent = (dir as NSString).deletingLastPathComponent
+    let dir = anchor.parentPath
+    let parent = dir.parentPath
     var config: String?, tokenizer: String?
     for d in [dir, parent + "/export", parent] {
       let names = ((try? fm.contentsOfDirectory(atPath: d)) ?? []).sorted()

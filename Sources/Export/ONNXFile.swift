@@ -1,4 +1,5 @@
 import Foundation
+import Paths
 import SwiftProtobuf
 import Torch
 
@@ -13,7 +14,7 @@ enum ONNXFile {
     do { model = try Onnx_ModelProto(serializedBytes: data) } catch {
       throw ExportError.io(path: path, reason: "not an ONNX model (\(error))")
     }
-    let dir = (path as NSString).deletingLastPathComponent
+    let dir = path.parentPath
     var blobs: [String: Data] = [:]
     func inline(_ t: inout Onnx_TensorProto) throws {
       guard t.dataLocation == .external else { return }

@@ -1,5 +1,6 @@
 import CH5
 import Foundation
+import Paths
 
 public enum EmbeddingFileError: Error, LocalizedError {
   case write(path: String, reason: String)
@@ -37,7 +38,7 @@ public struct EmbeddingFile: Sendable, Equatable {
     guard embeddings.count == labels.count * dimension else {
       throw EmbeddingFileError.write(path: path, reason: "\(labels.count) labels for \(embeddings.count / max(dimension, 1)) embeddings")
     }
-    let dir = (path as NSString).deletingLastPathComponent
+    let dir = path.parentPath
     try? FileManager.default.createDirectory(atPath: dir.isEmpty ? "." : dir, withIntermediateDirectories: true)
     let tmp = "\(dir.isEmpty ? "." : dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
     var err = [CChar](repeating: 0, count: 256)

@@ -1,4 +1,5 @@
 import Foundation
+import Paths
 import ZIPFoundation
 
 /// Values ClipKit writes into a `.pth` (what `torch.load(weights_only=True)` accepts).
@@ -84,7 +85,7 @@ public enum PyTorchCheckpointWriter {
     try emit(root)
     p.append(0x2E)  // STOP
 
-    let dir = (path as NSString).deletingLastPathComponent
+    let dir = path.parentPath
     try? FileManager.default.createDirectory(atPath: dir.isEmpty ? "." : dir, withIntermediateDirectories: true)
     let tmp = "\(dir.isEmpty ? "." : dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
     try? FileManager.default.removeItem(atPath: tmp)

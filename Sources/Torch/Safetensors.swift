@@ -1,4 +1,5 @@
 import Foundation
+import Paths
 
 // The safetensors format: [u64 little-endian header length N][N bytes of JSON header][data].
 // The header maps names to {dtype, shape, data_offsets: [begin, end]} (offsets relative to the
@@ -122,7 +123,7 @@ public enum Safetensors {
           let map = obj["weight_map"] as? [String: String] else {
       throw SafetensorsError.format(path: path, reason: "index has no weight_map object")
     }
-    let dir = (path as NSString).deletingLastPathComponent
+    let dir = path.parentPath
     var byFile: [String: [String]] = [:]
     for (k, f) in map { byFile[f, default: []].append(k) }
     var out: [(String, Tensor)] = []

@@ -1,5 +1,6 @@
 import Export
 import Foundation
+import Paths
 import Models
 import Spec
 import Torch
@@ -37,7 +38,7 @@ func runExport(_ ctx: ActionContext) throws {
   for t in targets + [base + "_config.yaml", base + "_tokenizer"] where FileManager.default.fileExists(atPath: t) {
     throw ExportError.exists(t)
   }
-  let dir = (onnxFile as NSString).deletingLastPathComponent
+  let dir = onnxFile.parentPath
   if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
 
   let bundle = try loadModel(ctx, checkpoint: cfg.checkpoint)

@@ -1,6 +1,7 @@
 import Deploy
 import Export
 import Foundation
+import Paths
 import Spec
 
 /// `clipkit gen_trt_engine`: builds a TensorRT engine from an ONNX model (trtexec, else TensorRT's
@@ -14,7 +15,7 @@ func runGenTrtEngine(_ ctx: ActionContext) throws {
   }
   let builder = try TensorRTBuilder.find()
   let engine = cfg.trtEngine ?? (NSTemporaryDirectory() + "clipkit-\(UUID().uuidString).engine")
-  let engineDir = (engine as NSString).deletingLastPathComponent
+  let engineDir = engine.parentPath
   try FileManager.default.createDirectory(atPath: engineDir, withIntermediateDirectories: true)
   let t = cfg.tensorrt
   let fp16 = t.dataType == "fp16", layers = t.layersPrecision ?? []
@@ -34,7 +35,7 @@ func runGenTrtEngine(_ ctx: ActionContext) throws {
   }
   try builder.build(build, inputs: inputs)
   // Deploy needs the config and tokenizer sidecars next to the engine (TAO copies them too).
-  let src = (onnx as NSString).deletingLastPathComponent
+  let src = onnx.parentPath
   if src != engineDir {
     for f in (try? FileManager.default.contentsOfDirectory(atPath: src)) ?? [] where f.hasSuffix("_config.yaml") || f.hasSuffix("_tokenizer") {
       let target = engineDir + "/" + f

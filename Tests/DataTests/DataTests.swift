@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Data
+import Paths
 
 let dataFixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.path
 
@@ -144,5 +145,14 @@ struct TestRandom: RandomNumberGenerator {
     let resumed = BatchPrefetcher<Int>(batches: batches, start: 5, workers: 3, make: make)
     #expect(resumed.next() == expected[5])
     resumed.stop()
+  }
+}
+
+@Suite struct PathParts {
+  /// Foundation's deletingLastPathComponent traps on "0" or "a//" (found by fuzzing tar names).
+  @Test func parentPathAsNSStringGivesItWithoutTrapping() {
+    let cases: [(String, String)] = [("a/b", "a"), ("/a", "/"), ("a", ""), ("0", ""), ("a/b/", "a"), ("a//", ""),
+                                     ("é/", ""), ("/", "/"), ("//x", "/"), ("x//y", "x"), ("", ""), ("/a/b.tar", "/a")]
+    for (path, parent) in cases { #expect(path.parentPath == parent, "\(path.debugDescription)") }
   }
 }
