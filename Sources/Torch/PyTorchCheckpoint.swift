@@ -68,7 +68,10 @@ public struct PyTorchCheckpoint {
     }
     let declared = Int(e.uncompressedSize)
     var out: [UInt8] = []
-    out.reserveCapacity(e.isCompressed ? min(declared, Int(clamping: e.compressedSize)) : declared)
+    // Sizes in the local header can still claim more than the file holds: reserve no more than
+    // the file's own size (a stored entry cannot be larger; a deflated one grows by appending).
+    let fileSize = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
+    out.reserveCapacity(min(e.isCompressed ? min(declared, Int(clamping: e.compressedSize)) : declared, fileSize))
     struct Oversized: Error {}
     do {
       _ = try archive.extract(e, skipCRC32: false) { chunk in
