@@ -81,6 +81,25 @@ let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
     #expect(status.contains("\"SUCCESS\"") && status.contains("i2t_R@1"))
   }
 
+  /// Every image unreadable: a clear error, not a crash in the metrics; GPU placement keys that ask
+  /// for more than this build does are refused by name; adaptor_name is noted, not ignored.
+  @Test func unreadableImagesAndPlacementKeysAreClearErrors() throws {
+    let (dir, spec) = try workspace()
+    for f in try FileManager.default.contentsOfDirectory(atPath: dir + "/pairs") where !f.hasSuffix(".txt") {
+      try Data("not an image".utf8).write(to: URL(fileURLWithPath: dir + "/pairs/" + f))
+    }
+    let r = try clipkit(["evaluate", "-e", spec])
+    #expect(r.code != 0 && r.err.contains("could be read: nothing to evaluate"), "\(r.err)")
+    let gpus = try clipkit(["inference", "-e", spec, "inference.num_gpus=2"])
+    #expect(gpus.code != 0 && gpus.err.contains("inference.num_gpus=2"), "\(gpus.err)")
+    let ids = try clipkit(["evaluate", "-e", spec, "evaluate.gpu_ids=[1]"])
+    #expect(ids.code != 0 && ids.err.contains("evaluate.gpu_ids=[1]"), "\(ids.err)")
+    let text = try clipkit(["evaluate", "-e", spec, "evaluate.text_file=\(dir)/prompts.txt"])
+    #expect(text.code != 0 && text.err.contains("'evaluate.text_file'"), "\(text.err)")
+    let adaptor = try clipkit(["inference", "-e", spec, "model.adaptor_name=clip", "inference.datasets=[]"])
+    #expect(adaptor.code == 0 && adaptor.out.contains("model.adaptor_name=clip is read by RADIO-CLIP models only"), "\(adaptor.err)")
+  }
+
   @Test func missingWeightsSayWhereItLooked() throws {
     let (_, spec) = try workspace()
     let r = try clipkit(["evaluate", "-e", spec, "model.pretrained_dir=null", "model.type=siglip2-so400m-patch16-384"])
