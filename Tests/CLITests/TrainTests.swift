@@ -294,9 +294,8 @@ import Torch
     #expect(c == 0 && rest == Array(inline.suffix(3)))
   }
 
-  /// samples_per_shard near Int.max only feeds the epoch estimate: no overflow, the counted
-  /// samples set the epoch; a num_epochs whose step count overflows is an error naming it.
-  @Test func hugeSamplesPerShardAndEpochCounts() throws {
+  /// A folder with spec.yaml training tiny_siglip on the fixture shards.
+  func shardSpec(epochs: Int, wds extra: String = "") throws -> String {
     let fixtures = repoRoot + "/Tests/ModelTests/Fixtures"
     let shards = repoRoot + "/Tests/DataTests/Fixtures/shards"
     let dir = NSTemporaryDirectory() + "clipkit-wds-\(UUID().uuidString)"
@@ -307,16 +306,23 @@ import Torch
         type: siglip2-so400m-patch16-256
         pretrained_dir: \(fixtures)/tiny_siglip
       train:
-        num_epochs: 1
+        num_epochs: \(epochs)
         precision: fp32
       dataset:
         train:
           type: wds
           wds:
             root_dir: \(shards)
-            samples_per_shard: \(Int.max)
+            \(extra)
           batch_size: 2
       """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    return dir
+  }
+
+  /// samples_per_shard near Int.max only feeds the epoch estimate: no overflow, the counted
+  /// samples set the epoch; a num_epochs whose step count overflows is an error naming it.
+  @Test func hugeSamplesPerShardAndEpochCounts() throws {
+    let dir = try shardSpec(epochs: 1, wds: "samples_per_shard: \(Int.max)")
     let r = try clipkit(["train", "-e", dir + "/spec.yaml"])
     #expect(r.code == 0, "\(r.err)")
     #expect(r.out.contains("samples_per_shard=\(Int.max) estimates") && r.out.contains("epochs use the 5 counted"), "\(r.out)")
@@ -325,25 +331,7 @@ import Torch
   }
 
   @Test func trainsFromWebDatasetShards() throws {
-    let fixtures = repoRoot + "/Tests/ModelTests/Fixtures"
-    let shards = repoRoot + "/Tests/DataTests/Fixtures/shards"
-    let dir = NSTemporaryDirectory() + "clipkit-wds-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    try """
-      results_dir: \(dir)/results
-      model:
-        type: siglip2-so400m-patch16-256
-        pretrained_dir: \(fixtures)/tiny_siglip
-      train:
-        num_epochs: 2
-        precision: fp32
-      dataset:
-        train:
-          type: wds
-          wds:
-            root_dir: \(shards)
-          batch_size: 2
-      """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    let dir = try shardSpec(epochs: 2)
     let r = try clipkit(["train", "-e", dir + "/spec.yaml"])
     #expect(r.code == 0, "\(r.err)")
     #expect(r.out.contains("Indexed 2 shards: 5 samples"))

@@ -211,22 +211,22 @@ final class Stack: Module {
     try Data("hello world, not a tensor file".utf8).write(to: URL(fileURLWithPath: junk))
     expectTorchError("junk.safetensors") { _ = try Safetensors.read(junk) }
     expectTorchError("no such file") { _ = try Safetensors.load(dir + "/absent.safetensors") }
+    /// A file of one F32 tensor `w` with this shape, 8 data bytes.
+    func file(shape: String, name: String) throws -> String {
+      let header = #"{"w":{"dtype":"F32","shape":"# + shape + #","data_offsets":[0,8]}}"#
+      var bytes = Data(count: 8)
+      bytes.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(header.utf8.count).littleEndian, as: UInt64.self) }
+      bytes.append(Data(header.utf8)); bytes.append(Data(count: 8))
+      let path = dir + "/" + name
+      try bytes.write(to: URL(fileURLWithPath: path))
+      return path
+    }
     // A header that declares the wrong byte count for its shape.
-    let header = #"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#
-    var bad = Data(count: 8)
-    bad.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(header.utf8.count).littleEndian, as: UInt64.self) }
-    bad.append(Data(header.utf8)); bad.append(Data(count: 8))
-    let wrong = dir + "/wrong.safetensors"
-    try bad.write(to: URL(fileURLWithPath: wrong))
+    let wrong = try file(shape: "[3]", name: "wrong.safetensors")
     expectTorchError("needs 12") { _ = try Safetensors.read(wrong) }
     // Shapes whose byte count overflows are refused without computing it.
     for shape in ["[4611686018427387904,4]", "[2305843009213693952]"] {
-      let header = #"{"w":{"dtype":"F32","shape":"# + shape + #","data_offsets":[0,8]}}"#
-      var huge = Data(count: 8)
-      huge.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(header.utf8.count).littleEndian, as: UInt64.self) }
-      huge.append(Data(header.utf8)); huge.append(Data(count: 8))
-      let path = dir + "/huge.safetensors"
-      try huge.write(to: URL(fileURLWithPath: path))
+      let path = try file(shape: shape, name: "huge.safetensors")
       expectTorchError("needs more bytes than a 64-bit size holds") { _ = try Safetensors.read(path) }
     }
   }
