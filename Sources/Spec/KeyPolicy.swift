@@ -73,7 +73,9 @@ public struct KeyPolicy: Sendable {
     add("dataset.train.include_attribute_metadata", .refused, "PAS attribute metadata is not supported yet", trainOnly)
     add("dataset.val.metadata_match_eval", .refused, "metadata-matched validation is not supported yet", trainOnly.union(evaluateRuns))
     add("dataset.val.metadata_match_mode", .refused, "metadata-matched validation is not supported yet", trainOnly.union(evaluateRuns))
-    for k in ["scale", "color_jitter", "grayscale"] { add("dataset.augmentation.\(k)", .honoured) }
+    for k in ["scale", "color_jitter", "grayscale"] {
+      add("dataset.augmentation.\(k)", .honoured, "RADIO/OpenCLIP; SigLIP 2 trains on its processor's preprocessing, as in TAO (a note says so)")
+    }
 
     add("train.num_gpus", .honoured, "1; more is refused until multi-GPU training lands")
     add("train.gpu_ids", .refused, cpuOnly, trainOnly)

@@ -119,8 +119,11 @@ func runTrain(_ ctx: ActionContext) throws {
   let embedder = Embedder(bundle: bundle, batchSize: cfg.dataset.val.batchSize, workers: cfg.dataset.val.numWorkers)
   let (h, w) = bundle.transform.outputSize
   let augmentation = Augmentation(size: (w, h), scale: aug.scale, colorJitter: aug.colorJitter, grayscale: aug.grayscale)
-  if bundle.family == "siglip2-naflex" && !augmentation.isIdentity {
-    warn("NaFlex models train on their own processor's patches: dataset.augmentation is not applied")
+  // As in TAO, SigLIP 2 trains on its Hugging Face processor's preprocessing: dataset.augmentation
+  // is for RADIO and OpenCLIP only (TAO warns and ignores it too).
+  let augments = !bundle.family.hasPrefix("siglip")
+  if !augments && !augmentation.isIdentity {
+    print("note: SigLIP models train on their processor's preprocessing, as in TAO: dataset.augmentation is not applied")
   }
   // TensorBoard logs where TAO's Lightning logger puts them.
   let board = try TensorBoardWriter(directory: ctx.resultsDir + "/lightning_logs/version_1")
@@ -160,7 +163,7 @@ func runTrain(_ ctx: ActionContext) throws {
   // in TAO, the data side is seeded by dataset.seed (its loaders reseed with it), the model by train.seed.
   let seed = UInt64(bitPattern: Int64(cfg.dataset.seed))
   let (decoder, transform, preprocess) = (ImageDecoder(), bundle.transform, bundle.preprocess)
-  let plain = augmentation.isIdentity || bundle.family == "siglip2-naflex"
+  let plain = augmentation.isIdentity || !augments
   @Sendable func sample(_ id: Int, epoch: Int) -> ImageInput? {
     let src = trainPairs[id].image
     guard let bytes = try? src.bytes(), let img = try? decoder.decode(bytes: bytes, name: src.name) else { return nil }
