@@ -21,17 +21,26 @@ public indirect enum PickleValue: CustomStringConvertible {
   case torchDType(String)
   case device(String)
 
-  public var description: String {
+  public var description: String { rendered(depth: 4) }
+
+  /// At most `depth` levels and 8 items per container: values come from untrusted files and may
+  /// be deep or (through the memo) shared, and error messages show them.
+  func rendered(depth: Int) -> String {
+    func items(_ vs: some Collection<String>, _ n: Int) -> String {
+      vs.prefix(8).joined(separator: ", ") + (n > 8 ? ", …" : "")
+    }
     switch self {
     case .none: return "None"
     case .bool(let b): return b ? "True" : "False"
     case .int(let i): return "\(i)"
     case .float(let f): return "\(f)"
-    case .string(let s): return "'\(s)'"
+    case .string(let s): return s.count > 80 ? "'\(s.prefix(80))…'" : "'\(s)'"
     case .bytes(let b): return "bytes(\(b.count))"
-    case .tuple(let t): return "(" + t.map(\.description).joined(separator: ", ") + ")"
-    case .list(let l): return "[" + l.items.map(\.description).joined(separator: ", ") + "]"
-    case .dict(let d): return "{" + d.items.map { "\($0.0): \($0.1)" }.joined(separator: ", ") + "}"
+    case .tuple(let t): return depth == 0 ? "(…)" : "(" + items(t.lazy.map { $0.rendered(depth: depth - 1) }, t.count) + ")"
+    case .list(let l): return depth == 0 ? "[…]" : "[" + items(l.items.lazy.map { $0.rendered(depth: depth - 1) }, l.items.count) + "]"
+    case .dict(let d):
+      return depth == 0 ? "{…}"
+        : "{" + items(d.items.lazy.map { "\($0.0.rendered(depth: depth - 1)): \($0.1.rendered(depth: depth - 1))" }, d.items.count) + "}"
     case .tensor(let t): return t.description
     case .global(let g): return g
     case .storage(let d, let k, let n): return "storage(\(d), \(k), \(n))"
@@ -100,10 +109,59 @@ struct Unpickler {
 
   func fail(_ r: String) -> PickleError { .malformed(file: file, reason: r) }
 
+  /// Deeper values are refused: Swift releases (and compares) nested values recursively, so a
+  /// crafted chain of a million TUPLE1s would overflow the stack. Real checkpoints nest < 10 deep.
+  static let maxDepth = 1000
+
   func run() throws -> PickleValue {
     var stack: [PickleValue] = []
     var marks: [Int] = []
     var memo: [Int: PickleValue] = [:]
+    // Nesting depth, tracked as values are built: of each stack slot and memo entry (0 for
+    // scalars), and of each list/dict object (they grow in place). A list or dict already placed
+    // in another value may not grow deeper afterwards, which also rules out cycles.
+    var depths: [Int] = [], memoDepths: [Int: Int] = [:]
+    var objectDepth: [ObjectIdentifier: Int] = [:]
+    var nested: Set<ObjectIdentifier> = []
+    func object(_ v: PickleValue) -> ObjectIdentifier? {
+      switch v {
+      case .list(let l): return ObjectIdentifier(l)
+      case .dict(let d): return ObjectIdentifier(d)
+      default: return nil
+      }
+    }
+    func tooDeep() -> PickleError { fail("values nested deeper than \(Unpickler.maxDepth) levels") }
+    func push(_ v: PickleValue, depth: Int = 0) throws {
+      guard depth <= Unpickler.maxDepth else { throw tooDeep() }
+      if let id = object(v), objectDepth[id] == nil { objectDepth[id] = max(depth, 1) }
+      stack.append(v)
+      depths.append(depth)
+    }
+    func depthOf(_ v: PickleValue, recorded: Int) -> Int { object(v).flatMap { objectDepth[$0] } ?? recorded }
+    func popItem() throws -> (PickleValue, Int) {
+      guard let v = stack.popLast() else { throw fail("stack underflow") }
+      return (v, depthOf(v, recorded: depths.removeLast()))
+    }
+    /// Places children into a container (new, or `into` an existing one): marks them nested and
+    /// returns the depth the container needs.
+    func adopt(_ children: [(PickleValue, Int)], into parent: PickleValue? = nil) throws -> Int {
+      var d = 1
+      for (c, cd) in children {
+        if let id = object(c) {
+          if let p = parent, object(p) == id { throw fail("a list or dict cannot contain itself") }
+          nested.insert(id)
+        }
+        d = max(d, cd + 1)
+      }
+      return d
+    }
+    /// An existing list/dict now holding values of depth up to `d` - 1.
+    func grow(_ container: PickleValue, to d: Int) throws {
+      guard let id = object(container), d > objectDepth[id] ?? 1 else { return }
+      guard !nested.contains(id) else { throw fail("a list or dict grows deeper after it was placed in another value") }
+      guard d <= Unpickler.maxDepth else { throw tooDeep() }
+      objectDepth[id] = d
+    }
     var storages: [String: Tensor] = [:]
     var p = 0
     func byte() throws -> UInt8 { guard p < data.count else { throw fail("unexpected end of data") }; defer { p += 1 }; return data[p] }
@@ -121,12 +179,13 @@ struct Unpickler {
       guard v <= UInt64(data.count - p) else { throw fail("length \(v) runs past the end of data") }
       return Int(v)
     }
-    func pop() throws -> PickleValue { guard let v = stack.popLast() else { throw fail("stack underflow") }; return v }
-    func popMark() throws -> [PickleValue] {
+    func pop() throws -> PickleValue { try popItem().0 }
+    func popMarkItems() throws -> [(PickleValue, Int)] {
       guard let m = marks.popLast(), m <= stack.count else { throw fail("no mark") }
-      defer { stack.removeSubrange(m...) }
-      return Array(stack[m...])
+      defer { stack.removeSubrange(m...); depths.removeSubrange(m...) }
+      return (m..<stack.count).map { (stack[$0], depthOf(stack[$0], recorded: depths[$0])) }
     }
+    func popMark() throws -> [PickleValue] { try popMarkItems().map(\.0) }
     func line() throws -> String {
       var b: [UInt8] = []
       while true { let c = try byte(); if c == 0x0A { break }; b.append(c) }
@@ -143,10 +202,11 @@ struct Unpickler {
       guard let top = stack.last else { throw fail("memoize on an empty stack") }
       guard i >= 0 && i < 1 << 24 else { throw fail("memo index \(i)") }
       memo[i] = top
+      memoDepths[i] = depths.last ?? 0
     }
-    func memoGet(_ i: Int) throws -> PickleValue {
+    func memoGet(_ i: Int) throws {
       guard let v = memo[i] else { throw fail("memo index \(i) was never stored") }
-      return v
+      try push(v, depth: memoDepths[i] ?? 0)
     }
 
     while true {
@@ -155,55 +215,50 @@ struct Unpickler {
       case 0x80: _ = try byte()                                     // PROTO
       case 0x95: _ = try take(8)                                    // FRAME
       case 0x2E: return try pop()                                   // STOP
-      case 0x63: stack.append(try global(try line(), try line()))   // GLOBAL
+      case 0x63: try push(try global(try line(), try line()))       // GLOBAL
       case 0x93:                                                    // STACK_GLOBAL
         let name = try pop(), module = try pop()
         guard case .string(let n) = name, case .string(let m) = module else { throw fail("STACK_GLOBAL needs two strings") }
-        stack.append(try global(m, n))
+        try push(try global(m, n))
       case 0x28: marks.append(stack.count)                          // MARK
-      case 0x74: stack.append(.tuple(try popMark()))                // TUPLE
-      case 0x29: stack.append(.tuple([]))                           // EMPTY_TUPLE
-      case 0x85: stack.append(.tuple([try pop()]))                  // TUPLE1
-      case 0x86: let b = try pop(), a = try pop(); stack.append(.tuple([a, b]))
-      case 0x87: let c = try pop(), b = try pop(), a = try pop(); stack.append(.tuple([a, b, c]))
-      case 0x5D: stack.append(.list(PickleList()))                  // EMPTY_LIST
-      case 0x6C: stack.append(.list(PickleList(try popMark())))     // LIST
-      case 0x61:                                                    // APPEND
-        let v = try pop()
-        guard case .list(let l) = stack.last else { throw fail("APPEND on a non-list") }
-        l.items.append(v)
-      case 0x65:                                                    // APPENDS
-        let vs = try popMark()
-        guard case .list(let l) = stack.last else { throw fail("APPENDS on a non-list") }
-        l.items += vs
-      case 0x7D: stack.append(.dict(PickleDict()))                  // EMPTY_DICT
+      case 0x74:                                                    // TUPLE
+        let items = try popMarkItems()
+        try push(.tuple(items.map(\.0)), depth: try adopt(items))
+      case 0x29: try push(.tuple([]), depth: 1)                     // EMPTY_TUPLE
+      case 0x85, 0x86, 0x87:                                        // TUPLE1, TUPLE2, TUPLE3
+        var items: [(PickleValue, Int)] = []
+        for _ in 0..<Int(op - 0x84) { items.insert(try popItem(), at: 0) }
+        try push(.tuple(items.map(\.0)), depth: try adopt(items))
+      case 0x5D, 0x8F: try push(.list(PickleList()), depth: 1)      // EMPTY_LIST, EMPTY_SET (as a list)
+      case 0x6C:                                                    // LIST
+        let items = try popMarkItems()
+        try push(.list(PickleList(items.map(\.0))), depth: try adopt(items))
+      case 0x61, 0x65, 0x90:                                        // APPEND, APPENDS, ADDITEMS
+        let items = op == 0x61 ? [try popItem()] : try popMarkItems()
+        guard let top = stack.last, case .list(let l) = top else { throw fail("APPEND on a non-list") }
+        try grow(top, to: try adopt(items, into: top))
+        l.items += items.map(\.0)
+      case 0x7D: try push(.dict(PickleDict()), depth: 1)            // EMPTY_DICT
       case 0x64:                                                    // DICT
-        let vs = try popMark()
+        let vs = try popMarkItems()
         guard vs.count % 2 == 0 else { throw fail("DICT with an odd item count") }
         let d = PickleDict()
-        for i in stride(from: 0, to: vs.count, by: 2) { d.items.append((vs[i], vs[i + 1])) }
-        stack.append(.dict(d))
-      case 0x73:                                                    // SETITEM
-        let v = try pop(), k = try pop()
-        guard case .dict(let d) = stack.last else { throw fail("SETITEM on a non-dict") }
-        d.items.append((k, v))
-      case 0x75:                                                    // SETITEMS
-        let vs = try popMark()
-        guard vs.count % 2 == 0, case .dict(let d) = stack.last else { throw fail("SETITEMS on a non-dict") }
-        for i in stride(from: 0, to: vs.count, by: 2) { d.items.append((vs[i], vs[i + 1])) }
-      case 0x8F: stack.append(.list(PickleList()))                  // EMPTY_SET (as a list)
-      case 0x90:                                                    // ADDITEMS
-        let vs = try popMark()
-        guard case .list(let l) = stack.last else { throw fail("ADDITEMS on a non-set") }
-        l.items += vs
+        for i in stride(from: 0, to: vs.count, by: 2) { d.items.append((vs[i].0, vs[i + 1].0)) }
+        try push(.dict(d), depth: try adopt(vs))
+      case 0x73, 0x75:                                              // SETITEM, SETITEMS
+        var vs: [(PickleValue, Int)] = []
+        if op == 0x73 { let v = try popItem(); vs = [try popItem(), v] } else { vs = try popMarkItems() }
+        guard vs.count % 2 == 0, let top = stack.last, case .dict(let d) = top else { throw fail("SETITEMS on a non-dict") }
+        try grow(top, to: try adopt(vs, into: top))
+        for i in stride(from: 0, to: vs.count, by: 2) { d.items.append((vs[i].0, vs[i + 1].0)) }
       case 0x71: try memoPut(Int(try byte()))                       // BINPUT
       case 0x72: try memoPut(try le(4))                             // LONG_BINPUT
       case 0x94: try memoPut(memo.count)                            // MEMOIZE
-      case 0x68: stack.append(try memoGet(Int(try byte())))         // BINGET
-      case 0x6A: stack.append(try memoGet(try le(4)))               // LONG_BINGET
-      case 0x4A: stack.append(.int(Int(Int32(truncatingIfNeeded: try le(4)))))  // BININT
-      case 0x4B: stack.append(.int(Int(try byte())))                // BININT1
-      case 0x4D: stack.append(.int(try le(2)))                      // BININT2
+      case 0x68: try memoGet(Int(try byte()))                       // BINGET
+      case 0x6A: try memoGet(try le(4))                             // LONG_BINGET
+      case 0x4A: try push(.int(Int(Int32(truncatingIfNeeded: try le(4)))))  // BININT
+      case 0x4B: try push(.int(Int(try byte())))                // BININT1
+      case 0x4D: try push(.int(try le(2)))                      // BININT2
       case 0x8A:                                                    // LONG1
         let n = Int(try byte())
         let b = try take(n)
@@ -211,24 +266,24 @@ struct Unpickler {
         var v: Int64 = 0
         for (i, x) in b.enumerated() { v |= Int64(x) << (8 * Int64(i)) }
         if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 { v -= Int64(1) << (8 * Int64(n)) }
-        stack.append(.int(Int(v)))
+        try push(.int(Int(v)))
       case 0x47:                                                    // BINFLOAT (big-endian)
         let b = try take(8)
-        stack.append(.float(Double(bitPattern: b.reduce(0) { $0 << 8 | UInt64($1) })))
-      case 0x58: stack.append(.string(String(decoding: try take(try le(4)), as: UTF8.self)))   // BINUNICODE
-      case 0x8C: stack.append(.string(String(decoding: try take(Int(try byte())), as: UTF8.self)))  // SHORT_BINUNICODE
-      case 0x8D: stack.append(.string(String(decoding: try take(try length8()), as: UTF8.self)))  // BINUNICODE8
-      case 0x55: stack.append(.string(String(decoding: try take(Int(try byte())), as: UTF8.self)))  // SHORT_BINSTRING
-      case 0x54: stack.append(.string(String(decoding: try take(try le(4)), as: UTF8.self)))   // BINSTRING
-      case 0x42: stack.append(.bytes(try take(try le(4))))          // BINBYTES
-      case 0x43: stack.append(.bytes(try take(Int(try byte()))))    // SHORT_BINBYTES
-      case 0x8E, 0x96: stack.append(.bytes(try take(try length8())))  // BINBYTES8, BYTEARRAY8
-      case 0x4E: stack.append(.none)                                // NONE
-      case 0x88: stack.append(.bool(true))                          // NEWTRUE
-      case 0x89: stack.append(.bool(false))                         // NEWFALSE
+        try push(.float(Double(bitPattern: b.reduce(0) { $0 << 8 | UInt64($1) })))
+      case 0x58: try push(.string(String(decoding: try take(try le(4)), as: UTF8.self)))   // BINUNICODE
+      case 0x8C: try push(.string(String(decoding: try take(Int(try byte())), as: UTF8.self)))  // SHORT_BINUNICODE
+      case 0x8D: try push(.string(String(decoding: try take(try length8()), as: UTF8.self)))  // BINUNICODE8
+      case 0x55: try push(.string(String(decoding: try take(Int(try byte())), as: UTF8.self)))  // SHORT_BINSTRING
+      case 0x54: try push(.string(String(decoding: try take(try le(4)), as: UTF8.self)))   // BINSTRING
+      case 0x42: try push(.bytes(try take(try le(4))))          // BINBYTES
+      case 0x43: try push(.bytes(try take(Int(try byte()))))    // SHORT_BINBYTES
+      case 0x8E, 0x96: try push(.bytes(try take(try length8())))  // BINBYTES8, BYTEARRAY8
+      case 0x4E: try push(.none)                                // NONE
+      case 0x88: try push(.bool(true))                          // NEWTRUE
+      case 0x89: try push(.bool(false))                         // NEWFALSE
       case 0x30: _ = try pop()                                      // POP
       case 0x31: _ = try popMark()                                  // POP_MARK
-      case 0x32: guard let t = stack.last else { throw fail("DUP on an empty stack") }; stack.append(t)
+      case 0x32: guard let t = stack.last else { throw fail("DUP on an empty stack") }; try push(t, depth: depths.last ?? 0)
       case 0x51:                                                    // BINPERSID
         let pid = try pop()
         guard case .tuple(let t) = pid, t.count >= 5, case .string("storage") = t[0], case .global(let cls) = t[1],
@@ -238,21 +293,21 @@ struct Unpickler {
         let key: String
         switch t[2] { case .string(let s): key = s; case .int(let i): key = String(i); default: throw fail("storage key \(t[2])") }
         guard case .int(let n) = t[4], n >= 0 else { throw fail("storage size \(t[4])") }
-        stack.append(.storage(dtype: dtype, key: key, count: n))
-      case 0x52:                                                    // REDUCE
-        let args = try pop(), fn = try pop()
-        guard case .tuple(let a) = args else { throw fail("REDUCE arguments are not a tuple") }
-        stack.append(try apply(fn, a, &storages))
-      case 0x81:                                                    // NEWOBJ
-        let args = try pop(), cls = try pop()
-        guard case .tuple(let a) = args else { throw fail("NEWOBJ arguments are not a tuple") }
-        stack.append(try apply(cls, a, &storages))
+        try push(.storage(dtype: dtype, key: key, count: n))
+      case 0x52, 0x81:                                              // REDUCE, NEWOBJ
+        // The result may be one of the arguments (torch.Size, set): as deep as they are, at most.
+        let (args, depth) = try popItem(), fn = try pop()
+        guard case .tuple(let a) = args else { throw fail("REDUCE/NEWOBJ arguments are not a tuple") }
+        try push(try apply(fn, a, &storages), depth: depth)
       case 0x62:                                                    // BUILD
         let state = try pop()
         guard let target = stack.last else { throw fail("BUILD on an empty stack") }
         switch target {
         case .dict(let d):  // OrderedDict state: a dict of items or None
-          if case .dict(let s) = state { d.items += s.items }
+          if case .dict(let s) = state {
+            try grow(target, to: depthOf(state, recorded: 1))
+            d.items += s.items
+          }
         case .tensor: break  // tensor/parameter state (e.g. python attributes) is not kept
         default: throw fail("BUILD on \(target)")
         }

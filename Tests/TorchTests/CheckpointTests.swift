@@ -225,3 +225,51 @@ func zipArchive(_ entries: [(String, [UInt8])], zip64: (UInt64, UInt64)? = nil) 
     #expect(try PyTorchCheckpoint.read(path).root == .int(7))
   }
 }
+
+/// Nesting from untrusted pickles is bounded: Swift releases nested values recursively, so a deep
+/// chain would overflow the stack (found by fuzzing under ASan); cycles cannot be built.
+@Suite struct PickleNesting {
+  func unpickle(_ body: [UInt8]) throws -> PickleValue {
+    try PyTorchCheckpoint.unpickle([0x80, 0x02] + body + [0x2E], file: "nest.pkl") { _, _, _ in try Tensor.zeros([1]) }
+  }
+  func message(_ body: [UInt8]) -> String {
+    do { _ = try unpickle(body); return "" } catch { return error.localizedDescription }
+  }
+
+  @Test func deepChainsAreRefusedShallowOnesRead() throws {
+    // EMPTY_TUPLE then n × TUPLE1: a tuple nested n + 1 deep.
+    var v = try unpickle([0x29] + [UInt8](repeating: 0x85, count: 900))
+    var depth = 0
+    while case .tuple(let t) = v, let first = t.first { v = first; depth += 1 }
+    #expect(depth == 900)
+    #expect(message([0x29] + [UInt8](repeating: 0x85, count: 200_000)).contains("nested deeper than 1000 levels"))
+    // Lists: each new list appended into the one below it on the stack (] ] a ] a …).
+    var lists: [UInt8] = [0x5D]
+    for _ in 0..<2_000 { lists += [0x5D, 0x61] }
+    #expect(message(lists).isEmpty)  // APPEND pops the new list into the one below: depth stays 2
+    var deep: [UInt8] = [0x5D]
+    for _ in 0..<2_000 { deep += [0x5D] }
+    for _ in 0..<2_000 { deep += [0x61] }
+    #expect(message(deep).contains("nested deeper than 1000 levels"))
+  }
+
+  @Test func cyclesAndGrowthAfterNestingAreRefused() {
+    // ] q0 h0 a: a list appended into itself.
+    #expect(message([0x5D, 0x71, 0x00, 0x68, 0x00, 0x61]).contains("cannot contain itself"))
+    // ] q0 ] q1 h0 a 0 h0 h1 a: list1 holds list0; then list1 into list0 (list0 is nested: it may not grow).
+    let grows: [UInt8] = [0x5D, 0x71, 0x00, 0x5D, 0x71, 0x01, 0x68, 0x00, 0x61, 0x30, 0x68, 0x00, 0x68, 0x01, 0x61]
+    #expect(message(grows).contains("grows deeper after it was placed"))
+  }
+
+  @Test func descriptionsOfHugeValuesAreBounded() throws {
+    // A list of 10,000 ints inside 12 tuples: the rendering stops at 4 levels and 8 items.
+    var body: [UInt8] = [0x5D, 0x28]
+    for _ in 0..<10_000 { body += [0x4B, 0x07] }
+    body += [0x65] + [UInt8](repeating: 0x85, count: 12)
+    let v = try unpickle(body)
+    #expect(v.description.count < 100 && v.description.contains("(…)"))
+    var inner = v
+    while case .tuple(let t) = inner, let first = t.first { inner = first }
+    #expect(inner.description == "[7, 7, 7, 7, 7, 7, 7, 7, …]")
+  }
+}
