@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 targets=(pickle pth safetensors tar image tokenizer spec onnx)
 usage() { echo "usage: bash scripts/fuzz.sh TARGET SECONDS   (TARGET: ${targets[*]} or all)" >&2; exit 2; }
 [ $# -eq 2 ] || usage
-case "$2" in ''|*[!0-9]*) usage ;; esac
+case "$2" in ''|*[!0-9]*|0) usage ;; esac  # libFuzzer reads 0 as "no time limit"
 if [ "$1" = all ]; then run=("${targets[@]}"); else
   [[ " ${targets[*]} " == *" $1 "* ]] || usage
   run=("$1")

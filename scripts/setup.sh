@@ -30,14 +30,16 @@ wheel_reqs=("torch==$TORCH_VERSION" "nvidia-cuda-runtime==$CUDART_VERSION" "nvid
 # hides a broken one): the small CUDA runtime wheels are downloaded into a fresh folder with pip's
 # cache off, and torch is resolved without downloading it. Seconds, not the 550 MB.
 if [ "${1:-}" = --check-downloads ]; then
-  py=${CLIPKIT_SETUP_PYTHON:-python3}  # a venv's python: Debian's pip refuses even dry-run installs (PEP 668)
+  # The download uses the same pip as setup; the resolution-only install a venv's pip (Debian's
+  # refuses even a dry-run install, PEP 668).
+  py=${CLIPKIT_SETUP_PYTHON:-python3}
   chk=$(mktemp -d)
   trap 'rm -rf "$chk"' EXIT
-  "$py" -m pip download -q --no-cache-dir "${pip_flags[@]}" -d "$chk/wheels" "${wheel_reqs[@]:1}" >&2 \
+  python3 -m pip download -q --no-cache-dir "${pip_flags[@]}" -d "$chk/wheels" "${wheel_reqs[@]:1}" >&2 \
     || { say "error: the CUDA runtime wheels cannot be downloaded from an empty cache (pip's message is above)"; exit 1; }
   "$py" -m pip install -q --no-cache-dir --dry-run --ignore-installed --target "$chk/t" --report "$chk/report.json" \
     "${pip_flags[@]}" "${wheel_reqs[0]}" >&2 \
-    || { say "error: torch==$TORCH_VERSION does not resolve for the pinned tags (pip's message is above)"; exit 1; }
+    || { say "error: torch==$TORCH_VERSION does not resolve for the pinned tags (pip's message is above; with Debian's own pip, set CLIPKIT_SETUP_PYTHON to a venv's python)"; exit 1; }
   for w in "nvidia_cuda_runtime-$CUDART_VERSION-" "nvidia_cuda_cupti-$CUPTI_VERSION-"; do
     ls "$chk/wheels/$w"*.whl > /dev/null 2>&1 || { say "error: pip downloaded no ${w%-} wheel"; exit 1; }
   done
@@ -101,7 +103,9 @@ if [ -z "$torch_whl" ] || [ -z "$cudart_whl" ] || [ -z "$cupti_whl" ]; then
 fi
 
 say "unpacking libtorch $TORCH_VERSION into $dest"
-tmp=$(mktemp -d "${dest%/*}/.libtorch-unpack.XXXXXX" 2>/dev/null || { mkdir -p "${dest%/*}"; mktemp -d "${dest%/*}/.libtorch-unpack.XXXXXX"; })
+parent=$(dirname "$dest")
+mkdir -p "$parent"
+tmp=$(mktemp -d "$parent/.libtorch-unpack.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 unzip -q "$torch_whl" 'torch/include/*' 'torch/share/cmake/*' 'torch/lib/*' 'torch/version.py' -d "$tmp/w"
 got=$(sed -n "s/^__version__ = '\([^']*\)'.*/\1/p" "$tmp/w/torch/version.py")

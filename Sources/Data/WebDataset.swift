@@ -198,7 +198,13 @@ public enum WebDataset {
           if !prefix.isEmpty { name = prefix + "/" + name }
         }
         let dataStart = offset + 512
-        let padded = (UInt64(size) + 511) / 512 * 512  // in UInt64: size may be up to Int.max
+        // A member past the end of the file ends the shard before any seek: offsets near
+        // UInt64.max would trap in Foundation's conversion to off_t.
+        guard UInt64(size) <= fileSize - min(dataStart, fileSize) else {
+          damaged("truncated (the member at byte \(offset) claims \(size) bytes; the file ends at byte \(fileSize))")
+          break
+        }
+        let padded = (UInt64(size) + 511) / 512 * 512
         offset = dataStart + padded
         if type == UInt8(ascii: "L") {  // GNU long name for the next member
           guard let d = readMember(dataStart, size) else { break }

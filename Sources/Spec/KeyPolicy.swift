@@ -29,7 +29,6 @@ public struct KeyPolicy: Sendable {
   static let modelActions: Set<String> = ["train", "evaluate", "inference", "export"]
   static let trainOnly: Set<String> = ["train"]
   static let evaluateRuns: Set<String> = ["evaluate", "deploy evaluate"]
-  static let inferenceRuns: Set<String> = ["inference", "deploy inference"]
 
   private static func build() -> [KeyPolicy] {
     var t: [KeyPolicy] = []
@@ -96,7 +95,7 @@ public struct KeyPolicy: Sendable {
     add("train.triplet_margin", .refused, "the triplet loss is not supported yet", trainOnly)
     add("train.distributed_strategy", .refused, "ddp only: FSDP is not supported yet", trainOnly)
 
-    for (section, runs) in [("evaluate", evaluateRuns), ("inference", inferenceRuns)] {
+    for section in ["evaluate", "inference"] {
       add("\(section).checkpoint", .honoured)
       add("\(section).trt_engine", .honoured, "deploy: .onnx or .engine")
       add("\(section).batch_size", .honoured)
@@ -105,8 +104,10 @@ public struct KeyPolicy: Sendable {
       add("\(section).num_gpus", .honoured, "1; more is refused until multi-GPU \(section) lands")
       add("\(section).gpu_ids", .honoured, "deploy: the TensorRT device; the PyTorch-side action refuses any other value (\(cpuOnly))")
       add("\(section).datasets[].image_dir", .honoured)
-      add("\(section).datasets[].train_pairs_file", .refused, "PAS metadata is not supported yet", runs)
-      add("\(section).datasets[].attribute_pairs_file", .refused, "PAS metadata is not supported yet", runs)
+    }
+    for k in ["train_pairs_file", "attribute_pairs_file"] {
+      add("evaluate.datasets[].\(k)", .refused, "PAS metadata is not supported yet", evaluateRuns)
+      add("inference.datasets[].\(k)", .noOp, "inference walks each image_dir recursively, as TAO; pair metadata is not read")
     }
     for k in ["image_list_file", "caption_dir", "caption_file_suffix"] {
       add("evaluate.datasets[].\(k)", .honoured)
@@ -160,6 +161,7 @@ extension Spec {
       case (.int(let x), .float(let y)), (.float(let y), .int(let x)): return Double(x) == y
       case (.list(let x), .list(let y)): return x.count == y.count && zip(x, y).allSatisfy { same($0, $1) }
       case (.missing, _), (_, .missing): return true
+      case (.bool(false), .null), (.null, .bool(false)): return true  // `enabled: false` asks as little as null
       default: return a == b
       }
     }

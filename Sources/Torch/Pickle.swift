@@ -123,6 +123,10 @@ struct Unpickler {
     var depths: [Int] = [], memoDepths: [Int: Int] = [:]
     var objectDepth: [ObjectIdentifier: Int] = [:]
     var nested: Set<ObjectIdentifier> = []
+    var tracked: [AnyObject] = []  // alive for the whole run: a freed list's address may not be reused under its record
+    // BUILD copies a dict's items without reading bytes for them: bounded by the file's size, or
+    // a few bytes of DUP/BUILD would double a dict until memory runs out.
+    var copyBudget = data.count
     func object(_ v: PickleValue) -> ObjectIdentifier? {
       switch v {
       case .list(let l): return ObjectIdentifier(l)
@@ -133,7 +137,10 @@ struct Unpickler {
     func tooDeep() -> PickleError { fail("values nested deeper than \(Unpickler.maxDepth) levels") }
     func push(_ v: PickleValue, depth: Int = 0) throws {
       guard depth <= Unpickler.maxDepth else { throw tooDeep() }
-      if let id = object(v), objectDepth[id] == nil { objectDepth[id] = max(depth, 1) }
+      if let id = object(v), objectDepth[id] == nil {
+        objectDepth[id] = max(depth, 1)
+        switch v { case .list(let l): tracked.append(l); case .dict(let d): tracked.append(d); default: break }
+      }
       stack.append(v)
       depths.append(depth)
     }
@@ -305,6 +312,9 @@ struct Unpickler {
         switch target {
         case .dict(let d):  // OrderedDict state: a dict of items or None
           if case .dict(let s) = state {
+            guard s !== d else { throw fail("BUILD of a dict with itself") }
+            copyBudget -= s.items.count
+            guard copyBudget >= 0 else { throw fail("BUILD copies more items than the pickle has bytes") }
             try grow(target, to: depthOf(state, recorded: 1))
             d.items += s.items
           }

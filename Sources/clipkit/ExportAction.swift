@@ -35,7 +35,8 @@ func runExport(_ ctx: ActionContext) throws {
   }
   let targets = separate ? [base + "_vision" + ext, base + "_text" + ext] : [onnxFile]
   // Nothing is overwritten: not the graphs, nor the sidecars a previous export left.
-  for t in targets + [base + "_config.yaml", base + "_tokenizer"] where FileManager.default.fileExists(atPath: t) {
+  let weights = targets.map { ($0 as NSString).deletingPathExtension + "_weights.bin" }  // past 1.9 GiB
+  for t in targets + weights + [base + "_config.yaml", base + "_tokenizer"] where FileManager.default.fileExists(atPath: t) {
     throw ExportError.exists(t)
   }
   let dir = onnxFile.parentPath

@@ -88,6 +88,13 @@ let dataFixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil
     let c = WebDataset.index([cut])
     #expect(c.pairs.map(\.caption) == ["first"] && c.brokenShards == [cut])
     #expect(c.damage[cut]?.hasPrefix("truncated") == true)
+    // A base-256 size just under Int.max: past the file, so no seek to an offset beyond off_t.
+    let far = dir + "/far.tar"
+    let huge: [UInt8] = [0x80, 0, 0, 0] + [0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00]
+    try Data(good + member("z.jpg", size: huge, jpeg) + after + [UInt8](repeating: 0, count: 1024)).write(to: URL(fileURLWithPath: far))
+    let f = WebDataset.index([far])
+    #expect(f.pairs.map(\.caption) == ["first"] && f.brokenShards == [far])
+    #expect(f.damage[far]?.contains("claims 9223372036854775552 bytes") == true, "\(f.damage)")
   }
 }
 

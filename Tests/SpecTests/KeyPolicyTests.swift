@@ -83,6 +83,8 @@ import Testing
     expectSpecError(["'dataset.train.datasets.1.train_pairs_file'", "/b/train_pairs.json"]) { try listed.refuseUnsupported(action: "train") }
     // Only the actions that read a key refuse it: export does not train.
     try Spec.load(yaml: "", overrides: ["train.triplet_loss_weight=0.5"]).refuseUnsupported(action: "export")
+    // `enabled: false` where the default is null asks for nothing either.
+    try Spec.load(yaml: "", overrides: ["peft.vision.enabled=false"]).refuseUnsupported(action: "train")
     // An explicit default (written as an integer) is still the default.
     try Spec.load(yaml: "train:\n  triplet_loss_weight: 0\n").refuseUnsupported(action: "train")
   }

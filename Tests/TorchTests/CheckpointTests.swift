@@ -259,6 +259,8 @@ func zipArchive(_ entries: [(String, [UInt8])], zip64: (UInt64, UInt64)? = nil) 
     // ] q0 ] q1 h0 a 0 h0 h1 a: list1 holds list0; then list1 into list0 (list0 is nested: it may not grow).
     let grows: [UInt8] = [0x5D, 0x71, 0x00, 0x5D, 0x71, 0x01, 0x68, 0x00, 0x61, 0x30, 0x68, 0x00, 0x68, 0x01, 0x61]
     #expect(message(grows).contains("grows deeper after it was placed"))
+    // } 2 b: BUILD of a dict with itself as its state would double it on every repeat.
+    #expect(message([0x7D, 0x32, 0x62]).contains("BUILD of a dict with itself"))
   }
 
   @Test func descriptionsOfHugeValuesAreBounded() throws {
