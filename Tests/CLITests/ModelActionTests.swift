@@ -174,7 +174,7 @@ let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
     #expect(ev.code == 0 && ev.out.contains("Image-to-Text: R@1="), "\(ev.err)")
     let tr = try clipkit(["train", "-e", dir + "/spec.yaml"])
     #expect(tr.code == 0, "\(tr.err)")
-    #expect(tr.err.contains("NaFlex models train on their own processor's patches"))
+    #expect(tr.out.contains("SigLIP models train on their processor's preprocessing, as in TAO"), "\(tr.out)")
   }
 }
 
