@@ -149,7 +149,7 @@ public enum WebDataset {
         out.brokenShards.append(shard); out.damage[shard] = "cannot be opened"; return out
       }
       defer { try? h.close() }
-      // Members are read only where the file holds them: a header's size is untrusted.
+      // A header's size is untrusted: members past the end of the file end the shard (below).
       let fileSize = (try? h.seekToEnd()) ?? 0
       try? h.seek(toOffset: 0)
       var offset: UInt64 = 0
@@ -159,8 +159,8 @@ public enum WebDataset {
       var caption: String? = nil
       var broken = false
       func damaged(_ why: String) { broken = true; out.damage[shard] = why }
-      func readMember(_ start: UInt64, _ size: Int) -> Data? {
-        guard UInt64(size) <= fileSize - min(start, fileSize), let d = try? h.read(upToCount: size), d.count == size else {
+      func readMember(_ size: Int) -> Data? {  // at the handle, right after its header
+        guard let d = try? h.read(upToCount: size), d.count == size else {
           damaged("truncated (a member runs past the end of the file at byte \(fileSize))")
           return nil
         }
@@ -207,7 +207,7 @@ public enum WebDataset {
         let padded = (UInt64(size) + 511) / 512 * 512
         offset = dataStart + padded
         if type == UInt8(ascii: "L") {  // GNU long name for the next member
-          guard let d = readMember(dataStart, size) else { break }
+          guard let d = readMember(size) else { break }
           longName = String(decoding: d.prefix { $0 != 0 }, as: UTF8.self)
           try? h.seek(toOffset: offset)
           continue
@@ -224,7 +224,7 @@ public enum WebDataset {
           currentKey = key
         }
         if captionExts.contains(ext) {
-          guard let d = readMember(dataStart, size) else { break }
+          guard let d = readMember(size) else { break }
           caption = String(decoding: d, as: UTF8.self)
         } else {
           fields[ext] = (dataStart, size, name)

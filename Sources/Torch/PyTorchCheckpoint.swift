@@ -18,7 +18,7 @@ public struct PyTorchCheckpoint {
     guard head.elementsEqual([0x50, 0x4B, 0x03, 0x04]) else {
       throw CheckpointError.format(path: path, reason: "not a zip-format PyTorch checkpoint (legacy pre-1.6 pickles and TorchScript archives are not read)")
     }
-    try checkZipBounds(path)
+    let fileSize = Int(try checkZipBounds(path))
     let archive: Archive
     do { archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read) } catch {
       throw CheckpointError.format(path: path, reason: "corrupt or truncated zip archive")
@@ -29,10 +29,10 @@ public struct PyTorchCheckpoint {
       throw CheckpointError.format(path: path, reason: "no data.pkl record")
     }
     let prefix = String(pkl.dropLast("data.pkl".count))
-    if let bo = entries[prefix + "byteorder"], let order = try? extract(archive, bo, path), String(decoding: order, as: UTF8.self) != "little" {
+    if let bo = entries[prefix + "byteorder"], let order = try? extract(archive, bo, path, fileSize: fileSize), String(decoding: order, as: UTF8.self) != "little" {
       throw CheckpointError.format(path: path, reason: "big-endian checkpoints are not supported")
     }
-    let pickle = try extract(archive, pklEntry, path)
+    let pickle = try extract(archive, pklEntry, path, fileSize: fileSize)
     let u = Unpickler(data: pickle, file: path) { dtype, key, count in
       guard let e = entries[prefix + "data/" + key] else {
         throw CheckpointError.format(path: path, reason: "storage data/\(key) is missing from the archive")
@@ -42,7 +42,7 @@ public struct PyTorchCheckpoint {
       guard !overflow else {
         throw CheckpointError.format(path: path, reason: "storage data/\(key) claims \(count) elements of \(dtype), more bytes than a 64-bit size holds")
       }
-      let bytes = try extract(archive, e, path)
+      let bytes = try extract(archive, e, path, fileSize: fileSize)
       guard bytes.count >= need else {
         throw CheckpointError.format(path: path, reason: "storage data/\(key) holds \(bytes.count) bytes, needs \(need)")
       }
@@ -60,7 +60,7 @@ public struct PyTorchCheckpoint {
     try Unpickler(data: bytes, file: file, loadStorage: storage).run()
   }
 
-  static func extract(_ archive: Archive, _ e: Entry, _ path: String) throws -> [UInt8] {
+  static func extract(_ archive: Archive, _ e: Entry, _ path: String, fileSize: Int) throws -> [UInt8] {
     // checkZipBounds keeps declared sizes within Int and stored (uncompressed) entries within the
     // file; a compressed entry's declared size is only reserved up to its compressed size.
     guard e.uncompressedSize <= UInt64(Int.max) else {
@@ -70,7 +70,6 @@ public struct PyTorchCheckpoint {
     var out: [UInt8] = []
     // Sizes in the local header can still claim more than the file holds: reserve no more than
     // the file's own size (a stored entry cannot be larger; a deflated one grows by appending).
-    let fileSize = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
     out.reserveCapacity(min(e.isCompressed ? min(declared, Int(clamping: e.compressedSize)) : declared, fileSize))
     struct Oversized: Error {}
     do {
@@ -88,8 +87,9 @@ public struct PyTorchCheckpoint {
   /// ZIPFoundation converts an archive's 64-bit (Zip64) offsets and sizes to signed integers and
   /// adds them unchecked, so a crafted central directory would trap inside it. This reads the end
   /// record and the central directory the way ZIPFoundation will, and refuses any entry whose
-  /// offset or size does not fit in the file, before ZIPFoundation sees it.
-  static func checkZipBounds(_ path: String) throws {
+  /// offset or size does not fit in the file, before ZIPFoundation sees it. Returns the file's size.
+  @discardableResult
+  static func checkZipBounds(_ path: String) throws -> UInt64 {
     guard let h = FileHandle(forReadingAtPath: path) else { throw CheckpointError.io(path: path, reason: "cannot read file") }
     defer { try? h.close() }
     func bad(_ r: String) -> CheckpointError { .format(path: path, reason: "corrupt zip archive: \(r)") }
@@ -144,6 +144,7 @@ public struct PyTorchCheckpoint {
       p += 46 + UInt64(nameLength + extraLength + commentLength)
       index += 1
     }
+    return fileSize
   }
 
   /// The tensors of the checkpoint's state dict: the top-level dict itself when it maps names to
