@@ -49,6 +49,7 @@ let package = Package(
     .library(name: "Spec", targets: ["Spec"]),
     .library(name: "Tokenizers", targets: ["Tokenizers"]),
     .library(name: "Imaging", targets: ["Imaging"]),
+    .library(name: "Jobs", targets: ["Jobs"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -79,12 +80,13 @@ let package = Package(
     .target(name: "Training", dependencies: ["Torch"]),
     .target(name: "Data", dependencies: ["Paths"]),
     .target(name: "Deploy", dependencies: ["Paths"]),
+    .target(name: "Jobs", dependencies: ["Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Deploy", "Export", "Paths"]),
     .target(name: "FuzzTargets", dependencies: ["Data", "Export", "Imaging", "Spec", "Tokenizers", "Torch"]),
     .executableTarget(name: "clipkit-fuzz", dependencies: ["FuzzTargets"]),
     .executableTarget(
       name: "clipkit",
       dependencies: [
-        "Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Deploy", "Export", "Paths",
+        "Jobs", "Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Deploy", "Export", "Paths",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -100,7 +102,7 @@ let package = Package(
     .testTarget(name: "SystemLibraryTests",
                 dependencies: ["CTurboJPEG", "CPNG", "CWebP", "CHDF5"]),
     .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"], resources: [.copy("Regressions")]),
-    .testTarget(name: "CLITests", dependencies: ["clipkit", "Retrieval", "Torch", "Export", "Models"]),
+    .testTarget(name: "CLITests", dependencies: ["clipkit", "Jobs", "Retrieval", "Torch", "Export", "Models"]),
   ],
   cxxLanguageStandard: .cxx17
 )

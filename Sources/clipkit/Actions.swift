@@ -1,16 +1,27 @@
 import ArgumentParser
 import Foundation
-import Spec
+import Jobs
 
-// The TAO actions. Each validates its spec, writes experiment.yaml and status.json, and then runs.
-// Actions whose engine has not landed yet stop with a non-zero exit saying so: they never print
-// made-up results.
+// The TAO actions' command line: each parses `-e spec.yaml` and overrides, then runs the job in
+// the Jobs library.
+
+/// Options every spec-driven action takes: TAO's `-e spec.yaml` and trailing overrides.
+struct SpecOptions: ParsableArguments {
+  @Option(name: [.customShort("e"), .customLong("experiment_spec"), .customLong("experiment-spec")],
+          help: "Experiment spec (YAML, TAO CLIP schema).")
+  var spec: String
+
+  @Argument(help: "Hydra-style overrides: key.sub=value, lists as [a,b], null.")
+  var overrides: [String] = []
+
+  func run(_ job: Job) throws { try job.run(specFile: spec, overrides: overrides, hooks: .fromEnvironment()) }
+}
 
 struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Fine-tune a CLIP model on image-caption data (train/epoch_N.pth, logs).")
   @OptionGroup var options: SpecOptions
   func run() throws {
-    try runAction("train", section: "train", options: options, requires: ["results_dir", "model", "dataset.train", "train"], runTrain)
+    try options.run(.train)
   }
 }
 
@@ -18,7 +29,7 @@ struct Evaluate: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Retrieval metrics (R@1/5/10, mAP, MedR, AUC) on image-caption pairs.")
   @OptionGroup var options: SpecOptions
   func run() throws {
-    try runAction("evaluate", section: "evaluate", options: options, requires: ["model", "evaluate"]) { try runEvaluate($0) }
+    try options.run(.evaluate)
   }
 }
 
@@ -26,7 +37,7 @@ struct Inference: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Embed images and prompts into HDF5 files.")
   @OptionGroup var options: SpecOptions
   func run() throws {
-    try runAction("inference", section: "inference", options: options, requires: ["model", "inference"]) { try runInference($0) }
+    try options.run(.inference)
   }
 }
 
@@ -34,7 +45,7 @@ struct Export: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Export to ONNX with tokenizer and config sidecars.")
   @OptionGroup var options: SpecOptions
   func run() throws {
-    try runAction("export", section: "export", options: options, requires: ["model", "export"], runExport)
+    try options.run(.export)
   }
 }
 
@@ -45,7 +56,7 @@ struct GenTrtEngine: ParsableCommand {
     aliases: ["gen-trt-engine"])
   @OptionGroup var options: SpecOptions
   func run() throws {
-    try runAction("gen_trt_engine", section: "gen_trt_engine", options: options, requires: ["gen_trt_engine"], runGenTrtEngine)
+    try options.run(.genTrtEngine)
   }
 }
 
@@ -58,9 +69,7 @@ struct Deploy: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "evaluate", abstract: "Retrieval metrics from an exported model or engine.")
     @OptionGroup var options: SpecOptions
     func run() throws {
-      try runAction("deploy evaluate", section: "evaluate", options: options, requires: ["evaluate"]) { ctx in
-        try runEvaluate(ctx, rules: .deploy) { try loadDeployed($0.config.evaluate.trtEngine, section: "evaluate", gpu: $0.config.evaluate.gpuIds.first ?? 0) }
-      }
+      try options.run(.deployEvaluate)
     }
   }
 
@@ -68,9 +77,7 @@ struct Deploy: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "inference", abstract: "Embeddings from an exported model or engine.")
     @OptionGroup var options: SpecOptions
     func run() throws {
-      try runAction("deploy inference", section: "inference", options: options, requires: ["inference"]) { ctx in
-        try runInference(ctx) { try loadDeployed($0.config.inference.trtEngine, section: "inference", gpu: $0.config.inference.gpuIds.first ?? 0) }
-      }
+      try options.run(.deployInference)
     }
   }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Jobs
 import Imaging
 import Models
 import Spec

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Jobs
 import Spec
 import Torch
 
@@ -38,18 +39,9 @@ struct ClipKit: ParsableCommand {
   }
 }
 
-enum ClipKitVersion {
-  static let string = "0.1.0"
-}
-
 /// ArgumentParser's own usage errors keep its formatting (they include usage help).
 func isArgumentParserError(_ error: Error) -> Bool {
   String(reflecting: type(of: error)).contains("ArgumentParser")
-}
-
-func oneLine(_ error: Error) -> String {
-  let text = (error as? LocalizedError)?.errorDescription ?? "\(error)"
-  return text.split(whereSeparator: \.isNewline).joined(separator: " ")
 }
 
 /// `clipkit spec-keys`: every key of TAO's CLIP schema and what ClipKit does with it.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Deploy
 import Foundation
+import Jobs
 import Torch
 
 /// Prints what this build runs on: libtorch version, threads, devices.

@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Testing
 
 /// Runs a program to completion; `stdin` is written to its standard input when given.
@@ -24,15 +25,44 @@ func runProcess(_ executable: URL, _ args: [String], cwd: String? = nil, env: [S
   return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
 
-/// Runs the built `clipkit` binary (it sits beside the test bundle in the build directory).
-/// `env` is added to this process's environment for the child only (tests run in parallel, so
-/// nothing here changes the shared environment).
+/// Runs a `clipkit` command. A spec-driven action (`train|evaluate|inference|export|gen_trt_engine|
+/// deploy evaluate|deploy inference -e spec …`) runs in this process through the Jobs library,
+/// exactly as the command line calls it, with its lines captured; anything else (help, other
+/// commands, a working directory, environment beyond CLIPKIT_LOG_LOSS, or the crash hooks that
+/// end a process) runs the built binary, which sits beside the test bundle in the build directory.
+/// `env` is added to the child's environment only (tests run in parallel, so nothing here changes
+/// the shared environment).
 func clipkit(_ args: [String], cwd: String? = nil, env: [String: String] = [:]) throws -> (code: Int32, out: String, err: String) {
+  if cwd == nil, env.keys.allSatisfy({ $0 == "CLIPKIT_LOG_LOSS" }), let (job, spec, overrides) = inProcessJob(args) {
+    let captured = CapturedConsole()
+    do {
+      try Console.$current.withValue(captured.console) {
+        try job.run(specFile: spec, overrides: overrides, hooks: JobHooks(logLoss: env["CLIPKIT_LOG_LOSS"] != nil))
+      }
+      return (0, captured.out, captured.err)
+    } catch {
+      return (1, captured.out, captured.err + "error: \(oneLine(error))\n")
+    }
+  }
   var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
   while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("clipkit").path), dir.path != "/" {
     dir = dir.deletingLastPathComponent()
   }
   return try runProcess(dir.appendingPathComponent("clipkit"), args, cwd: cwd, env: env)
+}
+
+/// The job, spec and overrides of `action -e spec overrides…` (the form every test uses).
+private func inProcessJob(_ args: [String]) -> (Job, String, [String])? {
+  var rest = args[...]
+  let name = rest.first == "deploy" ? rest.prefix(2).joined(separator: " ") : rest.first ?? ""
+  rest = rest.dropFirst(name.split(separator: " ").count)
+  guard let job = Job(rawValue: name), let flag = rest.first, ["-e", "--experiment_spec", "--experiment-spec"].contains(flag), rest.count >= 2 else {
+    return nil
+  }
+  let overrides = Array(rest.dropFirst(2))
+  // Options after the spec are the command line's to parse (and reject): leave them to the binary.
+  guard overrides.allSatisfy({ !$0.hasPrefix("-") }) else { return nil }
+  return (job, rest[rest.startIndex + 1], overrides)
 }
 
 func writeSpec(_ text: String) throws -> (dir: String, spec: String) {

@@ -6,18 +6,24 @@ import Torch
 
 /// Runs a CLIP bundle over images and texts in batches; image decoding and preprocessing run on
 /// worker threads while libtorch computes.
-struct Embedder {
+public struct Embedder {
   let bundle: CLIPBundle
   let batchSize: Int
   let workers: Int
   let decoder = ImageDecoder()
 
+  public init(bundle: CLIPBundle, batchSize: Int, workers: Int) {
+    self.bundle = bundle
+    self.batchSize = batchSize
+    self.workers = workers
+  }
+
   /// Embeddings of the images that decode, in order; unreadable ones are skipped with a warning.
-  func images(_ paths: [String], progressLabel: String = "images") throws -> (embeddings: [Float], kept: [Int], dim: Int) {
+  public func images(_ paths: [String], progressLabel: String = "images") throws -> (embeddings: [Float], kept: [Int], dim: Int) {
     try images(paths.map { ImageSource.file($0) }, progressLabel: progressLabel)
   }
 
-  func images(_ paths: [ImageSource], progressLabel: String = "images") throws -> (embeddings: [Float], kept: [Int], dim: Int) {
+  public func images(_ paths: [ImageSource], progressLabel: String = "images") throws -> (embeddings: [Float], kept: [Int], dim: Int) {
     var out: [Float] = []
     var kept: [Int] = []
     var dim = 0
@@ -53,7 +59,7 @@ struct Embedder {
     return (out, kept, dim)
   }
 
-  func texts(_ texts: [String]) throws -> (embeddings: [Float], dim: Int) {
+  public func texts(_ texts: [String]) throws -> (embeddings: [Float], dim: Int) {
     var out: [Float] = []
     var dim = 0
     let progress = Progress("texts", total: texts.count, unit: "txt")
@@ -74,7 +80,7 @@ struct Embedder {
 
 /// Image files under a directory, recursively, as `os.path.join(root, file)` would name them,
 /// sorted by code point (Python's sort).
-func walkImages(_ dir: String, extensions: Set<String> = ["jpg", "jpeg", "png", "bmp", "gif", "webp"]) throws -> [String] {
+public func walkImages(_ dir: String, extensions: Set<String> = ["jpg", "jpeg", "png", "bmp", "gif", "webp"]) throws -> [String] {
   var isDir: ObjCBool = false
   guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
     throw ActionError.input("image_dir \(dir) does not exist or is not a directory")

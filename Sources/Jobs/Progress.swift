@@ -3,13 +3,14 @@ import Foundation
 /// Progress for long work: a bar with rate and ETA on a terminal, a plain line every few seconds
 /// otherwise (logs, CI).
 final class Progress {
+  private let console = Console.current
   let label: String
   let total: Int
   let unit: String
   private var done = 0
   private let start = Date()
   private var lastPrint = Date.distantPast
-  private let tty = isatty(2) != 0
+  private lazy var tty = console.isTerminal
 
   init(_ label: String, total: Int, unit: String = "items") {
     self.label = label
@@ -37,10 +38,10 @@ final class Progress {
       let width = 30
       let filled = total > 0 ? min(width, width * done / total) : width
       let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-      FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(stats)\u{1B}[K".utf8))
-      if done >= total { FileHandle.standardError.write(Data("\n".utf8)) }
+      console.err("\r\(label) [\(bar)] \(stats)\u{1B}[K")
+      if done >= total { console.err("\n") }
     } else {
-      FileHandle.standardError.write(Data("\(label): \(stats)\n".utf8))
+      console.err("\(label): \(stats)\n")
     }
   }
 
@@ -48,8 +49,4 @@ final class Progress {
     let t = Int(s.rounded())
     return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
   }
-}
-
-func warn(_ message: String) {
-  FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
 }

@@ -130,12 +130,8 @@ func runTrain(_ ctx: ActionContext) throws {
   var badSamples = 0, readSamples = 0
   var skippedSteps = 0  // fp16 steps whose gradients overflowed
   let runStart = Date()
-  // CLIPKIT_LOG_LOSS prints every step's loss; CLIPKIT_CRASH_AFTER_EPOCH=N ends the process
-  // abruptly (as kill -9 would) right after epoch N's checkpoint, for resume tests.
-  let env = ProcessInfo.processInfo.environment
-  let logLoss = env["CLIPKIT_LOG_LOSS"] != nil
-  let crashAfter = env["CLIPKIT_CRASH_AFTER_EPOCH"].flatMap { Int($0) }
-  let crashAfterStep = env["CLIPKIT_CRASH_AFTER_STEP"].flatMap { Int($0) }
+  let logLoss = ctx.hooks.logLoss
+  let crashAfter = ctx.hooks.crashAfterEpoch, crashAfterStep = ctx.hooks.crashAfterStep
 
   /// Retrieval metrics on dataset.val; returns status kpis and TensorBoard values.
   func validate() throws -> ([String: Any], [(String, Double)]) {
@@ -291,7 +287,7 @@ func setTower(_ e: CLIPEncoder, _ tower: Tower, trainable: Bool) throws {
 
 /// TAO's groups: vision / text / logit × no-decay (ndim < 2 or name with "bn", "ln", "bias",
 /// "logit_scale") / decay; vision at vision_lr, text and logit at text_lr.
-func parameterGroups(_ e: CLIPEncoder, optim: OptimConfig) -> [ParamGroup] {
+public func parameterGroups(_ e: CLIPEncoder, optim: OptimConfig) -> [ParamGroup] {
   var groups: [String: ParamGroup] = [:]
   for (name, p) in e.module.namedParameters() where p.requiresGrad {
     let tower = e.tower(of: name).rawValue

@@ -1,18 +1,7 @@
-import ArgumentParser
 import Foundation
 import Models
 import Spec
 import Torch
-
-/// Options every spec-driven action takes: TAO's `-e spec.yaml` and trailing overrides.
-struct SpecOptions: ParsableArguments {
-  @Option(name: [.customShort("e"), .customLong("experiment_spec"), .customLong("experiment-spec")],
-          help: "Experiment spec (YAML, TAO CLIP schema).")
-  var spec: String
-
-  @Argument(help: "Hydra-style overrides: key.sub=value, lists as [a,b], null.")
-  var overrides: [String] = []
-}
 
 enum ActionError: Error, LocalizedError {
   case notImplemented(action: String, detail: String)
@@ -28,21 +17,23 @@ enum ActionError: Error, LocalizedError {
   }
 }
 
-/// What an action body gets: the resolved spec, its typed config and where to write.
+/// What an action body gets: the resolved spec, its typed config, where to write and the
+/// caller's hooks.
 struct ActionContext {
   let name: String
   let spec: Spec
   let config: CLIPExperimentConfig
   let resultsDir: String
   let status: StatusLog
+  let hooks: JobHooks
 }
 
 /// The common frame of every action: load and validate the spec, check the mandatory values the
 /// action needs, create the results directory, write experiment.yaml and status.json, run, and
 /// record SUCCESS or FAILURE.
-func runAction(_ name: String, section: String, options: SpecOptions, requires: [String],
+func runAction(_ name: String, section: String, specFile: String, overrides: [String], hooks: JobHooks, requires: [String],
                _ body: (ActionContext) throws -> Void) throws {
-  let spec = try Spec.load(file: options.spec, overrides: options.overrides)
+  let spec = try Spec.load(file: specFile, overrides: overrides)
   try spec.requireSet(requires)
   try spec.refuseUnsupported(action: name)
   let config = try spec.config()
@@ -60,7 +51,7 @@ func runAction(_ name: String, section: String, options: SpecOptions, requires: 
   let status = try StatusLog(path: "\(dir)/status.json")
   try status.write(.started, message: "Starting CLIP \(name).")
   do {
-    try body(ActionContext(name: name, spec: spec, config: config, resultsDir: dir, status: status))
+    try body(ActionContext(name: name, spec: spec, config: config, resultsDir: dir, status: status, hooks: hooks))
   } catch {
     try? status.write(.failure, message: oneLine(error))
     throw error
