@@ -9,6 +9,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/DeviceAccelerator.h>
 #include <c10/core/GradMode.h>
 #include <dlfcn.h>
 #include <torch/headeronly/version.h>
@@ -95,6 +96,7 @@ int dtype_code(at::ScalarType s) {
 }
 at::Device device(int type, int index) {
   if (type == CK_CPU) return at::Device(at::kCPU);
+  if (type == CK_META) return at::Device(at::kMeta);
   if (type == CK_CUDA) {
     if (index < 0) throw std::invalid_argument("negative CUDA device index");
     return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
@@ -119,6 +121,37 @@ void check_shape(const int64_t *shape, int64_t ndim) {
     if (shape[i] < 0) throw std::invalid_argument("negative dimension " + std::to_string(shape[i]));
 }
 
+}  // namespace
+
+namespace {
+// The few driver-API entry points used, resolved once from libcuda.so.1 (the host's driver).
+struct Driver {
+  int (*init)(unsigned) = nullptr;
+  int (*count)(int *) = nullptr;
+  int (*get)(int *, int) = nullptr;
+  int (*name)(char *, int, int) = nullptr;
+  int (*mem)(size_t *, int) = nullptr;
+  int (*attr)(int *, int, int) = nullptr;
+  std::string error;
+};
+const Driver &driver() {
+  static const Driver d = [] {
+    Driver r;
+    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL);
+    if (!h) { const char *e = dlerror(); r.error = e ? e : "libcuda.so.1 not found"; return r; }
+    r.init = reinterpret_cast<int (*)(unsigned)>(dlsym(h, "cuInit"));
+    r.count = reinterpret_cast<int (*)(int *)>(dlsym(h, "cuDeviceGetCount"));
+    r.get = reinterpret_cast<int (*)(int *, int)>(dlsym(h, "cuDeviceGet"));
+    r.name = reinterpret_cast<int (*)(char *, int, int)>(dlsym(h, "cuDeviceGetName"));
+    r.mem = reinterpret_cast<int (*)(size_t *, int)>(dlsym(h, "cuDeviceTotalMem_v2"));
+    r.attr = reinterpret_cast<int (*)(int *, int, int)>(dlsym(h, "cuDeviceGetAttribute"));
+    if (!r.init || !r.count || !r.get || !r.name || !r.mem || !r.attr) { r.error = "libcuda.so.1 lacks the driver API"; r.init = nullptr; return r; }
+    int rc = r.init(0);
+    if (rc != 0) { r.error = "cuInit failed with CUDA driver error " + std::to_string(rc); r.init = nullptr; }
+    return r;
+  }();
+  return d;
+}
 }  // namespace
 
 extern "C" {
@@ -188,6 +221,109 @@ ck_error ck_cuda_synchronize(int device_index) {
   CK_END
 }
 
+char *ck_torch_library_dir(void) {
+  Dl_info info;
+  if (!dladdr(reinterpret_cast<void *>(&at::get_num_threads), &info) || !info.dli_fname) return nullptr;
+  std::string path(info.dli_fname);
+  auto slash = path.rfind('/');
+  return message(slash == std::string::npos ? "." : path.substr(0, slash).c_str());
+}
+
+
+ck_error ck_driver_device_count(int *count) {
+  CK_BEGIN
+  const Driver &d = driver();
+  if (!d.init) throw std::runtime_error(d.error);
+  int n = 0;
+  int rc = d.count(&n);
+  if (rc != 0) throw std::runtime_error("cuDeviceGetCount failed with CUDA driver error " + std::to_string(rc));
+  *count = n;
+  CK_END
+}
+ck_error ck_driver_device(int index, char *name, int name_len, size_t *total_memory, int *major, int *minor) {
+  CK_BEGIN
+  const Driver &d = driver();
+  if (!d.init) throw std::runtime_error(d.error);
+  int dev = 0;
+  if (d.get(&dev, index) != 0) throw std::runtime_error("no CUDA device " + std::to_string(index));
+  // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75, _MINOR = 76.
+  if (d.name(name, name_len, dev) != 0 || d.mem(total_memory, dev) != 0 || d.attr(major, 75, dev) != 0 ||
+      d.attr(minor, 76, dev) != 0)
+    throw std::runtime_error("cannot query CUDA device " + std::to_string(index));
+  CK_END
+}
+ck_error ck_cuda_memory(int device_index, int64_t *allocated, int64_t *peak_allocated, int64_t *reserved,
+                        int64_t *peak_reserved) {
+  CK_BEGIN
+  auto s = at::accelerator::getDeviceStats(static_cast<c10::DeviceIndex>(device_index));
+  constexpr size_t all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+  *allocated = s.allocated_bytes[all].current;
+  *peak_allocated = s.allocated_bytes[all].peak;
+  *reserved = s.reserved_bytes[all].current;
+  *peak_reserved = s.reserved_bytes[all].peak;
+  CK_END
+}
+ck_error ck_cuda_reset_peak(int device_index) {
+  CK_BEGIN
+  at::accelerator::resetPeakStats(static_cast<c10::DeviceIndex>(device_index));
+  CK_END
+}
+ck_error ck_set_tf32(int matmul, int cudnn) {
+  CK_BEGIN
+  at::globalContext().setAllowTF32CuBLAS(matmul != 0);
+  at::globalContext().setAllowTF32CuDNN(cudnn != 0);
+  CK_END
+}
+ck_error ck_set_sdp_backends(int flash, int mem_efficient, int cudnn, int math) {
+  CK_BEGIN
+  auto &c = at::globalContext();
+  c.setSDPUseFlash(flash != 0);
+  c.setSDPUseMemEfficient(mem_efficient != 0);
+  c.setSDPUseCuDNN(cudnn != 0);
+  c.setSDPUseMath(math != 0);
+  CK_END
+}
+ck_error ck_sdp_choice(ck_tensor q, ck_tensor k, ck_tensor v, int is_causal, int64_t *backend) {
+  CK_BEGIN
+  *backend = at::_fused_sdp_choice(T(q), T(k), T(v), c10::nullopt, 0.0, is_causal != 0);
+  CK_END
+}
+ck_error ck_pin_memory(ck_tensor h, ck_tensor *out) {
+  CK_BEGIN
+  put(out, T(h).pin_memory());
+  CK_END
+}
+ck_error ck_fused_adamw(const ck_tensor *params, const ck_tensor *grads, const ck_tensor *exp_avgs,
+                        const ck_tensor *exp_avg_sqs, const ck_tensor *steps, int64_t n, double lr, double beta1,
+                        double beta2, double weight_decay, double eps) {
+  CK_BEGIN
+  std::vector<at::Tensor> p, g, m, v, st;
+  for (int64_t i = 0; i < n; i++) {
+    p.push_back(T(params[i]));
+    g.push_back(T(grads[i]));
+    m.push_back(T(exp_avgs[i]));
+    v.push_back(T(exp_avg_sqs[i]));
+    st.push_back(T(steps[i]));
+  }
+  at::_fused_adamw_(p, g, m, v, {}, st, lr, beta1, beta2, weight_decay, eps, false, false);
+  CK_END
+}
+ck_error ck_amp_unscale(const ck_tensor *grads, int64_t n, ck_tensor found_inf, ck_tensor inv_scale) {
+  CK_BEGIN
+  std::vector<at::Tensor> gs;
+  for (int64_t i = 0; i < n; i++) gs.push_back(T(grads[i]));
+  at::Tensor f = T(found_inf);
+  at::_amp_foreach_non_finite_check_and_unscale_(gs, f, T(inv_scale));
+  CK_END
+}
+ck_error ck_amp_update_scale(ck_tensor scale, ck_tensor growth_tracker, ck_tensor found_inf, double growth,
+                             double backoff, int64_t interval) {
+  CK_BEGIN
+  at::Tensor s = T(scale), g = T(growth_tracker);
+  at::_amp_update_scale_(s, g, T(found_inf), growth, backoff, interval);
+  CK_END
+}
+
 int ck_grad_enabled(void) { return c10::GradMode::is_enabled() ? 1 : 0; }
 void ck_set_grad_enabled(int enabled) { c10::GradMode::set_enabled(enabled != 0); }
 
@@ -231,7 +367,7 @@ int ck_tensor_dtype(ck_tensor t) { return ck_tensor_defined(t) ? dtype_code(t->t
 int ck_tensor_device_type(ck_tensor t) {
   if (!ck_tensor_defined(t)) return -1;
   auto d = t->t.device();
-  return d.is_cpu() ? CK_CPU : d.is_cuda() ? CK_CUDA : -1;
+  return d.is_cpu() ? CK_CPU : d.is_cuda() ? CK_CUDA : d.is_meta() ? CK_META : -1;
 }
 int ck_tensor_device_index(ck_tensor t) {
   if (!ck_tensor_defined(t)) return -1;
@@ -325,9 +461,9 @@ ck_error ck_copy_to_buffer(ck_tensor h, void *dst, size_t nbytes) {
   }
   CK_END
 }
-ck_error ck_to(ck_tensor h, int dt, int dev_type, int dev_index, ck_tensor *out) {
+ck_error ck_to(ck_tensor h, int dt, int dev_type, int dev_index, int non_blocking, ck_tensor *out) {
   CK_BEGIN
-  put(out, T(h).to(device(dev_type, dev_index), dtype(dt)));
+  put(out, T(h).to(device(dev_type, dev_index), dtype(dt), non_blocking != 0));
   CK_END
 }
 ck_error ck_item_double(ck_tensor h, double *out) {

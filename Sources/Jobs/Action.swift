@@ -26,6 +26,8 @@ struct ActionContext {
   let resultsDir: String
   let status: StatusLog
   let hooks: JobHooks
+  /// Where the model runs (TAO's device keys; see `placement`).
+  var device: Device = .cpu
 }
 
 /// The common frame of every action: load and validate the spec, check the mandatory values the
@@ -51,27 +53,32 @@ func runAction(_ name: String, section: String, specFile: String, overrides: [St
   let status = try StatusLog(path: "\(dir)/status.json")
   try status.write(.started, message: "Starting CLIP \(name).")
   do {
-    try body(ActionContext(name: name, spec: spec, config: config, resultsDir: dir, status: status, hooks: hooks))
+    var ctx = ActionContext(name: name, spec: spec, config: config, resultsDir: dir, status: status, hooks: hooks)
+    // Before any tensor work: libtorch decides once whether CUDA exists.
+    ctx.device = try placement(ctx)
+    try body(ctx)
   } catch {
     try? status.write(.failure, message: oneLine(error))
     throw error
   }
 }
 
-/// The device keys of the action: one process on CPU here. TAO's defaults (one GPU, id 0) run on
-/// CPU; asking for more GPUs or another GPU is refused by name. Deploy runs engines on
-/// `gpu_ids[0]` itself (the TensorRT helper).
+/// The device keys of the action that this build refuses: more than one GPU per job (multi-GPU
+/// runs arrive with the distributed work). Deploy runs engines on `gpu_ids[0]` itself (the
+/// TensorRT helper).
 func checkPlacement(_ action: String, _ c: CLIPExperimentConfig) throws {
   let (gpus, ids, section): (Int, [Int], String)
   switch action {
   case "evaluate", "deploy evaluate": (gpus, ids, section) = (c.evaluate.numGpus, c.evaluate.gpuIds, "evaluate")
   case "inference", "deploy inference": (gpus, ids, section) = (c.inference.numGpus, c.inference.gpuIds, "inference")
-  default: return  // train: refused keys and TrainAction; export: no device; gen_trt_engine: gpu_id
+  case "train": (gpus, ids, section) = (c.train.numGpus, c.train.gpuIds, "train")
+  default: return  // export: gpu_id; gen_trt_engine: gpu_id
   }
-  if gpus > 1 { throw ActionError.input("\(section).num_gpus=\(gpus): one process only in this build (multi-GPU \(section) is not supported yet)") }
-  if !action.hasPrefix("deploy"), ids != [0] {
-    throw ActionError.input("\(section).gpu_ids=\(ids): ClipKit runs \(section) on CPU in this build (GPU execution is not supported yet)")
-  }
+  if gpus > 1 { throw ActionError.input("\(section).num_gpus=\(gpus): one GPU per process in this build (multi-GPU \(section) is not supported yet)") }
+  if gpus < 0 { throw ActionError.input("\(section).num_gpus=\(gpus): must be 0 (CPU) or 1") }
+  guard !action.hasPrefix("deploy") else { return }
+  if ids.isEmpty && gpus > 0 { throw ActionError.input("\(section).gpu_ids is empty: name the GPU to use, for example [0]") }
+  if ids.count > 1 { throw ActionError.input("\(section).gpu_ids=\(ids): one GPU per process in this build (multi-GPU \(section) is not supported yet)") }
 }
 
 /// `{section}.results_dir` verbatim when set, else `{results_dir}/{section}`.

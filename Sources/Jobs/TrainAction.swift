@@ -12,14 +12,15 @@ import Training
 func runTrain(_ ctx: ActionContext) throws {
   let cfg = ctx.config
   let t = cfg.train
+  let device = ctx.device
   // What this build does not do yet is refused up front, with the reason.
-  if t.numGpus > 1 || t.numNodes > 1 {
-    throw ActionError.input("train.num_gpus=\(t.numGpus), train.num_nodes=\(t.numNodes): multi-GPU training is not available in this build (CPU, one process)")
+  if t.numNodes > 1 {
+    throw ActionError.input("train.num_nodes=\(t.numNodes): multi-node training is not available in this build (one process)")
   }
   // fp16: autocast to float16 with dynamic loss scaling (libtorch runs both on CPU too, through
   // slower reference kernels, so a spec written for GPUs still runs here).
   let scaler = t.precision == "fp16" ? GradScaler() : nil
-  if scaler != nil {
+  if scaler != nil && !device.isCUDA {
     print("note: train.precision=fp16 on CPU runs fp16 autocast with loss scaling but no faster than fp32; bf16 is the fast CPU choice")
   }
   if t.optim.optimizerType != "adamw" { throw ActionError.input("train.optim.optimizer_type=\(t.optim.optimizerType): only adamw is available") }
@@ -38,6 +39,7 @@ func runTrain(_ ctx: ActionContext) throws {
 
   if t.seed >= 0 { try Torch.manualSeed(UInt64(t.seed)) }
   try Torch.setCuDNN(benchmark: t.cudnn.benchmark, deterministic: t.cudnn.deterministic)
+  try setMathMode(device, precision: t.precision)
   guard let loss = ContrastiveLoss(rawValue: t.lossType) else {
     throw ActionError.input("train.loss_type=\(t.lossType): only siglip and clip are available")
   }
@@ -46,7 +48,7 @@ func runTrain(_ ctx: ActionContext) throws {
   let bundle = try ModelRegistry.load(type: cfg.model.type, pretrainedDir: cfg.model.pretrainedDir, canonicalize: cfg.model.canonicalizeText,
                                       initLogitScale: initScale, initLogitBias: initBias,
                                       randomInit: cfg.model.randomInit ? try Generator(seed: UInt64(max(t.seed, 0))) : nil,
-                                      imageSize: cfg.model.imageSize)
+                                      imageSize: cfg.model.imageSize, device: device)
   if let pre = t.pretrainedModelPath { try ModelRegistry.loadCheckpoint(pre, into: bundle); print("Loaded weights from \(pre)") }
   let adapter = bundle.encoder.module
   bundle.encoder.gradientCheckpointing = t.gradCheckpointing
@@ -212,7 +214,7 @@ func runTrain(_ ctx: ActionContext) throws {
         optimizer.groups[g].lr = scheduledLR(base: optimizer.groups[g].baseLR, step: globalStep, warmup: t.optim.warmupSteps,
                                              total: totalSteps, kind: t.optim.scheduler)
       }
-      let lossValue = try autocast(.cpu, dtype: scaler != nil ? .float16 : .bfloat16, enabled: t.precision != "fp32") { () throws -> Tensor in
+      let lossValue = try autocast(device, dtype: scaler != nil ? .float16 : .bfloat16, enabled: t.precision != "fp32") { () throws -> Tensor in
         let img = try bundle.encoder.encodeImages(inputs).to(.float32)
         let txt = try bundle.encoder.encodeTexts(ids, attentionMask: nil).to(.float32)
         return try loss(image: img, text: txt, logitScale: bundle.encoder.logitScale, logitBias: bundle.encoder.logitBias)
@@ -252,8 +254,9 @@ func runTrain(_ ctx: ActionContext) throws {
     let meanLoss = epochLoss / Double(max(stepsPerEpoch, 1))
     let elapsed = Date().timeIntervalSince(epochStart)
     let remaining = Double(t.numEpochs - epoch - 1) * Date().timeIntervalSince(runStart) / Double(epoch - startEpoch + 1)
+    let memory = peakMemory(device)
     print(String(format: "epoch %d/%d: train_loss %.4f, logit_scale %.3f, %.1f s", epoch + 1, t.numEpochs, meanLoss,
-                 try bundle.encoder.logitScale.exp().item(), elapsed))
+                 try bundle.encoder.logitScale.exp().item(), elapsed) + (memory.isEmpty ? "" : ", " + memory))
     var kpi: [String: Any] = ["train_loss": meanLoss]
     var boardValues: [(String, Double)] = [("train_loss_epoch", meanLoss)]
     if t.valCheckInterval == nil && (epoch + 1) % t.validationInterval == 0 {

@@ -76,7 +76,7 @@ func resumeFrom(_ path: String, adapter: Module, optimizer: AdamW, scaler: GradS
       guard n >= 0, let count = Int(exactly: n) else {
         throw ActionError.input("\(path): optimizer step \(n) of \(name) is not a step count")
       }
-      optimizer.restore(name, step: count, m: try m.clone(), v: try vv.clone())
+      try optimizer.restore(name, step: count, m: try m.clone(), v: try vv.clone())
     }
   }
   if let scaler, case .dict(let st)? = top["native_amp_scaling_state"], let scale = st["scale"]?.doubleValue {

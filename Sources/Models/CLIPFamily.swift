@@ -120,11 +120,12 @@ public final class SiglipAdapter: Module, CLIPEncoder {
   public init(_ model: SiglipModel, logitScale: Double, logitBias: Double) throws {
     super.init()
     backbone = SiglipBackbone(model)
-    self.logitScale = try Tensor.scalar(Float(logitScale))
-    self.logitBias = try Tensor.scalar(Float(logitBias))
+    self.logitScale = try Tensor.scalar(Float(logitScale)).upload(to: model.device)
+    self.logitBias = try Tensor.scalar(Float(logitBias)).upload(to: model.device)
   }
 
-  public func encodeImages(_ pixels: Tensor) throws -> Tensor { try inner.imageFeatures(pixels).l2Normalized() }
+  /// Inputs arrive as host tensors and go to the model's device here.
+  public func encodeImages(_ pixels: Tensor) throws -> Tensor { try inner.imageFeatures(pixels.upload(to: logitScale.device)).l2Normalized() }
   public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor {
     guard let first = inputs.first else { throw ModelError.input("no images to encode") }
     switch first {
@@ -138,13 +139,14 @@ public final class SiglipAdapter: Module, CLIPEncoder {
         flat += p; masks += m; grids.append(g)
       }
       let n = m0.count
-      let patches = try Tensor(flat, shape: [inputs.count, n, p0.count / n])
-      let mask = try Tensor(masks, shape: [inputs.count, n])
+      let patches = try Tensor(flat, shape: [inputs.count, n, p0.count / n]).upload(to: logitScale.device)
+      let mask = try Tensor(masks, shape: [inputs.count, n]).upload(to: logitScale.device)
       return try inner.imageFeatures(patches: patches, mask: mask, shapes: grids).l2Normalized()
     }
   }
   public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor {
-    try inner.textFeatures(ids, attentionMask: attentionMask).l2Normalized()
+    let device = logitScale.device
+    return try inner.textFeatures(ids.upload(to: device), attentionMask: attentionMask?.upload(to: device)).l2Normalized()
   }
   public func tower(of parameter: String) -> Tower {
     parameter.hasPrefix("backbone.inner.vision_model.") ? .vision : parameter.hasPrefix("backbone.inner.text_model.") ? .text : .logit
@@ -186,7 +188,8 @@ public enum ModelRegistry {
   /// `imageSize`: TAO's `model.image_size`, the transform size of its OpenCLIP (and RADIO) types.
   public static func load(type: String, pretrainedDir: String?, canonicalize: Bool,
                           initLogitScale: Double? = nil, initLogitBias: Double? = nil,
-                          randomInit: Generator? = nil, weightsFromCheckpoint: Bool = false, imageSize: Int? = nil) throws -> CLIPBundle {
+                          randomInit: Generator? = nil, weightsFromCheckpoint: Bool = false, imageSize: Int? = nil,
+                          device: Device = .cpu) throws -> CLIPBundle {
     // Before any directory is looked at: a RADIO type names an architecture a SigLIP or OpenCLIP
     // directory does not have.
     if radioTypes.contains(type) {
@@ -195,15 +198,15 @@ public enum ModelRegistry {
     if openCLIPTypes.contains(type) || pretrainedDir.map(OpenCLIPFamily.isModelDirectory) == true {
       return try OpenCLIPFamily.load(type: type, pretrainedDir: pretrainedDir, canonicalize: canonicalize, initLogitScale: initLogitScale,
                                      initLogitBias: initLogitBias, randomInit: randomInit, weightsFromCheckpoint: weightsFromCheckpoint,
-                                     imageSize: openCLIPTypes.contains(type) ? imageSize : nil)
+                                     imageSize: openCLIPTypes.contains(type) ? imageSize : nil, device: device)
     }
     if pretrainedDir == nil && !siglip2Types.contains(type) {
       throw ModelRegistryError.unknownType(type, known: siglip2Types + radioTypes + openCLIPTypes)
     }
     let dir = try PretrainedLocator.directory(repo: "google/\(type)", pretrainedDir: pretrainedDir)
     // A checkpoint that will replace every weight needs only the architecture.
-    let model = weightsFromCheckpoint ? try SiglipModel.fromConfig(dir, initialize: .empty)
-      : try randomInit.map { try SiglipModel.fromConfig(dir, initialize: .random($0)) } ?? SiglipModel.fromPretrained(dir)
+    let model = weightsFromCheckpoint ? try SiglipModel.fromConfig(dir, initialize: Initialization.empty.on(device))
+      : try randomInit.map { try SiglipModel.fromConfig(dir, initialize: Initialization.random($0).on(device)) } ?? SiglipModel.fromPretrained(dir, device: device)
     if weightsFromCheckpoint { model.eval() }
     let scale = weightsFromCheckpoint ? 0 : try initLogitScale ?? model.logitScale.reshape([]).item()
     let bias = weightsFromCheckpoint ? 0 : try initLogitBias ?? model.logitBias.reshape([]).item()

@@ -3,31 +3,48 @@ import Foundation
 // Basic layers with PyTorch's parameter names and default initialisation
 // (uniform ±1/sqrt(fan_in) for Linear/Conv2d, N(0,1) for Embedding, ones/zeros for LayerNorm).
 
-/// How a layer fills its parameters: PyTorch's default random initialisation (from a generator,
-/// or the global one), or uninitialised memory for weights that a checkpoint will replace.
-public enum Initialization: Sendable {
-  case random(Generator?)
-  case empty
+/// How a layer fills its parameters, and where: PyTorch's default random initialisation (from a
+/// generator, or the global one), or uninitialised memory for weights that a checkpoint will
+/// replace; on `device` (candle's VarBuilder carries the same). Random values are drawn on the
+/// CPU and then placed, so a seed gives the same weights on every device; `empty` allocates on
+/// the device directly, and on `.meta` nothing is allocated at all.
+public struct Initialization: Sendable {
+  public enum Fill: Sendable {
+    case random(Generator?)
+    case empty
+  }
+  public var fill: Fill
+  public var device: Device = .cpu
 
-  public static var random: Initialization { .random(nil) }
+  public init(_ fill: Fill, device: Device = .cpu) {
+    self.fill = fill
+    self.device = device
+  }
+  public static var random: Initialization { Initialization(.random(nil)) }
+  public static func random(_ g: Generator?) -> Initialization { Initialization(.random(g)) }
+  public static var empty: Initialization { Initialization(.empty) }
+  /// The same fill on `device`.
+  public func on(_ device: Device) -> Initialization { Initialization(fill, device: device) }
 
+  private func place(_ make: () throws -> Tensor, _ shape: [Int]) throws -> Tensor {
+    if case .random = fill, device != .meta { return try make().upload(to: device) }
+    return try Tensor.empty(shape, device: device)
+  }
   public func uniform(_ shape: [Int], bound: Double) throws -> Tensor {
-    switch self {
-    case .empty: return try Tensor.empty(shape)
-    case .random(let g): return try Tensor.rand(shape, generator: g) * (2 * bound) - bound
-    }
+    guard case .random(let g) = fill else { return try Tensor.empty(shape, device: device) }
+    return try place({ try Tensor.rand(shape, generator: g) * (2 * bound) - bound }, shape)
   }
   public func normal(_ shape: [Int], std: Double = 1) throws -> Tensor {
-    switch self {
-    case .empty: return try Tensor.empty(shape)
-    case .random(let g): return std == 1 ? try Tensor.randn(shape, generator: g) : try Tensor.randn(shape, generator: g) * std
-    }
+    guard case .random(let g) = fill else { return try Tensor.empty(shape, device: device) }
+    return try place({ std == 1 ? try Tensor.randn(shape, generator: g) : try Tensor.randn(shape, generator: g) * std }, shape)
   }
   public func constant(_ shape: [Int], _ v: Double) throws -> Tensor {
-    switch self {
-    case .empty: return try Tensor.empty(shape)
-    case .random: return try Tensor.full(shape, v)
-    }
+    guard case .random = fill else { return try Tensor.empty(shape, device: device) }
+    return device == .meta ? try Tensor.empty(shape, device: device) : try Tensor.full(shape, v, device: device)
+  }
+  /// A tensor computed on the host (fixed tables, scalars) placed where this fill puts weights.
+  public func placed(_ t: Tensor) throws -> Tensor {
+    device == .meta ? try Tensor.empty(t.shape, dtype: t.dtype, device: .meta) : try t.upload(to: device)
   }
 }
 

@@ -173,6 +173,9 @@ open class Module {
     namedSlots().compactMap { key, slot in slot.persistent ? slot.tensor.map { (key, $0) } : nil }
   }
 
+  /// Where the tree's tensors live (its first tensor's device; CPU for a tree without tensors).
+  public var device: Device { namedSlots().lazy.compactMap { $0.1.tensor?.device }.first ?? .cpu }
+
   /// Sets training mode on the whole tree.
   public func train(_ on: Bool = true) {
     isTraining = on

@@ -27,13 +27,17 @@ public enum Torch {
     if deterministic { setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0) }
     try check("set_deterministic", ck_set_deterministic(deterministic ? 1 : 0, 1))
     try check("set_cudnn_benchmark", ck_set_cudnn_benchmark(benchmark ? 1 : 0))
+    // TAO's deterministic mode also keeps attention on the math kernel (the fused ones are not
+    // deterministic in their backward).
+    try SDPBackend.allow(flash: !deterministic, memoryEfficient: !deterministic, cudnn: !deterministic)
   }
   /// (deterministic algorithms on, cuDNN benchmark on) as libtorch holds them now.
   public static var cudnnSettings: (deterministic: Bool, benchmark: Bool) { (ck_deterministic() != 0, ck_cudnn_benchmark() != 0) }
 
   /// Whether a CUDA backend is loaded and sees a device.
-  public static var cudaAvailable: Bool { ck_cuda_available() != 0 && ck_cuda_device_count() > 0 }
-  public static var cudaDeviceCount: Int { Int(ck_cuda_device_count()) }
+  /// (Asking libtorch before `CUDA.load()` would switch CUDA off for the process: it is not asked.)
+  public static var cudaAvailable: Bool { cudaDeviceCount > 0 }
+  public static var cudaDeviceCount: Int { CUDA.libraryDirectory == nil ? 0 : Int(ck_cuda_device_count()) }
 
   /// Loads a shared library into the global namespace (for example libtorch_cuda.so, which
   /// registers the CUDA backend with the already-loaded libtorch_cpu).

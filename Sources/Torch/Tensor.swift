@@ -57,10 +57,13 @@ public enum DType: Int32, CaseIterable, Sendable, CustomStringConvertible {
 public enum Device: Equatable, Hashable, Sendable, CustomStringConvertible {
   case cpu
   case cuda(Int)
+  /// Shapes and dtypes without storage: builds a model's architecture without memory.
+  case meta
 
-  /// Parses "cpu", "cuda", "cuda:N".
+  /// Parses "cpu", "cuda", "cuda:N", "meta".
   public init(parsing s: String) throws {
     if s == "cpu" { self = .cpu; return }
+    if s == "meta" { self = .meta; return }
     if s == "cuda" { self = .cuda(0); return }
     if s.hasPrefix("cuda:"), let i = Int(s.dropFirst(5)), i >= 0 { self = .cuda(i); return }
     throw TorchError.invalidArgument("unknown device '\(s)' (expected cpu, cuda or cuda:N)")
@@ -69,14 +72,17 @@ public enum Device: Equatable, Hashable, Sendable, CustomStringConvertible {
     switch self {
     case .cpu: return (0, 0)
     case .cuda(let i): return (1, Int32(i))
+    case .meta: return (2, 0)
     }
   }
   public var description: String {
     switch self {
     case .cpu: return "cpu"
     case .cuda(let i): return "cuda:\(i)"
+    case .meta: return "meta"
     }
   }
+  public var isCUDA: Bool { if case .cuda = self { return true } else { return false } }
 }
 
 /// Swift element types that map one-to-one onto a tensor dtype.
@@ -126,7 +132,11 @@ public final class Tensor: @unchecked Sendable {
   public var count: Int { Int(ck_tensor_numel(handle)) }
   public var dtype: DType { DType(rawValue: ck_tensor_dtype(handle)) ?? .float32 }
   public var device: Device {
-    ck_tensor_device_type(handle) == 1 ? .cuda(Int(ck_tensor_device_index(handle))) : .cpu
+    switch ck_tensor_device_type(handle) {
+    case 1: return .cuda(Int(ck_tensor_device_index(handle)))
+    case 2: return .meta
+    default: return .cpu
+    }
   }
   public var isContiguous: Bool { ck_tensor_is_contiguous(handle) != 0 }
   public func size(_ dim: Int) -> Int {
@@ -218,9 +228,19 @@ public final class Tensor: @unchecked Sendable {
 
   public func to(_ dtype: DType) throws -> Tensor { try to(dtype, device: device) }
   public func to(device: Device) throws -> Tensor { try to(dtype, device: device) }
-  public func to(_ dtype: DType, device: Device) throws -> Tensor {
+  /// `nonBlocking`: a copy from pinned host memory to a GPU returns before it finishes (it is
+  /// ordered on the device's stream before the kernels that read it).
+  public func to(_ dtype: DType, device: Device, nonBlocking: Bool = false) throws -> Tensor {
     let (t, i) = device.code
-    return try Tensor.make("to(\(dtype), \(device))") { ck_to(handle, dtype.rawValue, t, i, $0) }
+    return try Tensor.make("to(\(dtype), \(device))") { ck_to(handle, dtype.rawValue, t, i, nonBlocking ? 1 : 0, $0) }
+  }
+  /// A copy in page-locked host memory (what a non-blocking host-to-GPU copy needs).
+  public func pinned() throws -> Tensor { try Tensor.make("pin_memory") { ck_pin_memory(handle, $0) } }
+  /// This host tensor on `device`: on a GPU through pinned memory and a non-blocking copy, so the
+  /// host goes on preparing the next batch while the copy and the kernels run; elsewhere as is.
+  public func upload(to device: Device) throws -> Tensor {
+    guard device.isCUDA, self.device == .cpu else { return device == self.device ? self : try to(device: device) }
+    return try pinned().to(dtype, device: device, nonBlocking: true)
   }
 }
 

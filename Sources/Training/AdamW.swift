@@ -18,19 +18,25 @@ public struct ParamGroup {
   }
 }
 
-/// torch.optim.AdamW (single-tensor path, no amsgrad): decoupled weight decay, bias-corrected
-/// moments, eps added after the square-root bias correction.
+/// torch.optim.AdamW (no amsgrad): decoupled weight decay, bias-corrected moments, eps added
+/// after the square-root bias correction. On CPU the single-tensor path, step by step as
+/// PyTorch's reference; on a GPU PyTorch's fused kernel (`fused=True`), one launch per group.
 public final class AdamW {
   public var groups: [ParamGroup]
   public let betas: (Double, Double)
   public let eps: Double
   /// Per parameter (by name): step count, first and second moments.
   public private(set) var state: [String: (step: Int, m: Tensor, v: Tensor)] = [:]
+  /// Float step counters of the fused kernel, per parameter, on its device.
+  private var deviceSteps: [String: Tensor] = [:]
+  /// The fused kernel: nil = on GPUs only (CPU keeps the reference loop).
+  public let fused: Bool?
 
-  public init(groups: [ParamGroup], betas: (Double, Double), eps: Double) {
+  public init(groups: [ParamGroup], betas: (Double, Double), eps: Double, fused: Bool? = nil) {
     self.groups = groups
     self.betas = betas
     self.eps = eps
+    self.fused = fused
   }
 
   public func zeroGrad() throws {
@@ -40,10 +46,18 @@ public final class AdamW {
   public func step() throws {
     try noGrad {
       for g in groups {
+        var batch: (names: [String], p: [Tensor], g: [Tensor], m: [Tensor], v: [Tensor], steps: [Tensor]) = ([], [], [], [], [], [])
         for (name, p) in g.params {
           guard let grad = p.grad else { continue }
-          var s = try state[name] ?? (0, Tensor.zeros(p.shape, dtype: p.dtype), Tensor.zeros(p.shape, dtype: p.dtype))
+          var s = try state[name] ?? (0, Tensor.zeros(p.shape, dtype: p.dtype, device: p.device), Tensor.zeros(p.shape, dtype: p.dtype, device: p.device))
           s.step += 1
+          state[name] = s
+          if self.fused ?? p.device.isCUDA {
+            let st = try deviceSteps[name] ?? Tensor.full([], Double(s.step - 1), device: p.device)
+            deviceSteps[name] = st
+            batch.names.append(name); batch.p.append(p); batch.g.append(grad); batch.m.append(s.m); batch.v.append(s.v); batch.steps.append(st)
+            continue
+          }
           try p.mul_(1 - g.lr * g.weightDecay)
           try s.m.lerp_(grad, weight: 1 - betas.0)
           try s.v.mul_(betas.1)
@@ -52,13 +66,22 @@ public final class AdamW {
           let bc2 = 1 - Foundation.pow(betas.1, Double(s.step))
           let denom = try s.v.sqrt() / bc2.squareRoot() + eps
           try p.addcdiv_(s.m, denom, value: -g.lr / bc1)
-          state[name] = s
         }
+        guard !batch.p.isEmpty else { continue }
+        let one = try Tensor.ones([], device: batch.p[0].device)
+        for st in batch.steps { try st.add_(one) }
+        try Fused.adamw(params: batch.p, grads: batch.g, expAvgs: batch.m, expAvgSqs: batch.v, steps: batch.steps,
+                        lr: g.lr, betas: betas, weightDecay: g.weightDecay, eps: eps)
       }
     }
   }
 
-  public func restore(_ name: String, step: Int, m: Tensor, v: Tensor) { state[name] = (step, m, v) }
+  /// Puts back a checkpoint's state for `name`, on that parameter's device.
+  public func restore(_ name: String, step: Int, m: Tensor, v: Tensor) throws {
+    let device = groups.lazy.flatMap(\.params).first { $0.0 == name }?.1.device ?? .cpu
+    state[name] = (step, try m.upload(to: device), try v.upload(to: device))
+    deviceSteps[name] = nil
+  }
 }
 
 /// TAO's per-step learning rate (§3.5): linear warmup over `warmup` steps, then cosine, linear or
@@ -79,7 +102,7 @@ public func scheduledLR(base: Double, step t: Int, warmup w: Int, total: Int, ki
 public func clipGradNorm(_ params: [Tensor], maxNorm: Double) throws -> Double {
   let grads = params.compactMap(\.grad)
   guard !grads.isEmpty else { return 0 }
-  let total = try noGrad { try grads.map { try $0.norm().square() }.reduce(try Tensor.scalar(Float(0))) { try $0 + $1 }.sqrt().item() }
+  let total = try noGrad { try grads.map { try $0.norm().square() }.reduce(try Tensor.zeros([], device: grads[0].device)) { try $0 + $1 }.sqrt().item() }
   let coef = maxNorm / (total + 1e-6)
   if coef < 1 { try noGrad { for g in grads { try g.mul_(coef) } } }
   return total

@@ -13,12 +13,12 @@ public enum ContrastiveLoss: String, Sendable {
     case .siglip:
       // logits = s·I·Tᵀ + b; labels +1 on the diagonal, −1 elsewhere; −Σ log σ(label·logit) / B.
       let logits = try sims * logitScale.exp() + logitBias
-      let labels = try Tensor.eye(b) * 2 - 1
+      let labels = try Tensor.eye(b, device: logits.device) * 2 - 1
       return try -(try (labels * logits).logSigmoid().sum()) / Double(b)
     case .clip:
       // Symmetric cross-entropy over s·I·Tᵀ (no bias).
       let logits = try sims * logitScale.exp()
-      let target = try Tensor.arange(0, Double(b))
+      let target = try Tensor.arange(0, Double(b), device: logits.device)
       let a = try F.crossEntropy(logits, target)
       let t = try F.crossEntropy(try logits.transpose(0, 1), target)
       return try (a + t) / 2
@@ -28,8 +28,8 @@ public enum ContrastiveLoss: String, Sendable {
 
 extension Tensor {
   /// Identity matrix.
-  public static func eye(_ n: Int, dtype: DType = .float32) throws -> Tensor {
-    let idx = try Tensor.arange(0, Double(n))
+  public static func eye(_ n: Int, dtype: DType = .float32, device: Device = .cpu) throws -> Tensor {
+    let idx = try Tensor.arange(0, Double(n), device: device)
     return try idx.unsqueeze(1).eq(try idx.unsqueeze(0)).to(dtype)
   }
 }

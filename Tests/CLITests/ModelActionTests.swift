@@ -92,12 +92,22 @@ let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
     #expect(r.code != 0 && r.err.contains("could be read: nothing to evaluate"), "\(r.err)")
     let gpus = try clipkit(["inference", "-e", spec, "inference.num_gpus=2"])
     #expect(gpus.code != 0 && gpus.err.contains("inference.num_gpus=2"), "\(gpus.err)")
-    let ids = try clipkit(["evaluate", "-e", spec, "evaluate.gpu_ids=[1]"])
-    #expect(ids.code != 0 && ids.err.contains("evaluate.gpu_ids=[1]"), "\(ids.err)")
+    let ids = try clipkit(["evaluate", "-e", spec, "evaluate.gpu_ids=[0,1]"])
+    #expect(ids.code != 0 && ids.err.contains("evaluate.gpu_ids=[0, 1]"), "\(ids.err)")
+    let none = try clipkit(["evaluate", "-e", spec, "evaluate.gpu_ids=[]"])
+    #expect(none.code != 0 && none.err.contains("evaluate.gpu_ids is empty"), "\(none.err)")
+    if case .failure = CUDA.driverGPUs() {
+      // No GPU here: TAO's default placement runs on CPU and says so; insisting on one is an error.
+      let forced = try clipkit(["inference", "-e", spec], env: ["CLIPKIT_DEVICE": "cuda:0"])
+      #expect(forced.code != 0 && forced.err.contains("CLIPKIT_DEVICE asks for a GPU but there is none"), "\(forced.err)")
+      let bad = try clipkit(["inference", "-e", spec], env: ["CLIPKIT_DEVICE": "tpu"])
+      #expect(bad.code != 0 && bad.err.contains("CLIPKIT_DEVICE=tpu"), "\(bad.err)")
+    }
     let text = try clipkit(["evaluate", "-e", spec, "evaluate.text_file=\(dir)/prompts.txt"])
     #expect(text.code != 0 && text.err.contains("'evaluate.text_file'"), "\(text.err)")
     let adaptor = try clipkit(["inference", "-e", spec, "model.adaptor_name=clip", "inference.datasets=[]"])
     #expect(adaptor.code == 0 && adaptor.out.contains("model.adaptor_name=clip is read by RADIO-CLIP models only"), "\(adaptor.err)")
+    if case .failure = CUDA.driverGPUs() { #expect(adaptor.out.contains("No GPU found") && adaptor.out.contains("running on CPU"), "\(adaptor.out)") }
   }
 
   @Test func missingWeightsSayWhereItLooked() throws {

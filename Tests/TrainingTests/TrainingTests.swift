@@ -50,7 +50,8 @@ import Torch
 @Suite struct LossScaling {
   /// torch.amp.GradScaler around AdamW, with overflowing gradients at some steps
   /// (tools/fixtures/make_fixtures.py scaler_fixtures).
-  @Test func matchesTorchGradScaler() throws {
+  /// Both AdamW paths: the reference loop and PyTorch's fused kernel (what GPUs run).
+  @Test(arguments: [false, true]) func matchesTorchGradScaler(fused: Bool) throws {
     let url = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appendingPathComponent("grad_scaler.json")
     let ref = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
     let grads = (ref["grads"] as! [[NSNumber]]).map { $0.map(\.floatValue) }
@@ -58,7 +59,7 @@ import Torch
     let steps = ref["steps"] as! [[String: Any]]
     let p = try Tensor([1.0, -2.0, 0.5] as [Float], shape: [3])
     try p.requiresGrad(true)
-    let opt = AdamW(groups: [ParamGroup(name: "p", params: [("p", p)], lr: 0.1, baseLR: 0.1, weightDecay: 0.01)], betas: (0.9, 0.95), eps: 1e-6)
+    let opt = AdamW(groups: [ParamGroup(name: "p", params: [("p", p)], lr: 0.1, baseLR: 0.1, weightDecay: 0.01)], betas: (0.9, 0.95), eps: 1e-6, fused: fused)
     let scaler = GradScaler(initScale: (ref["init_scale"] as! NSNumber).doubleValue, growthInterval: (ref["growth_interval"] as! NSNumber).intValue)
     for (i, expected) in steps.enumerated() {
       try opt.zeroGrad()

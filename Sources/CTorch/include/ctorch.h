@@ -26,7 +26,7 @@ enum {
   CK_F32 = 0, CK_F16 = 1, CK_BF16 = 2, CK_F64 = 3, CK_I64 = 4, CK_I32 = 5, CK_U8 = 6, CK_BOOL = 7,
   CK_I8 = 8, CK_I16 = 9
 };
-enum { CK_CPU = 0, CK_CUDA = 1 };
+enum { CK_CPU = 0, CK_CUDA = 1, CK_META = 2 };
 
 void ck_free(void *p);
 void ck_tensor_free(ck_tensor t);
@@ -47,6 +47,36 @@ ck_error ck_set_cudnn_benchmark(int on);
 int ck_deterministic(void);     // 0 off, 1 on, 2 on with warn_only
 int ck_cudnn_benchmark(void);
 ck_error ck_cuda_synchronize(int device_index);
+
+// ---- devices ----------------------------------------------------------------------------------
+// The folder holding the loaded libtorch_cpu.so (where the matching libtorch_cuda.so lives);
+// malloc'd, release with ck_free; NULL if unknown.
+char *ck_torch_library_dir(void);
+// The NVIDIA driver, asked directly through libcuda.so.1 (dlopen + dlsym, no CUDA headers), so
+// that looking for GPUs never touches libtorch's CUDA hooks, which libtorch fixes on first use.
+ck_error ck_driver_device_count(int *count);
+ck_error ck_driver_device(int index, char *name, int name_len, size_t *total_memory, int *major, int *minor);
+// Caching-allocator statistics of a CUDA device (bytes).
+ck_error ck_cuda_memory(int device_index, int64_t *allocated, int64_t *peak_allocated, int64_t *reserved,
+                        int64_t *peak_reserved);
+ck_error ck_cuda_reset_peak(int device_index);
+// TF32 in cuBLAS matmuls and cuDNN convolutions (torch.backends.cuda.matmul.allow_tf32 /
+// torch.backends.cudnn.allow_tf32).
+ck_error ck_set_tf32(int matmul, int cudnn);
+// Which fused attention kernels SDPA may use (TAO's deterministic mode allows math only).
+ck_error ck_set_sdp_backends(int flash, int mem_efficient, int cudnn, int math);
+// The backend SDPA picks for these inputs: 0 math, 1 flash, 2 memory-efficient, 3 cuDNN, 4 other.
+ck_error ck_sdp_choice(ck_tensor q, ck_tensor k, ck_tensor v, int is_causal, int64_t *backend);
+ck_error ck_pin_memory(ck_tensor h, ck_tensor *out);
+// torch.optim.AdamW(fused=True)'s kernel: one multi-tensor launch updates every parameter of a
+// group in place; `steps` are float step counters (already incremented) on the parameters' device.
+ck_error ck_fused_adamw(const ck_tensor *params, const ck_tensor *grads, const ck_tensor *exp_avgs,
+                        const ck_tensor *exp_avg_sqs, const ck_tensor *steps, int64_t n, double lr, double beta1,
+                        double beta2, double weight_decay, double eps);
+// GradScaler's ops: unscale grads in place (found_inf set to 1 on inf/NaN), then update the scale.
+ck_error ck_amp_unscale(const ck_tensor *grads, int64_t n, ck_tensor found_inf, ck_tensor inv_scale);
+ck_error ck_amp_update_scale(ck_tensor scale, ck_tensor growth_tracker, ck_tensor found_inf, double growth,
+                             double backoff, int64_t interval);
 
 // ---- grad mode, autocast (thread-local in libtorch) ------------------------------------------
 int ck_grad_enabled(void);
@@ -86,7 +116,7 @@ ck_error ck_randint(int64_t low, int64_t high, const int64_t *shape, int64_t ndi
                     int device_index, ck_generator gen, ck_tensor *out);
 ck_error ck_randperm(int64_t n, int device_type, int device_index, ck_generator gen, ck_tensor *out);
 ck_error ck_copy_to_buffer(ck_tensor t, void *dst, size_t nbytes);   // any device/layout -> host
-ck_error ck_to(ck_tensor t, int dtype, int device_type, int device_index, ck_tensor *out);
+ck_error ck_to(ck_tensor t, int dtype, int device_type, int device_index, int non_blocking, ck_tensor *out);
 ck_error ck_item_double(ck_tensor t, double *out);
 ck_error ck_shallow_copy(ck_tensor t, ck_tensor *out);   // new handle, same tensor
 

@@ -77,7 +77,7 @@ final class OpenCLIPVisionTransformer: Module {
     let tokens = c.gridSize * c.gridSize + 1
     if c.posEmbedType == "sin_cos_2d" {
       // Fixed, saved in the state dict but never trained (open_clip: requires_grad=False).
-      positionalEmbedding = try Self.sinCos2D(width: w, grid: c.gridSize)
+      positionalEmbedding = try initialize.placed(Self.sinCos2D(width: w, grid: c.gridSize))
       _ = try positionalEmbedding.requiresGrad(false)
     } else {
       positionalEmbedding = try initialize.normal([tokens, w], std: scale)

@@ -27,13 +27,16 @@ public final class OpenCLIPAdapter: Module, CLIPEncoder {
   public init(_ model: OpenCLIPModel, logitScale: Double? = nil, logitBias: Double? = nil) throws {
     super.init()
     backbone = OpenCLIPBackbone(model)
-    self.logitScale = try Tensor.scalar(Float(try logitScale ?? model.logitScale.reshape([]).item()))
-    self.logitBias = try Tensor.scalar(Float(try logitBias ?? model.logitBias?.reshape([]).item() ?? 0))
+    self.logitScale = try Tensor.scalar(Float(try logitScale ?? model.logitScale.reshape([]).item())).upload(to: model.device)
+    self.logitBias = try Tensor.scalar(Float(try logitBias ?? model.logitBias?.reshape([]).item() ?? 0)).upload(to: model.device)
   }
 
-  public func encodeImages(_ pixels: Tensor) throws -> Tensor { try model.imageFeatures(pixels).l2Normalized() }
+  /// Inputs arrive as host tensors and go to the model's device here.
+  public func encodeImages(_ pixels: Tensor) throws -> Tensor { try model.imageFeatures(pixels.upload(to: logitScale.device)).l2Normalized() }
   public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor { try encodeImages(try ImageInput.pixelBatch(inputs)) }
-  public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor { try model.textFeatures(ids).l2Normalized() }
+  public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor {
+    try model.textFeatures(ids.upload(to: logitScale.device)).l2Normalized()
+  }
   /// open_clip's own files (a state dict, or its training checkpoints with DDP's `module.`) go
   /// under `backbone.model.`, and their logit values also become the adapter's; TAO's and
   /// ClipKit's checkpoints already have the adapter's keys.
@@ -145,7 +148,7 @@ public enum OpenCLIPFamily {
   /// (TAO's NV-CLIP presets are log 10 and -10).
   /// `imageSize`: the eval/train size (TAO's model.image_size for its types); the model's own by default.
   static func load(type: String, pretrainedDir: String?, canonicalize: Bool, initLogitScale: Double?, initLogitBias: Double?,
-                   randomInit: Generator?, weightsFromCheckpoint: Bool, imageSize: Int? = nil) throws -> CLIPBundle {
+                   randomInit: Generator?, weightsFromCheckpoint: Bool, imageSize: Int? = nil, device: Device = .cpu) throws -> CLIPBundle {
     let file: OpenCLIPFile
     var source: String
     if let dir = pretrainedDir {
@@ -160,7 +163,7 @@ public enum OpenCLIPFamily {
     let cfg = file.modelCfg
     let path = (pretrainedDir ?? ".") + "/open_clip_config.json"
     let fromWeights = pretrainedDir != nil && randomInit == nil && !weightsFromCheckpoint
-    let model = try OpenCLIPModel(cfg, file: path, initialize: fromWeights || weightsFromCheckpoint ? .empty : .random(randomInit))
+    let model = try OpenCLIPModel(cfg, file: path, initialize: (fromWeights || weightsFromCheckpoint ? Initialization.empty : .random(randomInit)).on(device))
     if fromWeights {
       try model.load(stateDict: try weights(in: pretrainedDir!), assign: true, source: pretrainedDir!)
     } else if weightsFromCheckpoint {

@@ -317,8 +317,8 @@ public final class SiglipModel: Module {
 extension SiglipModel {
   /// Builds the model a Hugging Face directory's config.json describes and loads its weights
   /// strictly (every key present, none extra, every shape right).
-  public static func fromPretrained(_ dir: String) throws -> SiglipModel {
-    let model = try fromConfig(dir, initialize: .empty)
+  public static func fromPretrained(_ dir: String, device: Device = .cpu) throws -> SiglipModel {
+    let model = try fromConfig(dir, initialize: Initialization.empty.on(device))
     var weights = try PretrainedLocator.weights(in: dir)
     // Some exports carry buffers transformers does not persist.
     weights = weights.filter { !$0.key.hasSuffix("position_ids") }
