@@ -35,7 +35,7 @@ public struct KeyPolicy: Sendable {
     func add(_ path: String, _ s: KeySupport, _ note: String = "", _ actions: Set<String>? = nil) {
       t.append(KeyPolicy(path: path, support: s, note: note, actions: actions))
     }
-    let cpuOnly = "ClipKit runs on CPU in this build (GPU execution is not supported yet)"
+    let placement = "the GPU the action runs on (with no GPU present it runs on CPU and says so; CLIPKIT_DEVICE overrides)"
     add("model_name", .refused, "the task name: only `clip`")
     add("encryption_key", .noOp, "TAO's CLIP writes checkpoints unencrypted; encrypted `.etlt` export is refused by export.onnx_file")
     add("results_dir", .honoured)
@@ -53,7 +53,7 @@ public struct KeyPolicy: Sendable {
     add("model.random_init", .honoured, "ClipKit extension")
 
     add("dataset.seed", .honoured, "data order and augmentation draws (TAO seeds its loaders with it); train.seed seeds the model")
-    add("dataset.pin_memory", .noOp, "pinned host memory only speeds up copies to a GPU; \(cpuOnly)")
+    add("dataset.pin_memory", .honoured, "batches go to a GPU through page-locked memory and non-blocking copies (false: plain copies)")
     for (split, actions) in [("train", trainOnly), ("val", trainOnly.union(evaluateRuns))] {
       for k in ["image_dir", "image_list_file", "caption_dir", "caption_file_suffix"] {
         add("dataset.\(split).datasets[].\(k)", .honoured)
@@ -76,8 +76,8 @@ public struct KeyPolicy: Sendable {
       add("dataset.augmentation.\(k)", .honoured, "RADIO/OpenCLIP; SigLIP 2 trains on its processor's preprocessing, as in TAO (a note says so)")
     }
 
-    add("train.num_gpus", .honoured, "1; more is refused until multi-GPU training lands")
-    add("train.gpu_ids", .refused, cpuOnly, trainOnly)
+    add("train.num_gpus", .honoured, "0 (CPU) or 1; more is refused until multi-GPU training lands")
+    add("train.gpu_ids", .honoured, "one id: \(placement)")
     add("train.num_nodes", .honoured, "1; more is refused until multi-node training lands")
     add("train.seed", .honoured, "model initialisation and torch's global generator; < 0 leaves them unseeded")
     add("train.cudnn.benchmark", .honoured, "set in libtorch's global context (affects cuDNN only)")
@@ -101,8 +101,8 @@ public struct KeyPolicy: Sendable {
       add("\(section).batch_size", .honoured)
       add("\(section).num_workers", .honoured, "decoding threads")
       add("\(section).results_dir", .honoured)
-      add("\(section).num_gpus", .honoured, "1; more is refused until multi-GPU \(section) lands")
-      add("\(section).gpu_ids", .honoured, "deploy: the TensorRT device; the PyTorch-side action refuses any other value (\(cpuOnly))")
+      add("\(section).num_gpus", .honoured, "0 (CPU) or 1; more is refused until multi-GPU \(section) lands")
+      add("\(section).gpu_ids", .honoured, "one id: \(placement); deploy: the TensorRT device")
       add("\(section).datasets[].image_dir", .honoured)
     }
     for k in ["train_pairs_file", "attribute_pairs_file"] {
@@ -122,8 +122,8 @@ public struct KeyPolicy: Sendable {
     }
     add("export.input_channel", .honoured, "3; anything else is refused")
     add("export.verbose", .honoured, "lists the graph's nodes")
-    add("export.gpu_id", .noOp, "ClipKit writes the graph from the weights without tracing on a device: the ONNX is the same on any device")
-    add("export.on_cpu", .noOp, "ClipKit writes the graph from the weights without tracing on a device: the ONNX is the same on any device")
+    add("export.gpu_id", .honoured, "\(placement); the graph is written from the weights, so the ONNX is the same on any device")
+    add("export.on_cpu", .honoured, "loads the model on CPU; the ONNX is the same on any device")
 
     for k in ["results_dir", "gpu_id", "onnx_file", "trt_engine", "timing_cache", "batch_size", "verbose"] {
       add("gen_trt_engine.\(k)", .honoured)

@@ -239,9 +239,11 @@ public final class Tensor: @unchecked Sendable {
   /// This host tensor on `device`: on a GPU through pinned memory and a non-blocking copy, so the
   /// host goes on preparing the next batch while the copy and the kernels run; elsewhere as is.
   public func upload(to device: Device) throws -> Tensor {
-    guard device.isCUDA, self.device == .cpu else { return device == self.device ? self : try to(device: device) }
+    guard device.isCUDA, self.device == .cpu, Tensor.pinnedUploads else { return device == self.device ? self : try to(device: device) }
     return try pinned().to(dtype, device: device, nonBlocking: true)
   }
+  /// Whether `upload` goes through page-locked memory (TAO's dataset.pin_memory; set once per job).
+  nonisolated(unsafe) public static var pinnedUploads = true
 }
 
 extension Tensor: CustomStringConvertible {

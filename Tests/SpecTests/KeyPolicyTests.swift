@@ -59,7 +59,6 @@ import Testing
       ("train.triplet_margin=0.3", "train", "train.triplet_margin"),
       ("train.siglip_loss_mask_mode=attribute_match_ignore", "train", "train.siglip_loss_mask_mode"),
       ("train.distributed_strategy=fsdp", "train", "train.distributed_strategy"),
-      ("train.gpu_ids=[1]", "train", "train.gpu_ids"),
       ("dataset.train.balance_query_types=true", "train", "dataset.train.balance_query_types"),
       ("dataset.train.include_attribute_metadata=true", "train", "dataset.train.include_attribute_metadata"),
       ("dataset.val.metadata_match_eval=true", "evaluate", "dataset.val.metadata_match_eval"),
