@@ -26,3 +26,6 @@ case "$fuzz_secs" in
   *) bash scripts/fuzz.sh all "$fuzz_secs" ;;
 esac
 swift test
+# The packaged binary (scripts/package.sh) on a library path with only the CPU libtorch: info and
+# inference must run (a release build, about 3 minutes the first time).
+bash scripts/package-check.sh
