@@ -2,13 +2,12 @@
 # The GPU check, in one go, for a session that has the H200 (issue #13). Two halves:
 #
 #   bash scripts/gpu-check.sh prepare
-#       here (Swift, network): scripts/package.sh's static binary as .gpu-check/clipkit.tar.xz, and
-#       the wheels of transformers + Pillow (the PyTorch baseline) in .gpu-check/wheels/.
+#       here (Swift): scripts/package.sh's static binary as .gpu-check/clipkit.tar.xz (23 MB).
 #   bash scripts/gpu-check.sh device
 #       on the GPU machine, from the repository root, with .gpu-check carried:
 #         run(command: "bash scripts/gpu-check.sh device", carry: [".gpu-check"], timeout_s: 600)
-#       It uses the machine's own python3 torch 2.11 libraries, and prints one summary (also in
-#       $OUT/gpu-check.txt when $OUT is set).
+#       It uses the machine's own python3 torch 2.11 libraries (and its transformers and Pillow for
+#       the PyTorch baseline), and prints one summary (also in $OUT/gpu-check.txt when $OUT is set).
 #
 # With no argument: `device` where nvidia-smi exists, else `prepare`. CLIPKIT_GPU_CHECK_CPU=1 runs the
 # device half on the CPU with small sizes: a dry run of this script on a machine without a GPU.
@@ -25,17 +24,7 @@ if [ "$mode" = prepare ]; then
   CLIPKIT_PACKAGE_TAR=1 bash scripts/package.sh "$state/dist/clipkit"
   mv "$state/dist/clipkit.tar.xz" "$state/clipkit.tar.xz"
   rm -rf "$state/dist"
-  # The baseline's Python packages for the CPython versions a torch 2.11 machine is likely to
-  # have; numpy and torch are the machine's own.
-  py=${CLIPKIT_SETUP_PYTHON:-python3}
-  rm -rf "$state/wheels" && mkdir -p "$state/wheels"
-  tv=$("$HOME/.cache/clipkit/pyenv/bin/python" -c 'import transformers; print(transformers.__version__)' 2>/dev/null || echo 5.23.0)
-  for v in 3.10 3.11 3.12; do
-    "$py" -m pip download -q --only-binary=:all: --python-version "$v" --platform manylinux_2_28_x86_64 \
-      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$state/wheels" "transformers==$tv" pillow
-  done
-  rm -f "$state/wheels"/numpy-* "$state/wheels"/torch-* "$state/wheels"/nvidia_* "$state/wheels"/triton-*
-  echo "== .gpu-check: $(du -sh "$state" | cut -f1) (clipkit $(du -sh "$state/clipkit.tar.xz" | cut -f1), wheels $(du -sh "$state/wheels" | cut -f1))"
+  echo "== .gpu-check: $(du -sh "$state" | cut -f1)"
   echo "== on the GPU machine: bash scripts/gpu-check.sh device   (carry .gpu-check)"
   exit 0
 fi
@@ -59,22 +48,15 @@ else
 fi
 py=${CLIPKIT_PYTHON:-python3}
 export CLIPKIT_PYTHON=$py
-# The PyTorch baseline's packages: the machine's own if it has them, else the carried wheels.
-if ! "$py" -c 'import transformers, PIL' 2> /dev/null && [ -d "$state/wheels" ]; then
-  for w in "$state"/wheels/*.whl; do basename "$w" | cut -d- -f1; done | sort -u | while read -r pkg; do
-    "$py" -m pip install -q --no-index --no-deps --find-links "$state/wheels" --target "$work/py" "$pkg" > /dev/null 2>&1 || true
-  done
-  export PYTHONPATH=$work/py${PYTHONPATH:+:$PYTHONPATH}
-fi
 baseline=1
 "$py" -c 'import torch, transformers, PIL' 2> "$work/baseline.err" || { baseline=0; say "note: no PyTorch baseline: $(tail -1 "$work/baseline.err")"; }
 
 if [ "$cpu" = 1 ]; then
   dev=cpu; gpu=cpu; export CLIPKIT_DEVICE=cpu
-  big_layers=2; train_batch=8; train_steps=2; images_per_class=4; embed_batch=16; peak=1
+  big_layers=2; train_batch=8; train_steps=2; warm=1; images_per_class=4; embed_batch=16; peak=1
 else
   dev=cuda; gpu=cuda:0; unset CLIPKIT_DEVICE
-  big_layers=27; train_batch=256; train_steps=10; images_per_class=86; embed_batch=256; peak=989
+  big_layers=27; train_batch=256; train_steps=10; warm=3; images_per_class=86; embed_batch=256; peak=989
 fi
 fx=$root/Tests/ModelTests/Fixtures
 
@@ -155,11 +137,11 @@ cat > "$big/config.json" <<EOF
 EOF
 sed 's/"height": 32/"height": 256/; s/"width": 32/"width": 256/' "$fx/tiny_siglip/preprocessor_config.json" > "$big/preprocessor_config.json"
 cp "$fx/tiny_siglip"/{tokenizer.json,tokenizer_config.json,special_tokens_map.json} "$big/"
-ck bench train --model "$big" --device "$gpu" --precision bf16 --batch-size "$train_batch" --steps "$train_steps" --warmup 3 \
+ck bench train --model "$big" --device "$gpu" --precision bf16 --batch-size "$train_batch" --steps "$train_steps" --warmup "$warm" \
   --threads 16 --peak-tflops "$peak" 2>&1 | tee "$work/bench-train.txt" | grep -E "train step|error" | tee -a "$summary" || fail "clipkit bench train"
 if [ "$baseline" = 1 ]; then
   "$py" tools/bench_pytorch_train.py --model "$big" --device "$gpu" --precision bf16 --batch-size "$train_batch" --steps "$train_steps" \
-    --warmup 3 --threads 16 --peak-tflops "$peak" 2>&1 | tee "$work/bench-train-pt.txt" | grep -E "train step|Error" | tee -a "$summary"
+    --warmup "$warm" --threads 16 --peak-tflops "$peak" 2>&1 | tee "$work/bench-train-pt.txt" | grep -E "train step|Error" | tee -a "$summary"
 fi
 
 section "Benchmark: whole-job image embedding (decode + preprocess + model), bf16, $gpu"

@@ -12,7 +12,10 @@ import time
 import torch
 from PIL import Image
 from transformers import SiglipConfig, SiglipModel
-from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+try:  # the Pillow-only processor of newer transformers; the classic one otherwise
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil as Processor
+except ImportError:
+    from transformers import SiglipImageProcessor as Processor
 
 p = argparse.ArgumentParser()
 p.add_argument("--model", required=True)
@@ -35,7 +38,7 @@ if a.random_init:
 else:
     model = SiglipModel.from_pretrained(a.model, attn_implementation="sdpa")
 model = model.to(dev).eval()
-proc = SiglipImageProcessorPil.from_pretrained(a.model)
+proc = Processor.from_pretrained(a.model)
 cast = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a.precision]
 
 
