@@ -293,6 +293,26 @@ ck_error ck_pin_memory(ck_tensor h, ck_tensor *out) {
   put(out, T(h).pin_memory());
   CK_END
 }
+ck_error ck_empty_pinned(const int64_t *shape, int64_t ndim, int dt, ck_tensor *out) {
+  CK_BEGIN
+  check_shape(shape, ndim);
+  put(out, at::empty(ints(shape, ndim), at::TensorOptions().dtype(dtype(dt)).pinned_memory(true)));
+  CK_END
+}
+ck_error ck_write_bytes(ck_tensor h, size_t offset, const void *src, size_t nbytes) {
+  CK_BEGIN
+  const at::Tensor &t = T(h);
+  if (!t.device().is_cpu() || !t.is_contiguous()) throw std::invalid_argument("write_bytes needs a contiguous CPU tensor");
+  size_t size = static_cast<size_t>(t.numel()) * t.element_size();
+  if (offset > size || nbytes > size - offset)
+    throw std::invalid_argument("write of " + std::to_string(nbytes) + " bytes at " + std::to_string(offset) +
+                                " exceeds the tensor's " + std::to_string(size) + " bytes");
+  if (nbytes) {
+    if (!src) throw std::invalid_argument("null source");
+    std::memcpy(static_cast<char *>(t.data_ptr()) + offset, src, nbytes);
+  }
+  CK_END
+}
 ck_error ck_fused_adamw(const ck_tensor *params, const ck_tensor *grads, const ck_tensor *exp_avgs,
                         const ck_tensor *exp_avg_sqs, const ck_tensor *steps, int64_t n, double lr, double beta1,
                         double beta2, double weight_decay, double eps) {

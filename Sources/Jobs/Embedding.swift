@@ -38,6 +38,17 @@ public struct Embedder {
       }
     }
     defer { loader.stop() }
+    // A batch's embeddings are read back after the next batch is queued, so on a GPU the host
+    // assembles and launches batch k+1 while batch k computes.
+    var pending: (emb: Tensor, kept: [Int], count: Int)?
+    func collect() throws {
+      guard let p = pending else { return }
+      dim = p.emb.size(1)
+      out += try p.emb.floats()
+      kept += p.kept
+      progress.advance(p.count)
+      pending = nil
+    }
     for idx in batches {
       guard let results = loader.next() else { break }
       var pixels = [ImageInput?](repeating: nil, count: idx.count)
@@ -48,14 +59,11 @@ public struct Embedder {
         }
       }
       let good = pixels.indices.filter { pixels[$0] != nil }
-      if !good.isEmpty {
-        let emb = try noGrad { try bundle.encoder.encodeImages(good.map { pixels[$0]! }) }
-        dim = emb.size(1)
-        out += try emb.floats()
-        kept += good.map { idx[$0] }
-      }
-      progress.advance(idx.count)
+      let emb = good.isEmpty ? nil : try noGrad { try bundle.encoder.encodeImages(good.map { pixels[$0]! }) }
+      try collect()
+      if let emb { pending = (emb, good.map { idx[$0] }, idx.count) } else { progress.advance(idx.count) }
     }
+    try collect()
     return (out, kept, dim)
   }
 

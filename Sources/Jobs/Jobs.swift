@@ -44,19 +44,16 @@ public struct JobHooks: Sendable {
   /// End the process abruptly (as kill -9 would) right after this epoch's / step's checkpoint.
   public var crashAfterEpoch: Int? = nil
   public var crashAfterStep: Int? = nil
-  /// Stop training after this many optimizer steps in this run (benchmarks and device checks).
-  public var maxSteps: Int? = nil
 
-  public init(logLoss: Bool = false, crashAfterEpoch: Int? = nil, crashAfterStep: Int? = nil, maxSteps: Int? = nil) {
+  public init(logLoss: Bool = false, crashAfterEpoch: Int? = nil, crashAfterStep: Int? = nil) {
     self.logLoss = logLoss
     self.crashAfterEpoch = crashAfterEpoch
     self.crashAfterStep = crashAfterStep
-    self.maxSteps = maxSteps
   }
 
-  /// CLIPKIT_LOG_LOSS, CLIPKIT_CRASH_AFTER_EPOCH=N, CLIPKIT_CRASH_AFTER_STEP=N, CLIPKIT_MAX_STEPS=N.
+  /// CLIPKIT_LOG_LOSS, CLIPKIT_CRASH_AFTER_EPOCH=N, CLIPKIT_CRASH_AFTER_STEP=N.
   public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> JobHooks {
     JobHooks(logLoss: env["CLIPKIT_LOG_LOSS"] != nil, crashAfterEpoch: env["CLIPKIT_CRASH_AFTER_EPOCH"].flatMap { Int($0) },
-             crashAfterStep: env["CLIPKIT_CRASH_AFTER_STEP"].flatMap { Int($0) }, maxSteps: env["CLIPKIT_MAX_STEPS"].flatMap { Int($0) })
+             crashAfterStep: env["CLIPKIT_CRASH_AFTER_STEP"].flatMap { Int($0) })
   }
 }

@@ -11,14 +11,18 @@ public enum ImageInput: Sendable {
 }
 
 extension ImageInput {
-  /// Fixed-size pixel inputs as one [B, 3, H, W] tensor; patches or mixed sizes are refused.
-  public static func pixelBatch(_ inputs: [ImageInput]) throws -> Tensor {
+  /// Fixed-size pixel inputs as one [B, 3, H, W] tensor; patches or mixed sizes are refused. For a
+  /// GPU the batch is assembled directly in page-locked memory, ready for a non-blocking copy.
+  public static func pixelBatch(_ inputs: [ImageInput], for device: Device = .cpu) throws -> Tensor {
     guard case .pixels(_, let h, let w)? = inputs.first else { throw ModelError.input("this model takes fixed-size images") }
-    let flat = try inputs.flatMap { i -> [Float] in
+    let images = try inputs.map { i -> [Float] in
       guard case .pixels(let p, h, w) = i else { throw ModelError.input("mixed image inputs in one batch") }
       return p
     }
-    return try Tensor(flat, shape: [inputs.count, 3, h, w])
+    guard device.isCUDA, Tensor.pinnedUploads else { return try Tensor(images.flatMap { $0 }, shape: [inputs.count, 3, h, w]) }
+    let batch = try Tensor.emptyPinned([inputs.count, 3, h, w])
+    for (i, p) in images.enumerated() { try batch.write(p, at: i * 3 * h * w) }
+    return batch
   }
 }
 
@@ -129,7 +133,7 @@ public final class SiglipAdapter: Module, CLIPEncoder {
   public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor {
     guard let first = inputs.first else { throw ModelError.input("no images to encode") }
     switch first {
-    case .pixels: return try encodeImages(try ImageInput.pixelBatch(inputs))
+    case .pixels: return try encodeImages(try ImageInput.pixelBatch(inputs, for: logitScale.device))
     case .patches(let p0, let m0, _):
       var flat: [Float] = [], masks: [Int64] = [], grids: [(Int, Int)] = []
       for i in inputs {

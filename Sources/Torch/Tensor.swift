@@ -234,6 +234,18 @@ public final class Tensor: @unchecked Sendable {
     let (t, i) = device.code
     return try Tensor.make("to(\(dtype), \(device))") { ck_to(handle, dtype.rawValue, t, i, nonBlocking ? 1 : 0, $0) }
   }
+  /// An uninitialised host tensor in page-locked memory (fill it with `write`, then `upload`).
+  public static func emptyPinned(_ shape: [Int], dtype: DType = .float32) throws -> Tensor {
+    let dims = shape.map(Int64.init)
+    return try make("empty pinned") { out in dims.withUnsafeBufferPointer { ck_empty_pinned($0.baseAddress, Int64($0.count), dtype.rawValue, out) } }
+  }
+  /// Copies `values` into this contiguous host tensor starting at element `offset` (bounds checked).
+  public func write<T: TensorElement>(_ values: [T], at offset: Int) throws {
+    guard T.dtype == dtype, offset >= 0 else { throw TorchError.invalidArgument("write: \(T.dtype) values into a \(dtype) tensor at \(offset)") }
+    try values.withUnsafeBytes { raw in
+      try check("write", ck_write_bytes(handle, offset * dtype.itemSize, raw.baseAddress, raw.count))
+    }
+  }
   /// A copy in page-locked host memory (what a non-blocking host-to-GPU copy needs).
   public func pinned() throws -> Tensor { try Tensor.make("pin_memory") { ck_pin_memory(handle, $0) } }
   /// This host tensor on `device`: on a GPU through pinned memory and a non-blocking copy, so the

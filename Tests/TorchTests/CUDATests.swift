@@ -39,3 +39,23 @@ import Testing
     #expect(try Device(parsing: "meta") == .meta && Device.cuda(1).description == "cuda:1" && Device.cuda(0).isCUDA && !Device.cpu.isCUDA)
   }
 }
+
+@Suite struct PinnedBatches {
+  @Test func writesLandAtTheirOffsetAndAreBounded() throws {
+    let t = try Tensor.zeros([2, 3])
+    try t.write([1, 2, 3] as [Float], at: 3)
+    #expect(try t.toArray(Float.self) == [0, 0, 0, 1, 2, 3])
+    #expect(throws: TorchError.self) { try t.write([1, 2] as [Float], at: 5) }
+    #expect(throws: TorchError.self) { try t.write([1] as [Int64], at: 0) }
+    #expect(throws: TorchError.self) { try t.transpose(0, 1).write([1] as [Float], at: 0) }
+  }
+
+  @Test func pinnedMemoryNeedsAGPUOrSaysSo() throws {
+    // Page-locked memory comes from the CUDA allocator: without CUDA it is an error, never a crash.
+    if CUDA.libraryDirectory == nil {
+      #expect(throws: TorchError.self) { try Tensor.emptyPinned([4]) }
+    } else {
+      #expect(try Tensor.emptyPinned([4]).count == 4)
+    }
+  }
+}

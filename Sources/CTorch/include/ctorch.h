@@ -68,6 +68,10 @@ ck_error ck_set_sdp_backends(int flash, int mem_efficient, int cudnn, int math);
 // The backend SDPA picks for these inputs: 0 math, 1 flash, 2 memory-efficient, 3 cuDNN, 4 other.
 ck_error ck_sdp_choice(ck_tensor q, ck_tensor k, ck_tensor v, int is_causal, int64_t *backend);
 ck_error ck_pin_memory(ck_tensor h, ck_tensor *out);
+// An uninitialised CPU tensor in page-locked memory, and a bounded copy of bytes into a CPU
+// tensor's contiguous storage at a byte offset (batches are assembled in place, then uploaded).
+ck_error ck_empty_pinned(const int64_t *shape, int64_t ndim, int dtype, ck_tensor *out);
+ck_error ck_write_bytes(ck_tensor h, size_t offset, const void *src, size_t nbytes);
 // torch.optim.AdamW(fused=True)'s kernel: one multi-tensor launch updates every parameter of a
 // group in place; `steps` are float step counters (already incremented) on the parameters' device.
 ck_error ck_fused_adamw(const ck_tensor *params, const ck_tensor *grads, const ck_tensor *exp_avgs,

@@ -33,7 +33,7 @@ public final class OpenCLIPAdapter: Module, CLIPEncoder {
 
   /// Inputs arrive as host tensors and go to the model's device here.
   public func encodeImages(_ pixels: Tensor) throws -> Tensor { try model.imageFeatures(pixels.upload(to: logitScale.device)).l2Normalized() }
-  public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor { try encodeImages(try ImageInput.pixelBatch(inputs)) }
+  public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor { try encodeImages(try ImageInput.pixelBatch(inputs, for: logitScale.device)) }
   public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor {
     try model.textFeatures(ids.upload(to: logitScale.device)).l2Normalized()
   }
