@@ -17,12 +17,15 @@ root=$PWD
 mode=${1:-}
 [ -z "$mode" ] && { command -v nvidia-smi > /dev/null && mode=device || mode=prepare; }
 state=$root/.gpu-check
+# What the binary was built from: the device half refuses a binary older than the sources beside it.
+source_hash() { find Sources Package.swift scripts/package.sh -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16; }
 
 if [ "$mode" = prepare ]; then
   set -e
   mkdir -p "$state"
   CLIPKIT_PACKAGE_TAR=1 bash scripts/package.sh "$state/dist/clipkit"
   mv "$state/dist/clipkit.tar.xz" "$state/clipkit.tar.xz"
+  source_hash > "$state/source-hash"
   rm -rf "$state/dist"
   echo "== .gpu-check: $(du -sh "$state" | cut -f1)"
   echo "== on the GPU machine: bash scripts/gpu-check.sh device   (carry .gpu-check)"
@@ -43,6 +46,8 @@ if [ "$cpu" = 1 ] && [ -x "${CLIPKIT_BIN:-}" ]; then
   ck() { "$CLIPKIT_BIN" "$@"; }
 else
   [ -f "$state/clipkit.tar.xz" ] || { echo "gpu-check: $state/clipkit.tar.xz is missing: run 'bash scripts/gpu-check.sh prepare' where Swift is" >&2; exit 2; }
+  [ "$(cat "$state/source-hash" 2> /dev/null)" = "$(source_hash)" ] \
+    || { echo "gpu-check: $state/clipkit.tar.xz was built from other sources than these: run 'bash scripts/gpu-check.sh prepare' again" >&2; exit 2; }
   tar -C "$work" -xJf "$state/clipkit.tar.xz"
   ck() { "$work/clipkit/clipkit" "$@"; }
 fi
@@ -141,7 +146,7 @@ ck bench train --model "$big" --device "$gpu" --precision bf16 --batch-size "$tr
   --threads 16 --peak-tflops "$peak" 2>&1 | tee "$work/bench-train.txt" | grep -E "train step|error" | tee -a "$summary" || fail "clipkit bench train"
 if [ "$baseline" = 1 ]; then
   "$py" tools/bench_pytorch_train.py --model "$big" --device "$gpu" --precision bf16 --batch-size "$train_batch" --steps "$train_steps" \
-    --warmup "$warm" --threads 16 --peak-tflops "$peak" 2>&1 | tee "$work/bench-train-pt.txt" | grep -E "train step|Error" | tee -a "$summary"
+    --warmup "$warm" --threads 16 --peak-tflops "$peak" 2>&1 | tee "$work/bench-train-pt.txt" | grep -E "train step|Error" | tee -a "$summary" || fail "PyTorch train baseline"
 fi
 
 section "Benchmark: whole-job image embedding (decode + preprocess + model), bf16, $gpu"
@@ -161,10 +166,10 @@ busy() {  # runs "$@" while sampling GPU utilisation; prints the command's outpu
   "$@"
 }
 busy ck bench embed --model "$big" --random-init --images "$work/photos" --device "$gpu" --precision bf16 --batch-size "$embed_batch" \
-  --threads 16 --repeats 2 2>&1 | grep -E "image embedding|GPU busy|error" | tee -a "$summary"
+  --threads 16 --repeats 2 2>&1 | grep -E "image embedding|GPU busy|error" | tee -a "$summary" || fail "clipkit bench embed"
 if [ "$baseline" = 1 ]; then
   busy "$py" tools/bench_transformers_embed.py --model "$big" --random-init --images "$work/photos" --device "$gpu" --precision bf16 \
-    --batch-size "$embed_batch" --threads 16 --workers 14 --repeats 2 2>&1 | grep -E "image embedding|GPU busy|Error" | tee -a "$summary"
+    --batch-size "$embed_batch" --threads 16 --workers 14 --repeats 2 2>&1 | grep -E "image embedding|GPU busy|Error" | tee -a "$summary" || fail "transformers embed baseline"
 fi
 
 echo

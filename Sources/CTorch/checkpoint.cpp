@@ -4,6 +4,7 @@
 #include "ctorch.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -31,11 +32,44 @@ at::Tensor call_block(ck_block_fn fn, void *ctx, const at::Tensor &x) {
   return y;
 }
 
+// The recomputation must run under the autocast state of the forward pass (as
+// torch.utils.checkpoint does): backward() runs outside the caller's autocast scope, and on GPUs on
+// the autograd engine's own thread.
+const at::DeviceType kAutocastDevices[] = {at::kCPU, at::kCUDA};
+
+struct AutocastAs {
+  bool was[2];
+  at::ScalarType wasType[2];
+  AutocastAs(torch::autograd::AutogradContext *c) {
+    for (int i = 0; i < 2; i++) {
+      auto d = kAutocastDevices[i];
+      was[i] = at::autocast::is_autocast_enabled(d);
+      wasType[i] = at::autocast::get_autocast_dtype(d);
+      std::string k = std::to_string(i);
+      at::autocast::set_autocast_dtype(d, static_cast<at::ScalarType>(c->saved_data["ac_type" + k].toInt()));
+      at::autocast::set_autocast_enabled(d, c->saved_data["ac_on" + k].toBool());
+    }
+    at::autocast::increment_nesting();
+  }
+  ~AutocastAs() {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    for (int i = 0; i < 2; i++) {
+      at::autocast::set_autocast_enabled(kAutocastDevices[i], was[i]);
+      at::autocast::set_autocast_dtype(kAutocastDevices[i], wasType[i]);
+    }
+  }
+};
+
 struct CheckpointBlock : public torch::autograd::Function<CheckpointBlock> {
   static at::Tensor forward(torch::autograd::AutogradContext *c, at::Tensor x, int64_t fn, int64_t ctx) {
     c->save_for_backward({x});
     c->saved_data["fn"] = fn;
     c->saved_data["ctx"] = ctx;
+    for (int i = 0; i < 2; i++) {
+      std::string k = std::to_string(i);
+      c->saved_data["ac_on" + k] = at::autocast::is_autocast_enabled(kAutocastDevices[i]);
+      c->saved_data["ac_type" + k] = static_cast<int64_t>(at::autocast::get_autocast_dtype(kAutocastDevices[i]));
+    }
     at::NoGradGuard no_grad;
     return call_block(reinterpret_cast<ck_block_fn>(fn), reinterpret_cast<void *>(ctx), x);
   }
@@ -50,6 +84,7 @@ struct CheckpointBlock : public torch::autograd::Function<CheckpointBlock> {
     at::Tensor y;
     {
       at::AutoGradMode enable(true);
+      AutocastAs scope(c);
       y = call_block(fn, ctx, x);
     }
     // Re-entrant backward: parameters inside the block receive their gradients here.

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <mutex>
 #include <vector>
 
 struct ck_tensor_s { at::Tensor t; };
@@ -194,9 +195,25 @@ void ck_keep_freed_memory(void) {
 int ck_get_num_threads(void) {
   try { return at::get_num_threads(); } catch (...) { return 1; }
 }
-ck_error ck_manual_seed(uint64_t seed) {
+ck_error ck_manual_seed(uint64_t seed, int all_devices) {
   CK_BEGIN
-  at::manual_seed(seed);
+  if (all_devices) {
+    at::manual_seed(seed);
+  } else {
+    auto g = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(g.mutex());
+    g.set_current_seed(seed);
+  }
+  CK_END
+}
+ck_error ck_set_device(int index) {
+  CK_BEGIN
+  at::accelerator::setDeviceIndex(static_cast<c10::DeviceIndex>(index));
+  CK_END
+}
+ck_error ck_zeros_like(ck_tensor h, ck_tensor *out) {
+  CK_BEGIN
+  put(out, at::zeros_like(T(h)));
   CK_END
 }
 ck_error ck_set_deterministic(int on, int warn_only) {

@@ -56,6 +56,7 @@ func runAction(_ name: String, section: String, specFile: String, overrides: [St
     var ctx = ActionContext(name: name, spec: spec, config: config, resultsDir: dir, status: status, hooks: hooks)
     // Before any tensor work: libtorch decides once whether CUDA exists.
     ctx.device = try placement(ctx)
+    try Torch.resetGlobalSettings()
     Tensor.pinnedUploads = config.dataset.pinMemory
     try body(ctx)
   } catch {

@@ -38,8 +38,10 @@ public struct Embedder {
       }
     }
     defer { loader.stop() }
-    // A batch's embeddings are read back after the next batch is queued, so on a GPU the host
-    // assembles and launches batch k+1 while batch k computes.
+    // On a GPU the host assembles batch k+1 in pinned memory and queues its copy while batch k
+    // computes; then it reads back batch k's embeddings and launches k+1 at once. (Reading k back
+    // after launching k+1 would wait for k+1 too: one stream runs in order.)
+    let device = bundle.encoder.logitScale.device
     var pending: (emb: Tensor, kept: [Int], count: Int)?
     func collect() throws {
       guard let p = pending else { return }
@@ -59,9 +61,16 @@ public struct Embedder {
         }
       }
       let good = pixels.indices.filter { pixels[$0] != nil }
-      let emb = good.isEmpty ? nil : try noGrad { try bundle.encoder.encodeImages(good.map { pixels[$0]! }) }
+      let inputs = good.map { pixels[$0]! }
+      var staged: Tensor? = nil
+      if case .pixels? = inputs.first { staged = try ImageInput.pixelBatch(inputs, for: device).upload(to: device) }
       try collect()
-      if let emb { pending = (emb, good.map { idx[$0] }, idx.count) } else { progress.advance(idx.count) }
+      if good.isEmpty {
+        progress.advance(idx.count)
+        continue
+      }
+      let emb = try noGrad { try staged.map { try bundle.encoder.encodeImages($0) } ?? bundle.encoder.encodeImages(inputs) }
+      pending = (emb, good.map { idx[$0] }, idx.count)
     }
     try collect()
     return (out, kept, dim)

@@ -4,8 +4,9 @@ import Torch
 
 /// Where a job's tensors live, from TAO's keys: `train|evaluate|inference.num_gpus/gpu_ids`,
 /// `export.on_cpu/gpu_id`. As TAO, a GPU is the default; a machine without one runs on CPU and
-/// says so in one line. CLIPKIT_DEVICE=cpu|cuda|cuda:N overrides the spec (cuda: a GPU must be
-/// used, or the job fails).
+/// says so in one line; a machine with one whose CUDA libraries cannot load fails saying what is
+/// missing (CLIPKIT_DEVICE=cpu or num_gpus=0 then runs on CPU). CLIPKIT_DEVICE=cpu|cuda|cuda:N
+/// overrides the spec (cuda: a GPU must be used, or the job fails).
 func placement(_ ctx: ActionContext) throws -> Device {
   let c = ctx.config
   let (key, index, wantsGPU): (String, Int, Bool)
@@ -50,6 +51,7 @@ private func useGPU(_ index: Int, key: String, required: Bool) throws -> Device 
     throw ActionError.input("\(key): GPU \(index) does not exist; this machine has \(gpus.count) (cuda:0…cuda:\(gpus.count - 1))")
   }
   try CUDA.load()
+  try CUDA.setDevice(index)
   print("Running on \(gpus[index])")
   return .cuda(index)
 }

@@ -124,8 +124,8 @@ public final class SiglipAdapter: Module, CLIPEncoder {
   public init(_ model: SiglipModel, logitScale: Double, logitBias: Double) throws {
     super.init()
     backbone = SiglipBackbone(model)
-    self.logitScale = try Tensor.scalar(Float(logitScale)).upload(to: model.device)
-    self.logitBias = try Tensor.scalar(Float(logitBias)).upload(to: model.device)
+    self.logitScale = try Tensor.scalar(Float(logitScale)).moved(to: model.device)
+    self.logitBias = try Tensor.scalar(Float(logitBias)).moved(to: model.device)
   }
 
   /// Inputs arrive as host tensors and go to the model's device here.

@@ -54,6 +54,10 @@ public enum CUDA {
   public static func load() throws {
     try lock.withLock {
       if loadedFrom != nil { return }
+      // libtorch fixed "no CUDA" at the first tensor work of this process (another job ran here first).
+      guard !Tensor.workStarted else {
+        throw CUDAError.missing("CUDA must be loaded before any tensor work in a process, and this process has already run some on the CPU; run GPU jobs in their own process")
+      }
       let env = ProcessInfo.processInfo.environment
       var torchDirs: [String] = []
       if let d = env["LIBTORCH_DIR"] { torchDirs.append(d + "/lib") }
@@ -138,6 +142,8 @@ public enum CUDA {
     return (Int(a), Int(pa), Int(r), Int(pr))
   }
   public static func resetPeakMemory(_ device: Int) throws { try check("cuda reset peak", ck_cuda_reset_peak(Int32(device))) }
+  /// Makes `device` the current GPU (where allocations without a device, streams and contexts go).
+  public static func setDevice(_ device: Int) throws { try check("set_device", ck_set_device(Int32(device))) }
 }
 
 public enum CUDAError: Error, LocalizedError, Equatable {

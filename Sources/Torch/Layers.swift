@@ -27,7 +27,7 @@ public struct Initialization: Sendable {
   public func on(_ device: Device) -> Initialization { Initialization(fill, device: device) }
 
   private func place(_ make: () throws -> Tensor, _ shape: [Int]) throws -> Tensor {
-    if case .random = fill, device != .meta { return try make().upload(to: device) }
+    if case .random = fill, device != .meta { return try make().moved(to: device) }
     return try Tensor.empty(shape, device: device)
   }
   public func uniform(_ shape: [Int], bound: Double) throws -> Tensor {
@@ -44,7 +44,7 @@ public struct Initialization: Sendable {
   }
   /// A tensor computed on the host (fixed tables, scalars) placed where this fill puts weights.
   public func placed(_ t: Tensor) throws -> Tensor {
-    device == .meta ? try Tensor.empty(t.shape, dtype: t.dtype, device: .meta) : try t.upload(to: device)
+    device == .meta ? try Tensor.empty(t.shape, dtype: t.dtype, device: .meta) : try t.moved(to: device)
   }
 }
 

@@ -18,7 +18,12 @@ public enum Torch {
   public static func keepFreedMemory() { ck_keep_freed_memory() }
 
   /// Seeds libtorch's default generators (CPU and, when loaded, CUDA).
-  public static func manualSeed(_ seed: UInt64) throws { try check("manual_seed", ck_manual_seed(seed)) }
+  public static func manualSeed(_ seed: UInt64) throws {
+    try check("manual_seed", ck_manual_seed(seed, CUDA.libraryDirectory == nil ? 0 : 1))
+  }
+  /// libtorch's global switches back to their defaults (no deterministic algorithms, no cuDNN
+  /// autotuner, every SDPA kernel): each job starts from them, even after another job ran in this process.
+  public static func resetGlobalSettings() throws { try setCuDNN(benchmark: false, deterministic: false) }
 
   /// TAO's `train.cudnn`: deterministic ⇒ `torch.use_deterministic_algorithms(True, warn_only=True)`
   /// and cuBLAS's fixed workspace (which must be set before CUDA starts); benchmark ⇒ cuDNN's

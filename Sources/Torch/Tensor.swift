@@ -103,7 +103,12 @@ extension Bool: TensorElement { public static var dtype: DType { .bool } }
 public final class Tensor: @unchecked Sendable {
   let handle: ck_tensor
 
-  init(_ handle: ck_tensor) { self.handle = handle }
+  init(_ handle: ck_tensor) {
+    self.handle = handle
+    if !Tensor.workStarted { Tensor.workStarted = true }
+  }
+  /// Set by the first tensor: CUDA can no longer be loaded into this process after that.
+  nonisolated(unsafe) static var workStarted = false
   deinit { ck_tensor_free(handle) }
 
   /// Runs a shim call that produces one tensor.
@@ -234,6 +239,13 @@ public final class Tensor: @unchecked Sendable {
     let (t, i) = device.code
     return try Tensor.make("to(\(dtype), \(device))") { ck_to(handle, dtype.rawValue, t, i, nonBlocking ? 1 : 0, $0) }
   }
+  /// This tensor on `device`: itself when it is already there, else a plain (blocking) copy. For
+  /// one-off placement (weights); per-batch data goes through `upload`.
+  public func moved(to device: Device) throws -> Tensor { device == self.device ? self : try to(device: device) }
+
+  /// Zeros with this tensor's shape, dtype, device and memory layout.
+  public func zerosLike() throws -> Tensor { try Tensor.make("zeros_like") { ck_zeros_like(handle, $0) } }
+
   /// An uninitialised host tensor in page-locked memory (fill it with `write`, then `upload`).
   public static func emptyPinned(_ shape: [Int], dtype: DType = .float32) throws -> Tensor {
     let dims = shape.map(Int64.init)

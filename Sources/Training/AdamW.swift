@@ -49,7 +49,8 @@ public final class AdamW {
         var batch: (names: [String], p: [Tensor], g: [Tensor], m: [Tensor], v: [Tensor], steps: [Tensor]) = ([], [], [], [], [], [])
         for (name, p) in g.params {
           guard let grad = p.grad else { continue }
-          var s = try state[name] ?? (0, Tensor.zeros(p.shape, dtype: p.dtype, device: p.device), Tensor.zeros(p.shape, dtype: p.dtype, device: p.device))
+          // zeros_like keeps the parameter's layout (the fused kernel wants equal strides).
+          var s = try state[name] ?? (0, p.zerosLike(), p.zerosLike())
           s.step += 1
           state[name] = s
           if self.fused ?? p.device.isCUDA {

@@ -40,7 +40,12 @@ void ck_set_num_threads(int n);
 /// Keeps freed memory in the process heap for reuse (glibc: no mmap, no trimming).
 void ck_keep_freed_memory(void);
 int ck_get_num_threads(void);
-ck_error ck_manual_seed(uint64_t seed);
+// Seeds the CPU generator, and the CUDA generators when all_devices (only once CUDA is loaded:
+// at::manual_seed asks libtorch's CUDA hooks, which fixes CUDA off for a process that has not loaded it).
+ck_error ck_manual_seed(uint64_t seed, int all_devices);
+// Makes a GPU the current device (allocations, streams and contexts go there).
+ck_error ck_set_device(int index);
+ck_error ck_zeros_like(ck_tensor h, ck_tensor *out);   // same shape, dtype, device and strides
 // torch.use_deterministic_algorithms(on, warn_only) and torch.backends.cudnn.benchmark = on.
 ck_error ck_set_deterministic(int on, int warn_only);
 ck_error ck_set_cudnn_benchmark(int on);

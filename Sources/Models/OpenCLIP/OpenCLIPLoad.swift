@@ -27,8 +27,8 @@ public final class OpenCLIPAdapter: Module, CLIPEncoder {
   public init(_ model: OpenCLIPModel, logitScale: Double? = nil, logitBias: Double? = nil) throws {
     super.init()
     backbone = OpenCLIPBackbone(model)
-    self.logitScale = try Tensor.scalar(Float(try logitScale ?? model.logitScale.reshape([]).item())).upload(to: model.device)
-    self.logitBias = try Tensor.scalar(Float(try logitBias ?? model.logitBias?.reshape([]).item() ?? 0)).upload(to: model.device)
+    self.logitScale = try Tensor.scalar(Float(try logitScale ?? model.logitScale.reshape([]).item())).moved(to: model.device)
+    self.logitBias = try Tensor.scalar(Float(try logitBias ?? model.logitBias?.reshape([]).item() ?? 0)).moved(to: model.device)
   }
 
   /// Inputs arrive as host tensors and go to the model's device here.
