@@ -28,6 +28,8 @@ struct ActionContext {
   let hooks: JobHooks
   /// Where the model runs (TAO's device keys; see `placement`).
   var device: Device = .cpu
+  /// The data-parallel group of a distributed training launch (nil: one process).
+  var group: ProcessGroup? = nil
 }
 
 /// The common frame of every action: load and validate the spec, check the mandatory values the
@@ -49,19 +51,29 @@ func runAction(_ name: String, section: String, specFile: String, overrides: [St
   } catch {
     throw FileIOError.write(path: dir, reason: "cannot create results directory")
   }
-  try AtomicFile.write("\(dir)/experiment.yaml", data: Data(spec.yaml().utf8))
-  let status = try StatusLog(path: "\(dir)/status.json")
+  // In a distributed launch rank 0 alone writes the spec and status and prints; the other ranks
+  // print only warnings (prefixed with their rank).
+  let launch = name == "train" ? try DistributedLaunch.from(ProcessInfo.processInfo.environment, numNodes: config.train.numNodes,
+                                                              numGpus: config.train.numGpus) : nil
+  let rank = launch?.rank ?? 0
+  if rank == 0 { try AtomicFile.write("\(dir)/experiment.yaml", data: Data(spec.yaml().utf8)) }
+  let status = try StatusLog(path: rank == 0 ? "\(dir)/status.json" : nil)
   try status.write(.started, message: "Starting CLIP \(name).")
+  let outer = Console.current
+  let console = rank == 0 ? outer : Console(out: { _ in }, err: { s in if s.hasPrefix("warning") { outer.err("[rank \(rank)] " + s) } })
+  try Console.$current.withValue(console) {
   do {
     var ctx = ActionContext(name: name, spec: spec, config: config, resultsDir: dir, status: status, hooks: hooks)
     // Before any tensor work: libtorch decides once whether CUDA exists.
     ctx.device = try placement(ctx)
     try Torch.resetGlobalSettings()
     Tensor.pinnedUploads = config.dataset.pinMemory
+    if launch != nil { ctx.group = try joinProcessGroup(ctx) }
     try body(ctx)
   } catch {
     try? status.write(.failure, message: oneLine(error))
     throw error
+  }
   }
 }
 
@@ -73,7 +85,15 @@ func checkPlacement(_ action: String, _ c: CLIPExperimentConfig) throws {
   switch action {
   case "evaluate", "deploy evaluate": (gpus, ids, section) = (c.evaluate.numGpus, c.evaluate.gpuIds, "evaluate")
   case "inference", "deploy inference": (gpus, ids, section) = (c.inference.numGpus, c.inference.gpuIds, "inference")
-  case "train": (gpus, ids, section) = (c.train.numGpus, c.train.gpuIds, "train")
+  case "train":
+    // A distributed launch (torchrun's variables, or NODE_RANK with num_nodes) decides the ranks.
+    let env = ProcessInfo.processInfo.environment
+    if env["WORLD_SIZE"] != nil || c.train.numNodes > 1 { return }
+    if c.train.numGpus > 1 {
+      throw ActionError.input("train.num_gpus=\(c.train.numGpus) without a distributed launch: this build runs several ranks only when launched "
+        + "explicitly (torchrun --no-python --nproc-per-node=\(c.train.numGpus) clipkit train …; CPU ranks use Gloo), it does not spawn GPU workers itself yet")
+    }
+    (gpus, ids, section) = (c.train.numGpus, c.train.gpuIds, "train")
   default: return  // export: gpu_id; gen_trt_engine: gpu_id
   }
   if gpus > 1 { throw ActionError.input("\(section).num_gpus=\(gpus): one GPU per process in this build (multi-GPU \(section) is not supported yet)") }
@@ -93,19 +113,22 @@ func resultsDir(for section: String, action: String, spec: Spec) throws -> Strin
 /// TAO's status.json: one JSON object per line.
 final class StatusLog {
   enum Status: String { case started = "STARTED", running = "RUNNING", success = "SUCCESS", failure = "FAILURE", skipped = "SKIPPED" }
-  let path: String
-  private let handle: FileHandle
+  let path: String?
+  private let handle: FileHandle?
 
-  init(path: String) throws {
+  /// nil: a status that writes nothing (ranks other than 0).
+  init(path: String?) throws {
     self.path = path
+    guard let path else { handle = nil; return }
     if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
     guard let h = FileHandle(forWritingAtPath: path) else { throw FileIOError.write(path: path, reason: "cannot open for appending") }
     handle = h
-    handle.seekToEndOfFile()
+    h.seekToEndOfFile()
   }
-  deinit { try? handle.close() }
+  deinit { try? handle?.close() }
 
   func write(_ status: Status, message: String, kpi: [String: Any]? = nil, extra: [String: Any] = [:]) throws {
+    guard let handle else { return }
     let now = Date()
     var cal = Calendar(identifier: .gregorian)
     cal.timeZone = TimeZone.current

@@ -13,10 +13,10 @@ func runTrain(_ ctx: ActionContext) throws {
   let cfg = ctx.config
   let t = cfg.train
   let device = ctx.device
-  // What this build does not do yet is refused up front, with the reason.
-  if t.numNodes > 1 {
-    throw ActionError.input("train.num_nodes=\(t.numNodes): multi-node training is not available in this build (one process)")
-  }
+  // Data-parallel ranks (torchrun's variables): rank 0 alone writes and prints.
+  let group = ctx.group
+  let (rank, world) = (group?.rank ?? 0, group?.worldSize ?? 1)
+  let isMain = rank == 0
   // fp16: autocast to float16 with dynamic loss scaling (libtorch runs both on CPU too, through
   // slower reference kernels, so a spec written for GPUs still runs here).
   let scaler = t.precision == "fp16" ? GradScaler() : nil
@@ -78,8 +78,11 @@ func runTrain(_ ctx: ActionContext) throws {
   if trainSet.skippedCaptions > 0 { warn("\(trainSet.skippedCaptions) training samples without a (non-empty) caption were skipped") }
   let trainPairs = trainSet.pairs
   let batch = cfg.dataset.train.batchSize
-  guard trainPairs.count >= batch else {
-    throw ActionError.input("the training set has \(trainPairs.count) pairs, fewer than one batch of dataset.train.batch_size=\(batch)")
+  // Each rank reads its share (DistributedSampler: ⌈n / W⌉ samples, the last ones repeated).
+  let perRank = (trainPairs.count + world - 1) / world
+  guard perRank >= batch else {
+    throw ActionError.input("the training set has \(trainPairs.count) pairs, fewer than one batch of dataset.train.batch_size=\(batch)"
+      + (world > 1 ? " for each of the \(world) ranks" : ""))
   }
   let val = cfg.dataset.val.datasets.isEmpty ? nil
     : try customPairs(try customDatasets(cfg.dataset.val.datasets, section: "dataset.val.datasets"), section: "dataset.val.datasets")
@@ -90,14 +93,14 @@ func runTrain(_ ctx: ActionContext) throws {
   let groups = parameterGroups(bundle.encoder, optim: t.optim)
   let optimizer = AdamW(groups: groups, betas: (t.optim.betas[0], t.optim.betas[1]), eps: t.optim.eps)
 
-  let stepsPerEpoch = trainPairs.count / batch
+  let stepsPerEpoch = perRank / batch
   let (totalSteps, tooMany) = stepsPerEpoch.multipliedReportingOverflow(by: t.numEpochs)
   guard !tooMany else {
     throw ActionError.input("train.num_epochs=\(t.numEpochs) × \(stepsPerEpoch) steps per epoch is more steps than a 64-bit counter holds")
   }
   var startEpoch = 0, globalStep = 0
   // Temporary files of a run that was killed while writing are never under a final name; drop them.
-  for f in (try? FileManager.default.contentsOfDirectory(atPath: ctx.resultsDir)) ?? [] where f.hasPrefix(".") && f.contains(".tmp-") {
+  for f in (isMain ? (try? FileManager.default.contentsOfDirectory(atPath: ctx.resultsDir)) ?? [] : []) where f.hasPrefix(".") && f.contains(".tmp-") {
     try? FileManager.default.removeItem(atPath: ctx.resultsDir + "/" + f)
   }
   let latest = ctx.resultsDir + "/clip_latest.pth"
@@ -117,6 +120,8 @@ func runTrain(_ ctx: ActionContext) throws {
       print("Resumed from \(resume) at epoch \(startEpoch + 1), step \(globalStep)")
     }
   }
+  // Every replica starts from rank 0's weights (DistributedDataParallel's first broadcast).
+  if let group { try group.broadcast(adapter.stateDict().map(\.1)) }
   print("Training \(trainPairs.count) pairs, \(stepsPerEpoch) steps/epoch × \(t.numEpochs) epochs, batch \(batch), \(t.precision), loss \(t.lossType)")
   let embedder = Embedder(bundle: bundle, batchSize: cfg.dataset.val.batchSize, workers: cfg.dataset.val.numWorkers)
   let (h, w) = bundle.transform.outputSize
@@ -128,7 +133,7 @@ func runTrain(_ ctx: ActionContext) throws {
     print("note: SigLIP models train on their processor's preprocessing, as in TAO: dataset.augmentation is not applied")
   }
   // TensorBoard logs where TAO's Lightning logger puts them.
-  let board = try TensorBoardWriter(directory: ctx.resultsDir + "/lightning_logs/version_1")
+  let board = isMain ? try TensorBoardWriter(directory: ctx.resultsDir + "/lightning_logs/version_1") : nil
   var badSamples = 0, readSamples = 0
   var skippedSteps = 0  // fp16 steps whose gradients overflowed
   let runStart = Date()
@@ -184,7 +189,8 @@ func runTrain(_ ctx: ActionContext) throws {
     } else {
       order = try Tensor.randperm(trainPairs.count, generator: try Generator(seed: seed &+ UInt64(epoch))).toArray(Int64.self).map(Int.init)
     }
-    let batches = (0..<stepsPerEpoch).map { Array(order[($0 * batch)..<(($0 + 1) * batch)]) }
+    let mine = shard(order, rank: rank, worldSize: world)
+    let batches = (0..<stepsPerEpoch).map { Array(mine[($0 * batch)..<(($0 + 1) * batch)]) }
     let progress = Progress("epoch \(epoch + 1)/\(t.numEpochs)", total: stepsPerEpoch, unit: "step")
     var epochLoss = 0.0
     let epochStart = Date()
@@ -206,7 +212,14 @@ func runTrain(_ ctx: ActionContext) throws {
       if readSamples >= min(100, trainPairs.count) && badSamples * 10 > readSamples {
         throw ActionError.input("\(badSamples) of the \(readSamples) training samples read so far are unreadable (more than 10 %); check the data")
       }
-      guard ok.count >= 2 else { progress.advance(); continue }
+      // A step is skipped when a rank has fewer than two readable pairs: by every rank alike.
+      var usable = ok.count >= 2
+      if let group {
+        let flag = try Tensor([usable ? Float(1) : 0])
+        try group.allReduce([flag])
+        usable = try flag.item() == Double(world)
+      }
+      guard usable else { progress.advance(); continue }
       let inputs = ok.map { slots[$0]! }
       let enc = try bundle.tokenize(ok.map { trainPairs[idx[$0]].caption })
       let ids = try Tensor(enc.ids.flatMap { $0.map(Int64.init) }, shape: [ok.count, enc.ids[0].count])
@@ -217,39 +230,65 @@ func runTrain(_ ctx: ActionContext) throws {
       let lossValue = try autocast(device, dtype: scaler != nil ? .float16 : .bfloat16, enabled: t.precision != "fp32") { () throws -> Tensor in
         let img = try bundle.encoder.encodeImages(inputs).to(.float32)
         let txt = try bundle.encoder.encodeTexts(ids, attentionMask: nil).to(.float32)
-        return try loss(image: img, text: txt, logitScale: bundle.encoder.logitScale, logitBias: bundle.encoder.logitBias)
+        return try rankLoss(loss, distImpl: t.siglipLossDistImpl, image: img, text: txt, logitScale: bundle.encoder.logitScale,
+                            logitBias: bundle.encoder.logitBias, group: group)
       }
       try optimizer.zeroGrad()
+      // With CLIPKIT_LOG_LOSS the (averaged, unscaled, unclipped) gradient norm is logged too, in
+      // all and per tower.
+      var gradNorm: String? = nil
+      func norms() throws -> String {
+        let tower = { (t: String) in groups.filter { $0.name.hasPrefix(t) }.flatMap { $0.params.map(\.1) } }
+        return String(format: " grad_norm %.9g towers %.9g %.9g", try gradientNorm(params), try gradientNorm(tower("vision")),
+                      try gradientNorm(tower("text")))
+      }
       if let scaler {
         try scaler.scaled(lossValue).backward()
-        if try !scaler.step(params, beforeStep: clip, { try optimizer.step() }) { skippedSteps += 1 }
+        // Averaged before unscaling, so every rank sees the same overflow and skips the same steps.
+        try group?.averageGradients(params)
+        let stepped = try scaler.step(params, beforeStep: {
+          if logLoss { gradNorm = try norms() }
+          try clip()
+        }, { try optimizer.step() })
+        if !stepped { skippedSteps += 1 }
       } else {
         try lossValue.backward()
+        try group?.averageGradients(params)
+        if logLoss { gradNorm = try norms() }
         try clip()
         try optimizer.step()
       }
       try noGrad { try bundle.encoder.logitScale.clamp_(min: 0, max: Foundation.log(100)) }
-      let l = try lossValue.item()
+      // The step's loss is the ranks' mean (the single-process loss on the whole batch).
+      let reported = try lossValue.detach().reshape([1]).clone()
+      if let group {
+        try group.allReduce([reported])
+        try reported.mul_(1 / Double(world))
+      }
+      let l = try reported.item()
       guard l.isFinite else { throw ActionError.input("the loss became \(l) at step \(globalStep); lower the learning rates or add warmup") }
       epochLoss += l
       let lrs = Dictionary(optimizer.groups.map { ($0.name, $0.lr) }, uniquingKeysWith: { a, _ in a })
-      try board.scalars([("train_loss", l), ("train/vision_lr", lrs["vision_decay"] ?? lrs["vision_no_decay"] ?? 0),
+      try board?.scalars([("train_loss", l), ("train/vision_lr", lrs["vision_decay"] ?? lrs["vision_no_decay"] ?? 0),
                          ("train/text_lr", lrs["text_decay"] ?? lrs["text_no_decay"] ?? 0), ("train/lr", lrs["text_decay"] ?? lrs["text_no_decay"] ?? 0),
                          ("train/logit_scale", try bundle.encoder.logitScale.exp().item())], step: globalStep)
       globalStep += 1
       progress.advance()
       if t.checkpointIntervalUnit == "step" && globalStep % t.checkpointInterval == 0 {
         let path = ctx.resultsDir + "/step_\(globalStep).pth"
-        try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep)
-        try linkLatest(ctx.resultsDir, to: "step_\(globalStep).pth")
+        if isMain {
+          try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep)
+          try linkLatest(ctx.resultsDir, to: "step_\(globalStep).pth")
+        }
+        try group?.barrier()
         if crashAfterStep == globalStep { fflush(nil); _exit(137) }
       }
       if let every = t.valCheckInterval, every > 0, globalStep % every == 0 {
         let (kpi, values) = try validate()
-        try board.scalars(values, step: globalStep)
+        try board?.scalars(values, step: globalStep)
         if !kpi.isEmpty { try ctx.status.write(.running, message: "Validation at step \(globalStep)", kpi: kpi, extra: ["step": globalStep]) }
       }
-      if logLoss { print(String(format: "step %d loss %.9g", globalStep, l)) }
+      if logLoss { print(String(format: "step %d loss %.9g", globalStep, l) + (gradNorm ?? "")) }
     }
     let meanLoss = epochLoss / Double(max(stepsPerEpoch, 1))
     let elapsed = Date().timeIntervalSince(epochStart)
@@ -264,8 +303,8 @@ func runTrain(_ ctx: ActionContext) throws {
       kpi.merge(k) { a, _ in a }
       boardValues += v
     }
-    try board.scalars(boardValues, step: globalStep)
-    try board.flush()
+    try board?.scalars(boardValues, step: globalStep)
+    try board?.flush()
     try ctx.status.write(.running, message: "Training loop in progress", kpi: kpi, extra: [
       "epoch": epoch, "max_epoch": t.numEpochs - 1, "step": globalStep, "max_step": totalSteps,
       "time_per_epoch": Progress.duration(elapsed), "time_per_step": String(format: "%.3f", elapsed / Double(max(stepsPerEpoch, 1))),
@@ -273,14 +312,33 @@ func runTrain(_ ctx: ActionContext) throws {
     ])
     if t.checkpointIntervalUnit == "epoch" && (epoch + 1) % t.checkpointInterval == 0 || epoch + 1 == t.numEpochs {
       let path = ctx.resultsDir + "/epoch_\(epoch + 1).pth"
-      try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep)
-      try linkLatest(ctx.resultsDir, to: "epoch_\(epoch + 1).pth")
-      print("  saved \(path)")
+      if isMain {
+        try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep)
+        try linkLatest(ctx.resultsDir, to: "epoch_\(epoch + 1).pth")
+        print("  saved \(path)")
+      }
+      // Other ranks wait for the file, so a rank killed now leaves a complete checkpoint behind.
+      try group?.barrier()
     }
     if crashAfter == epoch + 1 { fflush(nil); _exit(137) }
   }
   if badSamples > 0 { warn("\(badSamples) unreadable training samples were skipped") }
   if let scaler { print("fp16 loss scaling: \(skippedSteps) steps skipped for overflowing gradients; scale now \(scaler.scale)") }
+  if let group {
+    // DDP keeps replicas identical by construction; check it (bitwise) before reporting success.
+    let differing = try Tensor([Float(0)])
+    try noGrad {
+      for (_, p) in adapter.stateDict() {
+        let reference = try p.detach().clone()
+        try group.broadcast(reference, root: 0)
+        if try reference.eq(p).logicalNot().sum().item() > 0 { try differing.add_(try Tensor([Float(1)])) }
+      }
+    }
+    try group.allReduce([differing])
+    let n = try differing.item()
+    guard n == 0 else { throw ActionError.input("the \(world) replicas ended with different parameters (\(Int(n)) tensor differences): a rank diverged") }
+    print("All \(world) replicas hold bitwise identical parameters")
+  }
   try ctx.status.write(.success, message: "Train finished successfully.")
 }
 

@@ -103,8 +103,15 @@ public func scheduledLR(base: Double, step t: Int, warmup w: Int, total: Int, ki
 public func clipGradNorm(_ params: [Tensor], maxNorm: Double) throws -> Double {
   let grads = params.compactMap(\.grad)
   guard !grads.isEmpty else { return 0 }
-  let total = try noGrad { try grads.map { try $0.norm().square() }.reduce(try Tensor.zeros([], device: grads[0].device)) { try $0 + $1 }.sqrt().item() }
+  let total = try gradientNorm(params)
   let coef = maxNorm / (total + 1e-6)
   if coef < 1 { try noGrad { for g in grads { try g.mul_(coef) } } }
   return total
+}
+
+/// The global L2 norm of the parameters' gradients.
+public func gradientNorm(_ params: [Tensor]) throws -> Double {
+  let grads = params.compactMap(\.grad)
+  guard !grads.isEmpty else { return 0 }
+  return try noGrad { try grads.map { try $0.norm().square() }.reduce(try Tensor.zeros([], device: grads[0].device)) { try $0 + $1 }.sqrt().item() }
 }

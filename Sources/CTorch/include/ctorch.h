@@ -235,6 +235,20 @@ ck_error ck_backward(ck_tensor t, ck_tensor grad, int retain_graph);
 ck_error ck_grad(ck_tensor t, ck_tensor *out);   // *out = NULL when no gradient exists
 ck_error ck_zero_grad(ck_tensor t);              // drops the gradient (set_to_none)
 
+// ---- distributed (c10d, dist.cpp) ---------------------------------------------------------------
+typedef struct ck_pg_s *ck_pg;
+// Joins a Gloo process group through a TCPStore at host:port (rank 0 hosts it unless
+// store_client_only, as under torchrun's agent store). Every collective waits at most timeout_ms.
+ck_error ck_pg_gloo(const char *host, int port, int rank, int world, int store_client_only, int64_t timeout_ms,
+                    ck_pg *out);
+void ck_pg_free(ck_pg pg);
+ck_error ck_pg_allreduce(ck_pg pg, const ck_tensor *ts, int64_t n);   // in place, sum
+ck_error ck_pg_broadcast(ck_pg pg, ck_tensor t, int root);           // in place
+ck_error ck_pg_allgather(ck_pg pg, ck_tensor in, ck_tensor *out);    // ranks' tensors stacked along dim 0
+ck_error ck_pg_barrier(ck_pg pg);
+// all_gather along dim 0 whose backward gives each rank the sum of the gradients of its slice.
+ck_error ck_all_gather_with_grad(ck_pg pg, ck_tensor in, ck_tensor *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,195 @@
+// c10d from C: a TCPStore rendezvous and a Gloo process group (CPU), with the collectives data-
+// parallel training uses, and an all-gather whose backward sums the gradients back (autograd-aware).
+// Kept apart from ctorch.cpp because the c10d and autograd headers are heavy.
+//
+// The Gloo process group without gloo's headers: libtorch ships ProcessGroupGloo.hpp but not the
+// gloo headers it includes, so this file never sees the class. It uses two symbols libtorch_cpu
+// exports, bound by their mangled names: ProcessGroupGloo::Options::create_default(timeout) and
+// the constructor ProcessGroupGloo(store, rank, size, options). ABI facts relied on (checked
+// against torch 2.11's ProcessGroupGloo.hpp): ProcessGroupGloo's first and only base is
+// c10d::Backend and Options' is Backend::Options (so their pointers are the base pointers); any
+// c10::intrusive_ptr<T> is one pointer passed and returned as a non-trivial class; the object is
+// 488 bytes, built here in a larger buffer; everything after construction goes through
+// c10d::Backend's virtual functions, declared in the shipped Backend.hpp.
+#include "ctorch.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+struct ck_tensor_s { at::Tensor t; };
+
+using BackendPtr = c10::intrusive_ptr<c10d::Backend>;
+using OptionsPtr = c10::intrusive_ptr<c10d::Backend::Options>;
+
+// c10d::ProcessGroupGloo::Options::create_default(std::chrono::milliseconds)
+extern OptionsPtr ck_gloo_create_default(std::chrono::milliseconds timeout) __asm__(
+    "_ZN4c10d16ProcessGroupGloo7Options14create_defaultENSt6chrono8durationIlSt5ratioILl1ELl1000EEEE");
+// c10d::ProcessGroupGloo::ProcessGroupGloo(const intrusive_ptr<Store>&, int, int, intrusive_ptr<Options>)
+extern void ck_gloo_construct(void *self, const c10::intrusive_ptr<c10d::Store> &store, int rank, int size,
+                              OptionsPtr options) __asm__(
+    "_ZN4c10d16ProcessGroupGlooC1ERKN3c1013intrusive_ptrINS_5StoreENS1_6detail34intrusive_target_default_null_"
+    "typeIS3_EEEEiiNS2_INS0_7OptionsENS5_ISA_EEEE");
+
+struct ck_pg_s {
+  c10::intrusive_ptr<c10d::Store> store;
+  BackendPtr backend;
+  int rank;
+  int size;
+  std::chrono::milliseconds timeout;
+};
+
+namespace {
+
+char *message(const std::string &m) {
+  char *p = static_cast<char *>(std::malloc(m.size() + 1));
+  if (p) std::memcpy(p, m.c_str(), m.size() + 1);
+  return p;
+}
+
+#define CK_BEGIN try {
+#define CK_END                                                                        \
+  return nullptr;                                                                     \
+  }                                                                                   \
+  catch (const c10::Error &e) {                                                       \
+    std::string m = e.what_without_backtrace();                                       \
+    auto cut = m.find("\nException raised from");                                     \
+    if (cut != std::string::npos) m.resize(cut);                                      \
+    return message(m);                                                                \
+  }                                                                                   \
+  catch (const std::exception &e) { return message(e.what()); }                       \
+  catch (...) { return message("unknown C++ exception in c10d"); }
+
+const at::Tensor &T(ck_tensor h) {
+  if (!h || !h->t.defined()) throw std::invalid_argument("undefined tensor");
+  return h->t;
+}
+ck_pg_s &P(ck_pg pg) {
+  if (!pg) throw std::invalid_argument("null process group");
+  return *pg;
+}
+void wait(const c10::intrusive_ptr<c10d::Work> &w, const ck_pg_s &pg) {
+  if (!w->wait(pg.timeout)) throw std::runtime_error("collective timed out");
+}
+
+// all_gather whose backward is the matching reduce-scatter: the gradient of every rank's copy of
+// this rank's slice, summed (an all-reduce of the whole gradient, then this rank's slice; Gloo has
+// no reduce-scatter of equal blocks). torch.distributed.nn.functional.all_gather's rule.
+struct AllGatherWithGrad : public torch::autograd::Function<AllGatherWithGrad> {
+  static at::Tensor forward(torch::autograd::AutogradContext *c, at::Tensor x, int64_t pg_handle) {
+    auto &pg = *reinterpret_cast<ck_pg_s *>(pg_handle);
+    c->saved_data["pg"] = pg_handle;
+    c->saved_data["rows"] = x.size(0);
+    at::Tensor in = x.contiguous();
+    auto sizes = in.sizes().vec();
+    sizes[0] *= pg.size;
+    at::Tensor out = at::empty(sizes, in.options());
+    wait(pg.backend->_allgather_base(out, in), pg);
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *c,
+                                                 torch::autograd::variable_list grads) {
+    auto &pg = *reinterpret_cast<ck_pg_s *>(c->saved_data["pg"].toInt());
+    int64_t rows = c->saved_data["rows"].toInt();
+    std::vector<at::Tensor> g{grads[0].contiguous().clone()};
+    wait(pg.backend->allreduce(g), pg);
+    return {g[0].narrow(0, pg.rank * rows, rows).clone(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+extern "C" {
+
+ck_error ck_pg_gloo(const char *host, int port, int rank, int world, int store_client_only, int64_t timeout_ms,
+                    ck_pg *out) {
+  CK_BEGIN
+  if (!host || !out) throw std::invalid_argument("null argument");
+  if (world < 1 || rank < 0 || rank >= world) throw std::invalid_argument("rank must be in [0, world size)");
+  if (port <= 0 || port > 65535) throw std::invalid_argument("port must be in 1..65535");
+  auto timeout = std::chrono::milliseconds(timeout_ms);
+  c10d::TCPStoreOptions o;
+  o.port = static_cast<std::uint16_t>(port);
+  // Under torchrun's agent store every rank is a client; otherwise rank 0 hosts the store.
+  o.isServer = !store_client_only && rank == 0;
+  o.numWorkers = static_cast<std::size_t>(world);
+  o.waitWorkers = false;
+  o.timeout = timeout;
+  auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), o);
+  auto store = c10::make_intrusive<c10d::PrefixStore>("clipkit/gloo", tcp);
+  OptionsPtr options = ck_gloo_create_default(timeout);
+  options->timeout = timeout;
+  // A buffer larger than the 488-byte object; the deleting destructor frees it with operator delete.
+  void *self = ::operator new(4096);
+  std::memset(self, 0, 4096);
+  try {
+    ck_gloo_construct(self, store, rank, world, options);
+  } catch (...) {
+    ::operator delete(self);
+    throw;
+  }
+  auto backend = BackendPtr::unsafe_steal_from_new(static_cast<c10d::Backend *>(self));
+  *out = new ck_pg_s{tcp, backend, rank, world, timeout};
+  CK_END
+}
+
+void ck_pg_free(ck_pg pg) { delete pg; }
+
+ck_error ck_pg_allreduce(ck_pg pg, const ck_tensor *ts, int64_t n) {
+  CK_BEGIN
+  auto &g = P(pg);
+  std::vector<at::Tensor> v;
+  for (int64_t i = 0; i < n; i++) v.push_back(T(ts[i]));
+  wait(g.backend->allreduce(v), g);
+  CK_END
+}
+
+ck_error ck_pg_broadcast(ck_pg pg, ck_tensor t, int root) {
+  CK_BEGIN
+  auto &g = P(pg);
+  std::vector<at::Tensor> v{T(t)};
+  c10d::BroadcastOptions o;
+  o.rootRank = root;
+  wait(g.backend->broadcast(v, o), g);
+  CK_END
+}
+
+ck_error ck_pg_allgather(ck_pg pg, ck_tensor in, ck_tensor *out) {
+  CK_BEGIN
+  auto &g = P(pg);
+  at::Tensor x = T(in).contiguous();
+  auto sizes = x.sizes().vec();
+  if (sizes.empty()) throw std::invalid_argument("all_gather needs at least one dimension");
+  sizes[0] *= g.size;
+  at::Tensor o = at::empty(sizes, x.options());
+  wait(g.backend->_allgather_base(o, x), g);
+  *out = new ck_tensor_s{o};
+  CK_END
+}
+
+ck_error ck_pg_barrier(ck_pg pg) {
+  CK_BEGIN
+  auto &g = P(pg);
+  wait(g.backend->barrier(), g);
+  CK_END
+}
+
+ck_error ck_all_gather_with_grad(ck_pg pg, ck_tensor in, ck_tensor *out) {
+  CK_BEGIN
+  P(pg);
+  *out = new ck_tensor_s{AllGatherWithGrad::apply(T(in), reinterpret_cast<int64_t>(pg))};
+  CK_END
+}
+
+}  // extern "C"

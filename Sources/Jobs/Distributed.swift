@@ -1,0 +1,112 @@
+import Foundation
+import Spec
+import Torch
+import Training
+
+/// A data-parallel launch as torchrun describes it to each process (RANK, WORLD_SIZE, LOCAL_RANK,
+/// MASTER_ADDR, MASTER_PORT, TORCHELASTIC_USE_AGENT_STORE), or as Lightning's multi-node launch
+/// does with one process per node (NODE_RANK, MASTER_ADDR, MASTER_PORT and train.num_nodes).
+struct DistributedLaunch: Sendable {
+  let rank: Int
+  let worldSize: Int
+  let localRank: Int
+  let masterAddr: String
+  let masterPort: Int
+  /// torchrun's agent hosts the store: every rank, rank 0 included, is a client.
+  let agentStore: Bool
+
+  /// nil: one process (no launch variables, or a world of one).
+  static func from(_ env: [String: String], numNodes: Int, numGpus: Int) throws -> DistributedLaunch? {
+    func int(_ k: String) throws -> Int? {
+      guard let v = env[k], !v.isEmpty else { return nil }
+      guard let i = Int(v), i >= 0 else { throw ActionError.input("\(k)=\(v): expected a whole number ≥ 0") }
+      return i
+    }
+    let port = try int("MASTER_PORT") ?? 29500
+    guard port > 0 && port < 65536 else { throw ActionError.input("MASTER_PORT=\(port): expected 1…65535") }
+    let addr = env["MASTER_ADDR"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
+    if let world = try int("WORLD_SIZE") {
+      guard world >= 1 else { throw ActionError.input("WORLD_SIZE=0: expected at least 1") }
+      guard let rank = try int("RANK") else { throw ActionError.input("WORLD_SIZE=\(world) is set but RANK is not (launch with torchrun, or set both)") }
+      guard rank < world else { throw ActionError.input("RANK=\(rank) is not below WORLD_SIZE=\(world)") }
+      guard world > 1 else { return nil }
+      return DistributedLaunch(rank: rank, worldSize: world, localRank: try int("LOCAL_RANK") ?? 0, masterAddr: addr, masterPort: port,
+                               agentStore: env["TORCHELASTIC_USE_AGENT_STORE"] == "True")
+    }
+    // Lightning: one process per node here (train.num_gpus 1), NODE_RANK numbering the nodes.
+    if numNodes > 1 {
+      guard let node = try int("NODE_RANK") else {
+        throw ActionError.input("train.num_nodes=\(numNodes): set NODE_RANK, MASTER_ADDR and MASTER_PORT on each node (as for Lightning), or launch with torchrun")
+      }
+      guard node < numNodes else { throw ActionError.input("NODE_RANK=\(node) is not below train.num_nodes=\(numNodes)") }
+      guard numGpus <= 1 else {
+        throw ActionError.input("train.num_gpus=\(numGpus) per node: spawning several ranks per node is not supported yet; launch with torchrun --nproc-per-node=\(numGpus)")
+      }
+      return DistributedLaunch(rank: node, worldSize: numNodes, localRank: 0, masterAddr: addr, masterPort: port, agentStore: false)
+    }
+    return nil
+  }
+}
+
+/// Joins the training job's process group, or nil for one process. Gloo for CPU ranks.
+func joinProcessGroup(_ ctx: ActionContext) throws -> ProcessGroup? {
+  let t = ctx.config.train
+  let env = ProcessInfo.processInfo.environment
+  guard let launch = try DistributedLaunch.from(env, numNodes: t.numNodes, numGpus: t.numGpus) else { return nil }
+  guard !ctx.device.isCUDA else {
+    throw ActionError.input("a \(launch.worldSize)-rank launch on GPUs needs NCCL, which this build does not have yet; CPU ranks (CLIPKIT_DEVICE=cpu) use Gloo")
+  }
+  let timeout = try env["CLIPKIT_DIST_TIMEOUT"].map { v -> Double in
+    guard let s = Double(v), s > 0 else { throw ActionError.input("CLIPKIT_DIST_TIMEOUT=\(v): expected seconds > 0") }
+    return s
+  } ?? 600
+  let group = try ProcessGroup(gloo: launch.masterAddr, port: launch.masterPort, rank: launch.rank, worldSize: launch.worldSize,
+                               storeClientOnly: launch.agentStore, timeoutSeconds: timeout)
+  if launch.rank == 0 {
+    print("Joined a Gloo group of \(launch.worldSize) ranks through \(launch.masterAddr):\(launch.masterPort) (collectives time out after \(Int(timeout)) s)")
+  }
+  return group
+}
+
+/// Lightning's DistributedSampler over an epoch's order: padded by repeating its head to a multiple
+/// of the world size, then every W-th index from `rank`. The ranks' batches at step s together are
+/// the single process's batch s at W times the batch size.
+func shard(_ order: [Int], rank: Int, worldSize: Int) -> [Int] {
+  guard worldSize > 1, !order.isEmpty else { return order }
+  let total = (order.count + worldSize - 1) / worldSize * worldSize
+  var padded = order
+  while padded.count < total { padded += order.prefix(total - padded.count) }
+  return stride(from: rank, to: total, by: worldSize).map { padded[$0] }
+}
+
+/// The contrastive loss of one rank, as TAO computes it with open_clip across ranks.
+/// SigLIP: this rank's images against every rank's texts (all-gathered with gradient), positives
+/// on this rank's own pairs: with gradients averaged across ranks this is the single-process loss
+/// on the whole batch. `local` scores this rank's pairs only. CLIP (TAO's ClipLoss: no gradient
+/// through the gather, local_loss off): every rank computes the whole batch's loss with its own
+/// features spliced in, so the averaged gradient is the single process's divided by W.
+func rankLoss(_ kind: ContrastiveLoss, distImpl: String, image: Tensor, text: Tensor, logitScale: Tensor, logitBias: Tensor,
+              group: ProcessGroup?) throws -> Tensor {
+  guard let g = group, g.worldSize > 1 else { return try kind(image: image, text: text, logitScale: logitScale, logitBias: logitBias) }
+  let b = image.size(0)
+  switch kind {
+  case .siglip:
+    if distImpl == "local" { return try kind(image: image, text: text, logitScale: logitScale, logitBias: logitBias) }
+    let texts = try g.allGatherWithGrad(text)  // [W·b, E]
+    let logits = try image.matmul(try texts.transpose(0, 1)) * logitScale.exp() + logitBias
+    let rows = try Tensor.arange(0, Double(b), device: image.device).unsqueeze(1)
+    let cols = try Tensor.arange(0, Double(b * g.worldSize), device: image.device).unsqueeze(0)
+    let labels = try (rows + Double(g.rank * b)).eq(cols).to(.float32) * 2 - 1
+    return try -(try (labels * logits).logSigmoid().sum()) / Double(b)
+  case .clip:
+    func spliced(_ x: Tensor) throws -> Tensor {
+      let all = try noGrad { try g.allGather(x.detach()) }
+      var parts: [Tensor] = []
+      if g.rank > 0 { parts.append(try all.narrow(dim: 0, start: 0, length: g.rank * b)) }
+      parts.append(x)
+      if g.rank < g.worldSize - 1 { parts.append(try all.narrow(dim: 0, start: (g.rank + 1) * b, length: (g.worldSize - g.rank - 1) * b)) }
+      return try Tensor.cat(parts)
+    }
+    return try kind(image: try spliced(image), text: try spliced(text), logitScale: logitScale, logitBias: logitBias)
+  }
+}

@@ -1,0 +1,75 @@
+import CTorch
+
+/// A c10d process group: ranks that run the same program and exchange tensors. Gloo over TCP
+/// (CPU tensors), rendezvous through a TCPStore as torchrun's. Every collective blocks until all
+/// ranks took part, or fails after the group's timeout (a rank that died makes the others fail,
+/// not hang).
+public final class ProcessGroup: @unchecked Sendable {
+  let handle: ck_pg
+  public let rank: Int
+  public let worldSize: Int
+
+  /// Joins the Gloo group of `worldSize` ranks whose store listens at host:port (rank 0 hosts it,
+  /// unless `storeClientOnly`: torchrun's agent already does). Gloo's network interface is
+  /// GLOO_SOCKET_IFNAME's, else the one the host name resolves to, as in PyTorch.
+  public init(gloo host: String, port: Int, rank: Int, worldSize: Int, storeClientOnly: Bool = false, timeoutSeconds: Double) throws {
+    var h: ck_pg? = nil
+    try check("init_process_group(gloo, \(host):\(port), rank \(rank) of \(worldSize))",
+              ck_pg_gloo(host, Int32(port), Int32(rank), Int32(worldSize), storeClientOnly ? 1 : 0, Int64(timeoutSeconds * 1000), &h))
+    handle = h!
+    self.rank = rank
+    self.worldSize = worldSize
+  }
+  deinit { ck_pg_free(handle) }
+
+  /// Sums each tensor across ranks, in place.
+  public func allReduce(_ tensors: [Tensor]) throws {
+    let hs: [ck_tensor?] = tensors.map { $0.handle }
+    try hs.withUnsafeBufferPointer { try check("all_reduce", ck_pg_allreduce(handle, $0.baseAddress, Int64($0.count))) }
+  }
+  /// Copies root's tensor into every rank's, in place.
+  public func broadcast(_ t: Tensor, root: Int = 0) throws { try check("broadcast", ck_pg_broadcast(handle, t.handle, Int32(root))) }
+  /// Every rank's tensor stacked along dim 0, in rank order (no gradient).
+  public func allGather(_ t: Tensor) throws -> Tensor { try Tensor.make("all_gather") { ck_pg_allgather(handle, t.handle, $0) } }
+  /// `allGather` whose backward gives each rank the sum over ranks of its slice's gradient.
+  public func allGatherWithGrad(_ t: Tensor) throws -> Tensor {
+    try Tensor.make("all_gather (autograd)") { ck_all_gather_with_grad(handle, t.handle, $0) }
+  }
+  public func barrier() throws { try check("barrier", ck_pg_barrier(handle)) }
+
+  /// Averages the parameters' gradients across ranks (DistributedDataParallel's reduction): each
+  /// dtype's gradients are packed into flat buckets of about `bucketBytes`, one all-reduce per
+  /// bucket, divided by the world size and copied back.
+  public func averageGradients(_ params: [Tensor], bucketBytes: Int = 25 << 20) throws {
+    let grads = params.compactMap(\.grad)
+    try noGrad {
+      for (_, group) in Dictionary(grouping: grads, by: { $0.dtype }).sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+        var bucket: [Tensor] = [], bytes = 0
+        func flush() throws {
+          guard !bucket.isEmpty else { return }
+          let flat = try Tensor.cat(bucket.map { try $0.reshape([-1]) })
+          try allReduce([flat])
+          try flat.mul_(1 / Double(worldSize))
+          var offset = 0
+          for g in bucket {
+            try g.copy_(try flat.narrow(dim: 0, start: offset, length: g.count).reshape(g.shape))
+            offset += g.count
+          }
+          bucket = []
+          bytes = 0
+        }
+        for g in group {
+          bucket.append(g)
+          bytes += g.count * g.dtype.itemSize
+          if bytes >= bucketBytes { try flush() }
+        }
+        try flush()
+      }
+    }
+  }
+
+  /// Copies rank `root`'s values of every tensor into every rank's (DDP's start: identical replicas).
+  public func broadcast(_ tensors: [Tensor], root: Int = 0) throws {
+    try noGrad { for t in tensors { try broadcast(t, root: root) } }
+  }
+}

@@ -1,0 +1,207 @@
+import Foundation
+import Testing
+import Torch
+
+/// A TCP port nothing listens on now (the kernel's pick for port 0).
+func freePort() -> Int {
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  defer { close(fd) }
+  var addr = sockaddr_in()
+  addr.sin_family = sa_family_t(AF_INET)
+  addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+  var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+  _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+  _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+  return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// Runs one `clipkit` process per rank at once, each with `env(rank)` added, and waits for all.
+func launch(_ args: [String], ranks: Int, env: (Int) -> [String: String]) throws -> [(code: Int32, out: String, err: String, seconds: Double)] {
+  var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+  while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("clipkit").path), dir.path != "/" {
+    dir = dir.deletingLastPathComponent()
+  }
+  let logs = NSTemporaryDirectory() + "clipkit-ranks-\(UUID().uuidString)"
+  try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+  let start = Date()
+  let procs = try (0..<ranks).map { r -> Process in
+    let p = Process()
+    p.executableURL = dir.appendingPathComponent("clipkit")
+    p.arguments = args
+    p.environment = ProcessInfo.processInfo.environment.merging(env(r)) { _, new in new }
+    for (name, set) in [("out", { (h: FileHandle) in p.standardOutput = h }), ("err", { (h: FileHandle) in p.standardError = h })] {
+      FileManager.default.createFile(atPath: "\(logs)/\(r).\(name)", contents: nil)
+      set(FileHandle(forWritingAtPath: "\(logs)/\(r).\(name)")!)
+    }
+    try p.run()
+    return p
+  }
+  var results: [(Int32, String, String, Double)] = []
+  for (r, p) in procs.enumerated() {
+    p.waitUntilExit()
+    let read = { (n: String) in (try? String(contentsOfFile: "\(logs)/\(r).\(n)", encoding: .utf8)) ?? "" }
+    results.append((p.terminationStatus, read("out"), read("err"), Date().timeIntervalSince(start)))
+  }
+  return results
+}
+
+/// Data-parallel training over Gloo, launched as torchrun launches it: W ranks at batch b must
+/// train as one process at batch W·b.
+@Suite(.serialized) struct DataParallelTraining {
+  let fixtures = repoRoot + "/Tests/ModelTests/Fixtures"
+
+  func spec(loss: String = "siglip", epochs: Int = 10, extra: String = "") throws -> String {
+    let dir = NSTemporaryDirectory() + "clipkit-ddp-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try """
+      results_dir: \(dir)/results
+      model:
+        type: siglip2-so400m-patch16-256
+        pretrained_dir: \(fixtures)/tiny_siglip
+      train:
+        num_epochs: \(epochs)
+        seed: 1234
+        precision: fp32
+        loss_type: \(loss)
+        checkpoint_interval: \(epochs)
+        optim: {vision_lr: 1.0e-3, text_lr: 2.0e-3, weight_decay: 0.05, betas: [0.9, 0.95], eps: 1.0e-6, warmup_steps: 5, scheduler: cosine}
+        \(extra)
+      dataset:
+        seed: 1234
+        train:
+          datasets:
+            - image_dir: \(fixtures)/images
+          batch_size: 4
+        augmentation: {scale: [1.0, 1.0], color_jitter: [], grayscale: 0.0}
+      """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    return dir
+  }
+
+  /// (loss, gradient norm, vision and text towers' gradient norms) per logged step.
+  func steps(_ out: String) -> [(loss: Double, gradNorm: Double, vision: Double, text: Double)] {
+    out.split(separator: "\n").compactMap { line in
+      let p = line.split(separator: " ")
+      guard p.count == 9, p[0] == "step", p[2] == "loss", let l = Double(p[3]), let g = Double(p[5]), let v = Double(p[7]), let t = Double(p[8])
+      else { return nil }
+      return (l, g, v, t)
+    }
+  }
+
+  func one(_ dir: String, _ extra: [String] = []) throws -> (code: Int32, out: String, err: String) {
+    try clipkit(["train", "-e", dir + "/spec.yaml", "results_dir=\(dir)/one"] + extra, env: ["CLIPKIT_LOG_LOSS": "1"])
+  }
+
+  /// torchrun's variables for rank r of 2 (batch 2 each).
+  func ranks(_ dir: String, _ name: String, _ extra: [String] = [], env: @escaping (Int) -> [String: String] = { _ in [:] })
+    throws -> [(code: Int32, out: String, err: String, seconds: Double)] {
+    let port = freePort()
+    return try launch(["train", "-e", dir + "/spec.yaml", "results_dir=\(dir)/\(name)", "dataset.train.batch_size=2"] + extra, ranks: 2) { r in
+      ["RANK": "\(r)", "WORLD_SIZE": "2", "LOCAL_RANK": "\(r)", "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+       "MASTER_PORT": "\(port)", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "CLIPKIT_LOG_LOSS": "1", "CLIPKIT_DEVICE": "cpu",
+       "CLIPKIT_DIST_TIMEOUT": "30"].merging(env(r)) { _, new in new }
+    }
+  }
+
+  func expectClose(_ a: [Double], _ b: [Double], _ what: String, tolerance: Double = 1e-5) {
+    #expect(a.count == b.count && !a.isEmpty, "\(what): \(a.count) vs \(b.count) values")
+    for (i, (x, y)) in zip(a, b).enumerated() { #expect(abs(x - y) <= tolerance * max(1, abs(y)), "\(what) \(i + 1): \(x) vs \(y)") }
+  }
+
+  func weights(_ path: String) throws -> [String: [Float]] {
+    var out: [String: [Float]] = [:]
+    for (k, t) in try PyTorchCheckpoint.read(path).tensors where t.dtype == .float32 { out[k] = try t.floats() }
+    return out
+  }
+
+  /// SigLIP with every exchange TAO offers (except `local`, which is not the combined batch), and
+  /// two "nodes" of one rank each (NODE_RANK, as Lightning): the 2-rank losses and the weights
+  /// after 10 AdamW steps equal the single process's; the replicas stay bitwise identical.
+  @Test func siglipRanksTrainLikeOneProcessAtTheirCombinedBatch() throws {
+    let dir = try spec()
+    let single = try one(dir)
+    #expect(single.code == 0, "\(single.err)")
+    let reference = steps(single.out)
+    #expect(reference.count == 10)
+    let refWeights = try weights(dir + "/one/train/epoch_10.pth")
+    for impl in ["gather", "bidir", "shift", "reduce", "nodes"] {
+      let r = impl == "nodes"
+        ? try { () throws -> [(code: Int32, out: String, err: String, seconds: Double)] in
+          let port = freePort()
+          return try launch(["train", "-e", dir + "/spec.yaml", "results_dir=\(dir)/nodes", "dataset.train.batch_size=2", "train.num_nodes=2"],
+                            ranks: 2) { r in
+            ["NODE_RANK": "\(r)", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "\(port)", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
+             "CLIPKIT_LOG_LOSS": "1", "CLIPKIT_DEVICE": "cpu", "CLIPKIT_DIST_TIMEOUT": "30"]
+          }
+        }()
+        : try ranks(dir, impl, ["train.siglip_loss_dist_impl=\(impl)"])
+      #expect(r.allSatisfy { $0.code == 0 }, "\(impl): \(r.map(\.err))")
+      expectClose(steps(r[0].out).map(\.loss), reference.map(\.loss), "\(impl) loss")
+      expectClose(steps(r[0].out).map(\.gradNorm), reference.map(\.gradNorm), "\(impl) grad norm", tolerance: 1e-4)
+      #expect(r[0].out.contains("All 2 replicas hold bitwise identical parameters"), "\(impl)")
+      #expect(r[1].out.isEmpty, "rank 1 prints nothing: \(r[1].out)")
+      let w = try weights(dir + "/\(impl)/train/epoch_10.pth")
+      #expect(Set(w.keys) == Set(refWeights.keys))
+      // Attention key biases have an exactly zero gradient (softmax ignores a shift shared by all
+      // keys), so AdamW's normalisation turns rounding noise into steps in any two runs that sum
+      // in a different order, PyTorch's included; they are left out (for the packed in_proj_bias,
+      // its key third). Every other tensor, and all of them together, must agree to 1e-5.
+      var diff2 = 0.0, norm2 = 0.0
+      for (k, v) in refWeights where !k.hasSuffix("k_proj.bias") {
+        var (x, y) = (w[k]!.map(Double.init), v.map(Double.init))
+        if k.hasSuffix("in_proj_bias") {
+          let d = y.count / 3
+          (x, y) = (Array(x[..<d] + x[(2 * d)...]), Array(y[..<d] + y[(2 * d)...]))
+        }
+        let dk = zip(x, y).map { ($0 - $1) * ($0 - $1) }.reduce(0, +), nk = y.map { $0 * $0 }.reduce(0, +)
+        diff2 += dk
+        norm2 += nk
+        #expect(dk.squareRoot() <= 1e-5 * nk.squareRoot(), "\(impl) \(k): relative difference \((dk / nk).squareRoot())")
+      }
+      #expect(diff2.squareRoot() <= 1e-5 * norm2.squareRoot(), "\(impl): all weights, relative difference \((diff2 / norm2).squareRoot())")
+    }
+  }
+
+  /// CLIP as TAO calls open_clip's ClipLoss (no gradient through the gather): every rank computes
+  /// the whole batch's loss, so the losses match, and the towers' averaged gradient is the single
+  /// process's divided by W = 2, shown at step 1 (before the runs' weights part). (The logit scale
+  /// is in every rank's whole loss, so its gradient is not divided.)
+  @Test func clipRanksAverageAGradientDividedByTheWorldSize() throws {
+    let dir = try spec(loss: "clip", epochs: 3)
+    let single = try one(dir)
+    #expect(single.code == 0, "\(single.err)")
+    let r = try ranks(dir, "two")
+    #expect(r.allSatisfy { $0.code == 0 }, "\(r.map(\.err))")
+    let (a, b) = (steps(r[0].out), steps(single.out))
+    #expect(a.count == 3 && b.count == 3)
+    expectClose(a.map(\.loss), b.map(\.loss), "clip loss")
+    expectClose([a[0].vision * 2, a[0].text * 2], [b[0].vision, b[0].text], "2 × the ranks' averaged tower gradient norms")
+    #expect(abs(a[0].gradNorm * 2 - b[0].gradNorm) > 1e-3 * b[0].gradNorm, "the logit scale's gradient is whole on every rank")
+  }
+
+  /// kill -9 of one rank: the other stops with an error within the collective timeout instead of
+  /// hanging; rerunning both resumes from rank 0's last checkpoint with the uninterrupted losses.
+  @Test func aKilledRankStopsTheOthersAndTheRunResumes() throws {
+    let dir = try spec(epochs: 6, extra: "checkpoint_interval_unit: step")
+    let full = try ranks(dir, "full", ["train.checkpoint_interval=1"])
+    #expect(full.allSatisfy { $0.code == 0 }, "\(full.map(\.err))")
+    let expected = steps(full[0].out).map(\.loss)
+    #expect(expected.count == 6)
+    let killed = try ranks(dir, "killed", ["train.checkpoint_interval=1"]) { r in r == 1 ? ["CLIPKIT_CRASH_AFTER_STEP": "3"] : [:] }
+    #expect(killed[1].code == 137)
+    #expect(killed[0].code != 0 && killed[0].seconds < 90, "rank 0: exit \(killed[0].code) after \(killed[0].seconds) s: \(killed[0].err)")
+    #expect(killed[0].err.hasPrefix("error: ") || killed[0].err.contains("\nerror: "), "\(killed[0].err)")
+    let resumed = try ranks(dir, "killed", ["train.checkpoint_interval=1"])
+    #expect(resumed.allSatisfy { $0.code == 0 }, "\(resumed.map(\.err))")
+    #expect(resumed[0].out.contains("Resumed from") && resumed[0].out.contains("step 3"))
+    expectClose(steps(resumed[0].out).map(\.loss), Array(expected.suffix(3)), "resumed loss", tolerance: 1e-6)
+  }
+
+  @Test func severalGPUsWithoutALaunchAreRefused() throws {
+    let dir = try spec()
+    let r = try clipkit(["train", "-e", dir + "/spec.yaml", "train.num_gpus=2"])
+    #expect(r.code != 0 && r.err.contains("train.num_gpus=2 without a distributed launch") && r.err.contains("torchrun"), "\(r.err)")
+    #expect(r.err.split(separator: "\n").count == 1)
+    let nodes = try clipkit(["train", "-e", dir + "/spec.yaml", "train.num_nodes=2"])
+    #expect(nodes.code != 0 && nodes.err.contains("NODE_RANK"), "\(nodes.err)")
+  }
+}
