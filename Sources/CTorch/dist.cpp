@@ -48,6 +48,10 @@ struct ck_pg_s {
   int rank;
   int size;
   std::chrono::milliseconds timeout;
+  // Point-to-point tags: every rank numbers its exchanges in the same order (forward passes count
+  // up from 0, backward passes from 1 << 30), so a message always meets its receive.
+  int forwardTag = 0;
+  int backwardTag = 1 << 30;
 };
 
 namespace {
@@ -108,9 +112,71 @@ struct AllGatherWithGrad : public torch::autograd::Function<AllGatherWithGrad> {
   }
 };
 
+// Sends x to `to` while receiving the same-shaped tensor from `from`. Its backward sends the
+// gradient back to `from` and receives x's gradient from `to` (open_clip's neighbour exchange).
+at::Tensor exchange(ck_pg_s &pg, const at::Tensor &x, int to, int from, int tag) {
+  std::vector<at::Tensor> out{at::empty_like(x, at::MemoryFormat::Contiguous)};
+  std::vector<at::Tensor> in{x.contiguous()};
+  auto s = pg.backend->send(in, to, tag);
+  auto r = pg.backend->recv(out, from, tag);
+  wait(s, pg);
+  wait(r, pg);
+  return out[0];
+}
+
+struct NeighbourExchange : public torch::autograd::Function<NeighbourExchange> {
+  static at::Tensor forward(torch::autograd::AutogradContext *c, at::Tensor x, int64_t pg_handle, int64_t to, int64_t from) {
+    auto &pg = *reinterpret_cast<ck_pg_s *>(pg_handle);
+    c->saved_data["pg"] = pg_handle;
+    c->saved_data["to"] = to;
+    c->saved_data["from"] = from;
+    return exchange(pg, x, static_cast<int>(to), static_cast<int>(from), pg.forwardTag++);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *c,
+                                                 torch::autograd::variable_list grads) {
+    auto &pg = *reinterpret_cast<ck_pg_s *>(c->saved_data["pg"].toInt());
+    int to = static_cast<int>(c->saved_data["to"].toInt()), from = static_cast<int>(c->saved_data["from"].toInt());
+    return {exchange(pg, grads[0], from, to, pg.backwardTag++), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// Sum over ranks whose backward is the same sum of the gradients (torch.distributed.nn.all_reduce).
+struct AllReduceWithGrad : public torch::autograd::Function<AllReduceWithGrad> {
+  static at::Tensor forward(torch::autograd::AutogradContext *c, at::Tensor x, int64_t pg_handle) {
+    auto &pg = *reinterpret_cast<ck_pg_s *>(pg_handle);
+    c->saved_data["pg"] = pg_handle;
+    std::vector<at::Tensor> v{x.contiguous().clone()};
+    wait(pg.backend->allreduce(v), pg);
+    return v[0];
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *c,
+                                                 torch::autograd::variable_list grads) {
+    auto &pg = *reinterpret_cast<ck_pg_s *>(c->saved_data["pg"].toInt());
+    std::vector<at::Tensor> v{grads[0].contiguous().clone()};
+    wait(pg.backend->allreduce(v), pg);
+    return {v[0], at::Tensor()};
+  }
+};
+
 }  // namespace
 
 extern "C" {
+
+ck_error ck_neighbour_exchange(ck_pg pg, int to, int from, ck_tensor in, ck_tensor *out) {
+  CK_BEGIN
+  auto &g = P(pg);
+  if (to < 0 || to >= g.size || from < 0 || from >= g.size) throw std::invalid_argument("neighbour rank out of range");
+  *out = new ck_tensor_s{NeighbourExchange::apply(T(in), reinterpret_cast<int64_t>(pg), to, from)};
+  CK_END
+}
+
+ck_error ck_all_reduce_with_grad(ck_pg pg, ck_tensor in, ck_tensor *out) {
+  CK_BEGIN
+  P(pg);
+  *out = new ck_tensor_s{AllReduceWithGrad::apply(T(in), reinterpret_cast<int64_t>(pg))};
+  CK_END
+}
+
 
 ck_error ck_pg_gloo(const char *host, int port, int rank, int world, int store_client_only, int64_t timeout_ms,
                     ck_pg *out) {

@@ -80,31 +80,73 @@ func shard(_ order: [Int], rank: Int, worldSize: Int) -> [Int] {
 }
 
 /// The contrastive loss of one rank, as TAO computes it with open_clip across ranks.
-/// SigLIP: this rank's images against every rank's texts (all-gathered with gradient), positives
-/// on this rank's own pairs: with gradients averaged across ranks this is the single-process loss
-/// on the whole batch. `local` scores this rank's pairs only. CLIP (TAO's ClipLoss: no gradient
-/// through the gather, local_loss off): every rank computes the whole batch's loss with its own
-/// features spliced in, so the averaged gradient is the single process's divided by W.
+/// SigLIP: this rank's images against its own texts (positives) plus every other rank's texts
+/// (negatives), normalised by the local batch; with gradients averaged across ranks this is the
+/// single-process loss on the whole batch. How the texts travel is `train.siglip_loss_dist_impl`,
+/// open_clip's `dist_impl`: `gather` (one all-gather with gradient), `reduce` (one all-reduce
+/// with gradient per rank), `shift` (W−1 ring steps to the right), `bidir` (rounds that send both
+/// ways, then one ring step if W−1 is odd); `local` scores this rank's pairs only. CLIP (TAO's
+/// ClipLoss: no gradient through the gather, local_loss off): every rank computes the whole batch's
+/// loss with its own features spliced in, so the averaged gradient is the single process's
+/// divided by W (the logit scale's excepted: it is in every rank's whole loss).
 func rankLoss(_ kind: ContrastiveLoss, distImpl: String, image: Tensor, text: Tensor, logitScale: Tensor, logitBias: Tensor,
               group: ProcessGroup?) throws -> Tensor {
   guard let g = group, g.worldSize > 1 else { return try kind(image: image, text: text, logitScale: logitScale, logitBias: logitBias) }
-  let b = image.size(0)
+  let b = image.size(0), (w, r) = (g.worldSize, g.rank)
   switch kind {
   case .siglip:
-    if distImpl == "local" { return try kind(image: image, text: text, logitScale: logitScale, logitBias: logitBias) }
-    let texts = try g.allGatherWithGrad(text)  // [W·b, E]
-    let logits = try image.matmul(try texts.transpose(0, 1)) * logitScale.exp() + logitBias
-    let rows = try Tensor.arange(0, Double(b), device: image.device).unsqueeze(1)
-    let cols = try Tensor.arange(0, Double(b * g.worldSize), device: image.device).unsqueeze(0)
-    let labels = try (rows + Double(g.rank * b)).eq(cols).to(.float32) * 2 - 1
-    return try -(try (labels * logits).logSigmoid().sum()) / Double(b)
+    // −Σ log σ(z·(s·I·Tᵀ + β)) / b with z = +1 on the diagonal of a positive block, −1 elsewhere.
+    func term(_ texts: Tensor, positive: Bool) throws -> Tensor {
+      let logits = try image.matmul(try texts.transpose(0, 1)) * logitScale.exp() + logitBias
+      let labels = positive ? try Tensor.eye(b, device: image.device) * 2 - 1 : try Tensor.full([b, texts.size(0)], -1, device: image.device)
+      return try -(try (labels * logits).logSigmoid().sum()) / Double(b)
+    }
+    var loss = try term(text, positive: true)
+    let (left, right) = ((r - 1 + w) % w, (r + 1) % w)
+    switch distImpl {
+    case "local":
+      break
+    case "gather":
+      let all = try g.allGatherWithGrad(text)
+      for q in 0..<w where q != r { loss = try loss + term(try all.narrow(dim: 0, start: q * b, length: b), positive: false) }
+    case "reduce":
+      // The own round stays in the graph at weight 0 (as open_clip's): every rank must run each
+      // round's backward all-reduce, in the same order.
+      for q in 0..<w {
+        let fromQ = try g.allReduceWithGrad(try text * (q == r ? 1.0 : 0.0))
+        loss = try loss + term(fromQ, positive: false) * (q == r ? 0.0 : 1.0)
+      }
+    case "shift":
+      var toRight = text
+      for _ in 0..<(w - 1) {
+        let fromLeft = try g.neighbourExchange(toRight, to: right, from: left)
+        loss = try loss + term(fromLeft, positive: false)
+        toRight = fromLeft
+      }
+    case "bidir":
+      var (toLeft, toRight) = (text, text)
+      let (rounds, remainder) = (w - 1).quotientAndRemainder(dividingBy: 2)
+      for _ in 0..<rounds {
+        let fromRight = try g.neighbourExchange(toLeft, to: left, from: right)
+        let fromLeft = try g.neighbourExchange(toRight, to: right, from: left)
+        loss = try loss + term(fromRight, positive: false) + term(fromLeft, positive: false)
+        (toLeft, toRight) = (fromRight, fromLeft)
+      }
+      if remainder > 0 {
+        let fromLeft = try g.neighbourExchange(toRight, to: right, from: left)
+        loss = try loss + term(fromLeft, positive: false)
+      }
+    default:
+      throw ActionError.input("train.siglip_loss_dist_impl=\(distImpl): expected gather, bidir, shift, reduce or local")
+    }
+    return loss
   case .clip:
     func spliced(_ x: Tensor) throws -> Tensor {
       let all = try noGrad { try g.allGather(x.detach()) }
       var parts: [Tensor] = []
-      if g.rank > 0 { parts.append(try all.narrow(dim: 0, start: 0, length: g.rank * b)) }
+      if r > 0 { parts.append(try all.narrow(dim: 0, start: 0, length: r * b)) }
       parts.append(x)
-      if g.rank < g.worldSize - 1 { parts.append(try all.narrow(dim: 0, start: (g.rank + 1) * b, length: (g.worldSize - g.rank - 1) * b)) }
+      if r < w - 1 { parts.append(try all.narrow(dim: 0, start: (r + 1) * b, length: (w - r - 1) * b)) }
       return try Tensor.cat(parts)
     }
     return try kind(image: try spliced(image), text: try spliced(text), logitScale: logitScale, logitBias: logitBias)

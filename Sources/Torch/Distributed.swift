@@ -36,6 +36,15 @@ public final class ProcessGroup: @unchecked Sendable {
     try Tensor.make("all_gather (autograd)") { ck_all_gather_with_grad(handle, t.handle, $0) }
   }
   public func barrier() throws { try check("barrier", ck_pg_barrier(handle)) }
+  /// Sends `t` to rank `to` and returns what rank `from` sent (same shape); the backward sends
+  /// the gradient back the other way. Every rank must call it in the same order.
+  public func neighbourExchange(_ t: Tensor, to: Int, from: Int) throws -> Tensor {
+    try Tensor.make("neighbour exchange") { ck_neighbour_exchange(handle, Int32(to), Int32(from), t.handle, $0) }
+  }
+  /// The sum over ranks, with the sum of gradients as its backward.
+  public func allReduceWithGrad(_ t: Tensor) throws -> Tensor {
+    try Tensor.make("all_reduce (autograd)") { ck_all_reduce_with_grad(handle, t.handle, $0) }
+  }
 
   /// Averages the parameters' gradients across ranks (DistributedDataParallel's reduction): each
   /// dtype's gradients are packed into flat buckets of about `bucketBytes`, one all-reduce per

@@ -91,12 +91,12 @@ func launch(_ args: [String], ranks: Int, env: (Int) -> [String: String]) throws
     try clipkit(["train", "-e", dir + "/spec.yaml", "results_dir=\(dir)/one"] + extra, env: ["CLIPKIT_LOG_LOSS": "1"])
   }
 
-  /// torchrun's variables for rank r of 2 (batch 2 each).
-  func ranks(_ dir: String, _ name: String, _ extra: [String] = [], env: @escaping (Int) -> [String: String] = { _ in [:] })
+  /// torchrun's variables for rank r of `world` (batch 2 each).
+  func ranks(_ dir: String, _ name: String, _ extra: [String] = [], world: Int = 2, env: @escaping (Int) -> [String: String] = { _ in [:] })
     throws -> [(code: Int32, out: String, err: String, seconds: Double)] {
     let port = freePort()
-    return try launch(["train", "-e", dir + "/spec.yaml", "results_dir=\(dir)/\(name)", "dataset.train.batch_size=2"] + extra, ranks: 2) { r in
-      ["RANK": "\(r)", "WORLD_SIZE": "2", "LOCAL_RANK": "\(r)", "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+    return try launch(["train", "-e", dir + "/spec.yaml", "results_dir=\(dir)/\(name)", "dataset.train.batch_size=2"] + extra, ranks: world) { r in
+      ["RANK": "\(r)", "WORLD_SIZE": "\(world)", "LOCAL_RANK": "\(r)", "LOCAL_WORLD_SIZE": "\(world)", "GROUP_RANK": "0", "MASTER_ADDR": "127.0.0.1",
        "MASTER_PORT": "\(port)", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "CLIPKIT_LOG_LOSS": "1", "CLIPKIT_DEVICE": "cpu",
        "CLIPKIT_DIST_TIMEOUT": "30"].merging(env(r)) { _, new in new }
     }
@@ -158,6 +158,32 @@ func launch(_ args: [String], ranks: Int, env: (Int) -> [String: String]) throws
         #expect(dk.squareRoot() <= 1e-5 * nk.squareRoot(), "\(impl) \(k): relative difference \((dk / nk).squareRoot())")
       }
       #expect(diff2.squareRoot() <= 1e-5 * norm2.squareRoot(), "\(impl): all weights, relative difference \((diff2 / norm2).squareRoot())")
+    }
+  }
+
+  /// Three ranks, where the ring and two-way exchanges take more than one round: each exchange
+  /// gives the single process's losses and gradients at batch 6.
+  @Test func threeRanksExchangeTextsLikeOneProcess() throws {
+    let dir = try spec(epochs: 4)
+    // Six captioned images: the five fixtures and one photo again under another caption.
+    let images = dir + "/images"
+    try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true)
+    for f in try FileManager.default.contentsOfDirectory(atPath: fixtures + "/images") {
+      try FileManager.default.createSymbolicLink(atPath: images + "/" + f, withDestinationPath: fixtures + "/images/" + f)
+    }
+    try FileManager.default.createSymbolicLink(atPath: images + "/again.jpg", withDestinationPath: fixtures + "/images/photo_420.jpg")
+    try "the same photo, captioned again".write(toFile: images + "/again.txt", atomically: true, encoding: .utf8)
+    let data = ["dataset.train.datasets=[{image_dir: \(images)}]"]
+    let single = try one(dir, data + ["dataset.train.batch_size=6"])
+    #expect(single.code == 0, "\(single.err)")
+    let reference = steps(single.out)
+    #expect(reference.count == 4)
+    for impl in ["gather", "bidir", "shift", "reduce"] {
+      let r = try ranks(dir, "three-\(impl)", data + ["train.siglip_loss_dist_impl=\(impl)"], world: 3)
+      #expect(r.allSatisfy { $0.code == 0 }, "\(impl): \(r.map(\.err))")
+      expectClose(steps(r[0].out).map(\.loss), reference.map(\.loss), "3 ranks, \(impl), loss")
+      expectClose(steps(r[0].out).map(\.gradNorm), reference.map(\.gradNorm), "3 ranks, \(impl), grad norm", tolerance: 1e-4)
+      #expect(r[0].out.contains("All 3 replicas hold bitwise identical parameters"), "\(impl)")
     }
   }
 

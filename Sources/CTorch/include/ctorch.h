@@ -248,6 +248,10 @@ ck_error ck_pg_allgather(ck_pg pg, ck_tensor in, ck_tensor *out);    // ranks' t
 ck_error ck_pg_barrier(ck_pg pg);
 // all_gather along dim 0 whose backward gives each rank the sum of the gradients of its slice.
 ck_error ck_all_gather_with_grad(ck_pg pg, ck_tensor in, ck_tensor *out);
+// Sends `in` to rank `to` and returns what rank `from` sent; the backward runs the other way.
+ck_error ck_neighbour_exchange(ck_pg pg, int to, int from, ck_tensor in, ck_tensor *out);
+// Sum over ranks; the backward sums the gradients over ranks too.
+ck_error ck_all_reduce_with_grad(ck_pg pg, ck_tensor in, ck_tensor *out);
 
 #ifdef __cplusplus
 }
