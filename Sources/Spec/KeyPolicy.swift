@@ -76,9 +76,9 @@ public struct KeyPolicy: Sendable {
       add("dataset.augmentation.\(k)", .honoured, "RADIO/OpenCLIP; SigLIP 2 trains on its processor's preprocessing, as in TAO (a note says so)")
     }
 
-    add("train.num_gpus", .honoured, "0 (CPU) or 1; more is refused until multi-GPU training lands")
+    add("train.num_gpus", .honoured, "0 (CPU) or 1 per process; several ranks run under torchrun's variables (Gloo on CPU); without a launch more than 1 is refused (spawning GPU workers needs NCCL, not in this build)")
     add("train.gpu_ids", .honoured, "one id: \(placement)")
-    add("train.num_nodes", .honoured, "1; more is refused until multi-node training lands")
+    add("train.num_nodes", .honoured, "one rank per node with NODE_RANK, MASTER_ADDR, MASTER_PORT (as Lightning), or torchrun's variables")
     add("train.seed", .honoured, "model initialisation and torch's global generator; < 0 leaves them unseeded")
     add("train.cudnn.benchmark", .honoured, "set in libtorch's global context (affects cuDNN only)")
     add("train.cudnn.deterministic", .honoured, "torch.use_deterministic_algorithms(warn_only) and CUBLAS_WORKSPACE_CONFIG, as TAO")
@@ -89,7 +89,7 @@ public struct KeyPolicy: Sendable {
     }
     add("train.optim.optimizer_type", .honoured, "adamw; lamb (apex FusedLAMB) is refused")
     for k in ["vision_lr", "text_lr", "weight_decay", "betas", "eps", "warmup_steps", "scheduler"] { add("train.optim.\(k)", .honoured) }
-    add("train.siglip_loss_dist_impl", .noOp, "how ranks exchange features for the SigLIP loss; on one process every choice computes the same loss")
+    add("train.siglip_loss_dist_impl", .honoured, "open_clip's exchanges across ranks: gather, reduce, shift, bidir (all the single process's loss on the whole batch) or local (each rank's pairs only); one process: no exchange")
     add("train.siglip_loss_mask_mode", .refused, "attribute-masked SigLIP loss (needs PAS metadata) is not supported yet", trainOnly)
     add("train.triplet_loss_weight", .refused, "the triplet loss is not supported yet", trainOnly)
     add("train.triplet_margin", .refused, "the triplet loss is not supported yet", trainOnly)

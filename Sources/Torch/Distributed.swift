@@ -1,4 +1,5 @@
 import CTorch
+import Dispatch
 
 /// A c10d process group: ranks that run the same program and exchange tensors. Gloo over TCP
 /// (CPU tensors), rendezvous through a TCPStore as torchrun's. Every collective blocks until all
@@ -8,6 +9,8 @@ public final class ProcessGroup: @unchecked Sendable {
   let handle: ck_pg
   public let rank: Int
   public let worldSize: Int
+  /// Wall time spent in `averageGradients` so far (the all-reduce share of a training step).
+  public private(set) var gradientSeconds = 0.0
 
   /// Joins the Gloo group of `worldSize` ranks whose store listens at host:port (rank 0 hosts it,
   /// unless `storeClientOnly`: torchrun's agent already does). Gloo's network interface is
@@ -50,6 +53,8 @@ public final class ProcessGroup: @unchecked Sendable {
   /// dtype's gradients are packed into flat buckets of about `bucketBytes`, one all-reduce per
   /// bucket, divided by the world size and copied back.
   public func averageGradients(_ params: [Tensor], bucketBytes: Int = 25 << 20) throws {
+    let start = DispatchTime.now().uptimeNanoseconds
+    defer { gradientSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
     let grads = params.compactMap(\.grad)
     try noGrad {
       for (_, group) in Dictionary(grouping: grads, by: { $0.dtype }).sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
