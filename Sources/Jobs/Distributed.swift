@@ -152,3 +152,27 @@ func rankLoss(_ kind: ContrastiveLoss, distImpl: String, image: Tensor, text: Te
     return try kind(image: try spliced(image), text: try spliced(text), logitScale: logitScale, logitBias: logitBias)
   }
 }
+
+/// Every rank's embeddings of its validation share, gathered and put back in the set's order.
+/// `keptRows`: which of this rank's `rows` positions decoded; `sampleIndex`: each kept row's index
+/// in the set (nil for a padding repeat, which is dropped); `image`/`text`: the kept rows'
+/// embeddings, `dim` wide (0 when this rank kept none).
+func gatherEmbeddings(_ group: ProcessGroup, rows: Int, keptRows: [Int], sampleIndex: [Int?], image: [Float], text: [Float], dim: Int)
+  throws -> (image: [Float], text: [Float], count: Int, dim: Int) {
+  let d = Int(try group.allGather(try Tensor([Float(dim)])).toArray(Float.self).max() ?? 0)
+  guard d > 0 else { return ([], [], 0, 0) }
+  var img = [Float](repeating: 0, count: rows * d), txt = img
+  var index = [Double](repeating: -1, count: rows)
+  for (j, row) in keptRows.enumerated() {
+    guard let i = sampleIndex[j] else { continue }
+    img.replaceSubrange(row * d..<(row + 1) * d, with: image[j * d..<(j + 1) * d])
+    txt.replaceSubrange(row * d..<(row + 1) * d, with: text[j * d..<(j + 1) * d])
+    index[row] = Double(i)
+  }
+  let allImg = try group.allGather(try Tensor(img, shape: [rows, d])).toArray(Float.self)
+  let allTxt = try group.allGather(try Tensor(txt, shape: [rows, d])).toArray(Float.self)
+  let allIndex = try group.allGather(try Tensor(index)).toArray(Double.self)
+  let order = allIndex.indices.filter { allIndex[$0] >= 0 }.sorted { allIndex[$0] < allIndex[$1] }
+  let rowsOf = { (a: [Float]) in order.flatMap { a[$0 * d..<($0 + 1) * d] } }
+  return (rowsOf(allImg), rowsOf(allTxt), order.count, d)
+}

@@ -146,10 +146,25 @@ func runTrain(_ ctx: ActionContext) throws {
     guard let val, !val.pairs.isEmpty else { return ([:], []) }
     adapter.eval()
     defer { adapter.train() }
-    let img = try embedder.images(val.pairs.map(\.image), progressLabel: "validation")
-    let caps = img.kept.map { val.pairs[$0].caption }
-    let txt = try embedder.texts(caps)
-    let m = try retrievalMetrics(images: img.embeddings, texts: txt.embeddings, count: caps.count, dim: img.dim)
+    let m: (i2t: RetrievalMetrics, t2i: RetrievalMetrics)
+    if let group {
+      // Each rank embeds its share (DistributedSampler order, unshuffled, padded); the embeddings
+      // are gathered back into the set's order, so every rank scores the whole set.
+      let n = val.pairs.count
+      let positions = Array(stride(from: rank, to: (n + world - 1) / world * world, by: world))
+      let mine = positions.map { $0 % n }
+      let img = try embedder.images(mine.map { val.pairs[$0].image }, progressLabel: "validation")
+      let txt = try embedder.texts(img.kept.map { val.pairs[mine[$0]].caption })
+      let all = try gatherEmbeddings(group, rows: positions.count, keptRows: img.kept,
+                                     sampleIndex: img.kept.map { positions[$0] < n ? mine[$0] : nil },
+                                     image: img.embeddings, text: txt.embeddings, dim: img.dim)
+      m = try retrievalMetrics(images: all.image, texts: all.text, count: all.count, dim: all.dim)
+    } else {
+      let img = try embedder.images(val.pairs.map(\.image), progressLabel: "validation")
+      let caps = img.kept.map { val.pairs[$0].caption }
+      let txt = try embedder.texts(caps)
+      m = try retrievalMetrics(images: img.embeddings, texts: txt.embeddings, count: caps.count, dim: img.dim)
+    }
     print("  val Image-to-Text: \(m.i2t.line)")
     print("  val Text-to-Image: \(m.t2i.line)")
     var kpi: [String: Any] = [:]

@@ -161,6 +161,22 @@ func launch(_ args: [String], ranks: Int, env: (Int) -> [String: String]) throws
     }
   }
 
+  /// Validation on 2 ranks: each embeds its share of the 5-pair set (smaller than 2 ranks × the
+  /// batch), the embeddings are gathered back in order, and rank 0 reports the single process's metrics.
+  @Test func validationIsGatheredAcrossRanks() throws {
+    let dir = try spec(epochs: 2)
+    let val = ["dataset.val.datasets=[{image_dir: \(fixtures)/images}]", "train.validation_interval=1"]
+    let single = try one(dir, val)
+    #expect(single.code == 0, "\(single.err)")
+    let r = try ranks(dir, "val", val)
+    #expect(r.allSatisfy { $0.code == 0 }, "\(r.map(\.err))")
+    let metrics = { (out: String) in out.split(separator: "\n").filter { $0.contains("val Image-to-Text") || $0.contains("val Text-to-Image") } }
+    #expect(metrics(single.out).count == 4 && metrics(r[0].out) == metrics(single.out), "\(metrics(r[0].out)) vs \(metrics(single.out))")
+    let status = try String(contentsOfFile: dir + "/val/train/status.json", encoding: .utf8)
+    // Rank 0 alone writes it: STARTED, one line per epoch, SUCCESS.
+    #expect(status.contains("i2t_R@1") && status.contains("SUCCESS") && status.split(separator: "\n").count == 4, "\(status)")
+  }
+
   /// Three ranks, where the ring and two-way exchanges take more than one round: each exchange
   /// gives the single process's losses and gradients at batch 6.
   @Test func threeRanksExchangeTextsLikeOneProcess() throws {
