@@ -19,6 +19,7 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
+#include <torch/headeronly/version.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -29,6 +30,9 @@
 #include <vector>
 
 struct ck_tensor_s { at::Tensor t; };
+
+// The symbol names, the base-class layout and the object size below are torch 2.11's.
+static_assert(TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR == 11, "dist.cpp binds ProcessGroupGloo as torch 2.11 builds it");
 
 using BackendPtr = c10::intrusive_ptr<c10d::Backend>;
 using OptionsPtr = c10::intrusive_ptr<c10d::Backend::Options>;
@@ -45,6 +49,9 @@ extern void ck_gloo_construct(void *self, const c10::intrusive_ptr<c10d::Store> 
 struct ck_pg_s {
   c10::intrusive_ptr<c10d::Store> store;
   BackendPtr backend;
+  // The buffer the group was built in: freed here (its deleting destructor would free it with the
+  // class's size, not the buffer's), so the group holds one extra reference until ck_pg_free.
+  void *buffer;
   int rank;
   int size;
   std::chrono::milliseconds timeout;
@@ -206,11 +213,23 @@ ck_error ck_pg_gloo(const char *host, int port, int rank, int world, int store_c
     throw;
   }
   auto backend = BackendPtr::unsafe_steal_from_new(static_cast<c10d::Backend *>(self));
-  *out = new ck_pg_s{tcp, backend, rank, world, timeout};
+  c10::raw::intrusive_ptr::incref(backend.get());
+  *out = new ck_pg_s{tcp, backend, self, rank, world, timeout};
   CK_END
 }
 
-void ck_pg_free(ck_pg pg) { delete pg; }
+void ck_pg_free(ck_pg pg) {
+  if (!pg) return;
+  c10d::Backend *raw = pg->backend.get();
+  pg->backend.reset();
+  // Only the extra reference left: destroy the object in place (virtual complete-object
+  // destructor) and free the buffer as it was allocated. Otherwise someone still holds it: leave it.
+  if (raw && c10::raw::intrusive_ptr::use_count(raw) == 1) {
+    try { raw->~Backend(); } catch (...) {}
+    ::operator delete(pg->buffer);
+  }
+  delete pg;
+}
 
 ck_error ck_pg_allreduce(ck_pg pg, const ck_tensor *ts, int64_t n) {
   CK_BEGIN

@@ -41,7 +41,8 @@ func runAction(_ name: String, section: String, specFile: String, overrides: [St
   try spec.requireSet(requires)
   try spec.refuseUnsupported(action: name)
   let config = try spec.config()
-  try checkPlacement(name, config)
+  let launchEnv = hooks.launchEnvironment ?? ProcessInfo.processInfo.environment
+  try checkPlacement(name, config, launchEnvironment: launchEnv)
   if let a = config.model.adaptorName, !ModelRegistry.radioTypes.contains(config.model.type), !name.hasPrefix("deploy"), name != "gen_trt_engine" {
     print("note: model.adaptor_name=\(a) is read by RADIO-CLIP models only; \(config.model.type) does not use it (as in TAO)")
   }
@@ -53,8 +54,7 @@ func runAction(_ name: String, section: String, specFile: String, overrides: [St
   }
   // In a distributed launch rank 0 alone writes the spec and status and prints; the other ranks
   // print only warnings (prefixed with their rank).
-  let launch = name == "train" ? try DistributedLaunch.from(ProcessInfo.processInfo.environment, numNodes: config.train.numNodes,
-                                                              numGpus: config.train.numGpus) : nil
+  let launch = name == "train" ? try DistributedLaunch.from(launchEnv, numNodes: config.train.numNodes, numGpus: config.train.numGpus) : nil
   let rank = launch?.rank ?? 0
   if rank == 0 { try AtomicFile.write("\(dir)/experiment.yaml", data: Data(spec.yaml().utf8)) }
   let status = try StatusLog(path: rank == 0 ? "\(dir)/status.json" : nil)
@@ -68,7 +68,7 @@ func runAction(_ name: String, section: String, specFile: String, overrides: [St
     ctx.device = try placement(ctx)
     try Torch.resetGlobalSettings()
     Tensor.pinnedUploads = config.dataset.pinMemory
-    if launch != nil { ctx.group = try joinProcessGroup(ctx) }
+    if let launch { ctx.group = try joinProcessGroup(ctx, launch) }
     try body(ctx)
   } catch {
     try? status.write(.failure, message: oneLine(error))
@@ -80,19 +80,19 @@ func runAction(_ name: String, section: String, specFile: String, overrides: [St
 /// The device keys of the action that this build refuses: more than one GPU per job (multi-GPU
 /// runs arrive with the distributed work). Deploy runs engines on `gpu_ids[0]` itself (the
 /// TensorRT helper).
-func checkPlacement(_ action: String, _ c: CLIPExperimentConfig) throws {
+func checkPlacement(_ action: String, _ c: CLIPExperimentConfig, launchEnvironment env: [String: String] = [:]) throws {
   let (gpus, ids, section): (Int, [Int], String)
   switch action {
   case "evaluate", "deploy evaluate": (gpus, ids, section) = (c.evaluate.numGpus, c.evaluate.gpuIds, "evaluate")
   case "inference", "deploy inference": (gpus, ids, section) = (c.inference.numGpus, c.inference.gpuIds, "inference")
   case "train":
     // A distributed launch (torchrun's variables, or NODE_RANK with num_nodes) decides the ranks.
-    let env = ProcessInfo.processInfo.environment
-    if env["WORLD_SIZE"] != nil || c.train.numNodes > 1 { return }
-    if c.train.numGpus > 1 {
+    let launched = (env["WORLD_SIZE"].flatMap { Int($0) } ?? 1) > 1 || c.train.numNodes > 1
+    if c.train.numGpus > 1 && !launched {
       throw ActionError.input("train.num_gpus=\(c.train.numGpus) without a distributed launch: this build runs several ranks only when launched "
         + "explicitly (torchrun --no-python --nproc-per-node=\(c.train.numGpus) clipkit train …; CPU ranks use Gloo), it does not spawn GPU workers itself yet")
     }
+    if launched { return }  // each rank takes one device
     (gpus, ids, section) = (c.train.numGpus, c.train.gpuIds, "train")
   default: return  // export: gpu_id; gen_trt_engine: gpu_id
   }

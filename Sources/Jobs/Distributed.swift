@@ -49,10 +49,8 @@ struct DistributedLaunch: Sendable {
 }
 
 /// Joins the training job's process group, or nil for one process. Gloo for CPU ranks.
-func joinProcessGroup(_ ctx: ActionContext) throws -> ProcessGroup? {
-  let t = ctx.config.train
+func joinProcessGroup(_ ctx: ActionContext, _ launch: DistributedLaunch) throws -> ProcessGroup {
   let env = ProcessInfo.processInfo.environment
-  guard let launch = try DistributedLaunch.from(env, numNodes: t.numNodes, numGpus: t.numGpus) else { return nil }
   guard !ctx.device.isCUDA else {
     throw ActionError.input("a \(launch.worldSize)-rank launch on GPUs needs NCCL, which this build does not have yet; CPU ranks (CLIPKIT_DEVICE=cpu) use Gloo")
   }

@@ -44,11 +44,15 @@ public struct JobHooks: Sendable {
   /// End the process abruptly (as kill -9 would) right after this epoch's / step's checkpoint.
   public var crashAfterEpoch: Int? = nil
   public var crashAfterStep: Int? = nil
+  /// Where a training job reads its launch variables (RANK, WORLD_SIZE, NODE_RANK, MASTER_ADDR,
+  /// …): the process environment when nil. In-process callers pass [:] to stay one process.
+  public var launchEnvironment: [String: String]? = nil
 
-  public init(logLoss: Bool = false, crashAfterEpoch: Int? = nil, crashAfterStep: Int? = nil) {
+  public init(logLoss: Bool = false, crashAfterEpoch: Int? = nil, crashAfterStep: Int? = nil, launchEnvironment: [String: String]? = nil) {
     self.logLoss = logLoss
     self.crashAfterEpoch = crashAfterEpoch
     self.crashAfterStep = crashAfterStep
+    self.launchEnvironment = launchEnvironment
   }
 
   /// CLIPKIT_LOG_LOSS, CLIPKIT_CRASH_AFTER_EPOCH=N, CLIPKIT_CRASH_AFTER_STEP=N.

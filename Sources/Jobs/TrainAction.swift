@@ -104,9 +104,25 @@ func runTrain(_ ctx: ActionContext) throws {
     try? FileManager.default.removeItem(atPath: ctx.resultsDir + "/" + f)
   }
   let latest = ctx.resultsDir + "/clip_latest.pth"
-  if let resume = t.resumeTrainingCheckpointPath ?? (FileManager.default.fileExists(atPath: latest) ? latest : nil) {
+  var resumePath = t.resumeTrainingCheckpointPath ?? (FileManager.default.fileExists(atPath: latest) ? latest : nil)
+  if let group {
+    // Rank 0 decides whether the run resumes; every rank then reads the same file (results_dir
+    // must be shared), and all must agree on the data and the step they start from.
+    let flag = try Tensor([resumePath == nil ? Double(0) : 1])
+    try group.broadcast(flag, root: 0)
+    if try flag.item() == 0 { resumePath = nil } else if resumePath == nil {
+      throw ActionError.input("rank \(rank) cannot find \(t.resumeTrainingCheckpointPath ?? latest), which rank 0 resumes from: the ranks need a shared results_dir")
+    }
+  }
+  if let resume = resumePath {
     guard resume.hasSuffix(".pth") else { throw ActionError.input("train.resume_training_checkpoint_path must be a .pth file: \(resume)") }
-    globalStep = try resumeFrom(resume, adapter: adapter, optimizer: optimizer, scaler: scaler)
+    let saved: Int
+    (globalStep, saved) = try resumeFrom(resume, adapter: adapter, optimizer: optimizer, scaler: scaler)
+    // Steps per epoch depend on the number of ranks: a run continues only with the layout it had.
+    guard saved == world else {
+      throw ActionError.input("\(resume) was saved by a run of \(saved) rank\(saved == 1 ? "" : "s") and this run has \(world): "
+        + "resume it with \(saved) rank\(saved == 1 ? "" : "s"), or use another results_dir to start afresh")
+    }
     startEpoch = globalStep / stepsPerEpoch
     // A checkpoint past the end of this run (a smaller num_epochs, or another data set) cannot
     // be continued; one exactly at the end has nothing left to do.
@@ -120,8 +136,17 @@ func runTrain(_ ctx: ActionContext) throws {
       print("Resumed from \(resume) at epoch \(startEpoch + 1), step \(globalStep)")
     }
   }
-  // Every replica starts from rank 0's weights (DistributedDataParallel's first broadcast).
-  if let group { try group.broadcast(adapter.stateDict().map(\.1)) }
+  if let group {
+    // The ranks must agree on the data they shard and where they start; then every replica takes
+    // rank 0's weights (DistributedDataParallel's first broadcast).
+    let mine = [Double(trainPairs.count), Double(stepsPerEpoch), Double(globalStep)]
+    let all = try group.allGather(try Tensor(mine)).toArray(Double.self)
+    for r in 0..<world where Array(all[(r * 3)..<(r * 3 + 3)]) != Array(all[0..<3]) {
+      throw ActionError.input("rank \(r) has \(Int(all[r * 3])) training pairs, \(Int(all[r * 3 + 1])) steps per epoch and starts at step \(Int(all[r * 3 + 2])), "
+        + "rank 0 \(Int(all[0])), \(Int(all[1])) and \(Int(all[2])): every rank must see the same data set and checkpoint")
+    }
+    try group.broadcast(adapter.stateDict().map(\.1))
+  }
   print("Training \(trainPairs.count) pairs, \(stepsPerEpoch) steps/epoch × \(t.numEpochs) epochs, batch \(batch), \(t.precision), loss \(t.lossType)")
   let embedder = Embedder(bundle: bundle, batchSize: cfg.dataset.val.batchSize, workers: cfg.dataset.val.numWorkers)
   let (h, w) = bundle.transform.outputSize
@@ -220,22 +245,27 @@ func runTrain(_ ctx: ActionContext) throws {
     for s in skip..<stepsPerEpoch {
       let idx = batches[s]
       guard let slots = loader.next() else { break }
-      let ok = idx.indices.filter { slots[$0] != nil }
-      badSamples += idx.count - ok.count
-      readSamples += idx.count
+      var ok = idx.indices.filter { slots[$0] != nil }
+      var (bad, read) = (idx.count - ok.count, idx.count)
+      if let group {
+        // Every rank must hold the same number of pairs (the exchanges are sized by it) and judge
+        // the unreadable share alike: the ranks' counts are gathered, and each keeps the smallest
+        // count of readable pairs.
+        let counts = try group.allGather(try Tensor([Double(ok.count), Double(bad), Double(read)])).toArray(Double.self)
+        let fewest = stride(from: 0, to: counts.count, by: 3).map { Int(counts[$0]) }.min() ?? 0
+        (bad, read) = (stride(from: 1, to: counts.count, by: 3).map { Int(counts[$0]) }.reduce(0, +),
+                       stride(from: 2, to: counts.count, by: 3).map { Int(counts[$0]) }.reduce(0, +))
+        ok = Array(ok.prefix(fewest))
+      }
+      badSamples += bad
+      readSamples += read
       // The documented limit: more than 10 % unreadable among the samples read so far, judged once
       // 100 samples (or the whole set, if smaller) have been read.
       if readSamples >= min(100, trainPairs.count) && badSamples * 10 > readSamples {
         throw ActionError.input("\(badSamples) of the \(readSamples) training samples read so far are unreadable (more than 10 %); check the data")
       }
-      // A step is skipped when a rank has fewer than two readable pairs: by every rank alike.
-      var usable = ok.count >= 2
-      if let group {
-        let flag = try Tensor([usable ? Float(1) : 0])
-        try group.allReduce([flag])
-        usable = try flag.item() == Double(world)
-      }
-      guard usable else { progress.advance(); continue }
+      // A step with fewer than two readable pairs (on any rank) is skipped, by every rank alike.
+      guard ok.count >= 2 else { progress.advance(); continue }
       let stepStart = DispatchTime.now().uptimeNanoseconds
       defer { stepSeconds += Double(DispatchTime.now().uptimeNanoseconds - stepStart) / 1e9 }
       let inputs = ok.map { slots[$0]! }
@@ -280,7 +310,7 @@ func runTrain(_ ctx: ActionContext) throws {
       // The step's loss is the ranks' mean (the single-process loss on the whole batch).
       let reported = try lossValue.detach().reshape([1]).clone()
       if let group {
-        try group.allReduce([reported])
+        try group.allReduce(reported)
         try reported.mul_(1 / Double(world))
       }
       let l = try reported.item()
@@ -295,7 +325,7 @@ func runTrain(_ ctx: ActionContext) throws {
       if t.checkpointIntervalUnit == "step" && globalStep % t.checkpointInterval == 0 {
         let path = ctx.resultsDir + "/step_\(globalStep).pth"
         if isMain {
-          try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep)
+          try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep, worldSize: world)
           try linkLatest(ctx.resultsDir, to: "step_\(globalStep).pth")
         }
         try group?.barrier()
@@ -331,7 +361,7 @@ func runTrain(_ ctx: ActionContext) throws {
     if t.checkpointIntervalUnit == "epoch" && (epoch + 1) % t.checkpointInterval == 0 || epoch + 1 == t.numEpochs {
       let path = ctx.resultsDir + "/epoch_\(epoch + 1).pth"
       if isMain {
-        try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep)
+        try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep, worldSize: world)
         try linkLatest(ctx.resultsDir, to: "epoch_\(epoch + 1).pth")
         print("  saved \(path)")
       }
@@ -352,7 +382,7 @@ func runTrain(_ ctx: ActionContext) throws {
         if try reference.eq(p).logicalNot().sum().item() > 0 { try differing.add_(try Tensor([Float(1)])) }
       }
     }
-    try group.allReduce([differing])
+    try group.allReduce(differing)
     let n = try differing.item()
     guard n == 0 else { throw ActionError.input("the \(world) replicas ended with different parameters (\(Int(n)) tensor differences): a rank diverged") }
     print("All \(world) replicas hold bitwise identical parameters")

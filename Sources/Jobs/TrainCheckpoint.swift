@@ -7,7 +7,7 @@ import Training
 
 /// Writes `state_dict` (TAO keys), `optimizer_states` (torch AdamW's state and param groups),
 /// `epoch`, `global_step` and, for fp16, the loss scaler's state.
-func saveCheckpoint(_ path: String, adapter: Module, optimizer: AdamW, scaler: GradScaler?, epoch: Int, globalStep: Int) throws {
+func saveCheckpoint(_ path: String, adapter: Module, optimizer: AdamW, scaler: GradScaler?, epoch: Int, globalStep: Int, worldSize: Int = 1) throws {
   let sd = adapter.stateDict().map { (PickleOut.string("model." + $0.0), PickleOut.tensor($0.1)) }
   var names: [String] = []
   var groups: [PickleOut] = []
@@ -36,6 +36,8 @@ func saveCheckpoint(_ path: String, adapter: Module, optimizer: AdamW, scaler: G
                                                   (.string("param_groups"), .list(groups))], ordered: false)])),
     (.string("lr_schedulers"), .list([])),
     (.string("clipkit_param_names"), .list(names.map { .string($0) })),
+    // Data-parallel ranks that trained it: steps per epoch depend on it.
+    (.string("clipkit_world_size"), .int(worldSize)),
   ] + (scaler.map { sc in
     // Lightning's key for the AMP scaler (GradScaler.state_dict()).
     [(PickleOut.string("native_amp_scaling_state"), PickleOut.dict([
@@ -56,8 +58,9 @@ func linkLatest(_ dir: String, to name: String) throws {
   }
 }
 
-/// Restores weights, optimiser moments and the step counter; returns the global step reached.
-func resumeFrom(_ path: String, adapter: Module, optimizer: AdamW, scaler: GradScaler?) throws -> Int {
+/// Restores weights, optimiser moments and the step counter; returns the global step reached and
+/// the number of ranks that trained it (1 for checkpoints that do not say).
+func resumeFrom(_ path: String, adapter: Module, optimizer: AdamW, scaler: GradScaler?) throws -> (step: Int, worldSize: Int) {
   let ckpt = try PyTorchCheckpoint.read(path)
   var tensors = try ckpt.tensors
   tensors = Dictionary(uniqueKeysWithValues: tensors.map { ($0.key.hasPrefix("model.") ? String($0.key.dropFirst(6)) : $0.key, $0.value) })
@@ -82,5 +85,7 @@ func resumeFrom(_ path: String, adapter: Module, optimizer: AdamW, scaler: GradS
   if let scaler, case .dict(let st)? = top["native_amp_scaling_state"], let scale = st["scale"]?.doubleValue {
     scaler.restore(scale: scale, growthTracker: st["_growth_tracker"]?.intValue ?? 0)
   }
-  return step
+  let world = top["clipkit_world_size"]?.intValue ?? 1
+  guard world >= 1 else { throw ActionError.input("\(path): clipkit_world_size \(world) is not a number of ranks") }
+  return (step, world)
 }

@@ -16,6 +16,9 @@ public final class ProcessGroup: @unchecked Sendable {
   /// unless `storeClientOnly`: torchrun's agent already does). Gloo's network interface is
   /// GLOO_SOCKET_IFNAME's, else the one the host name resolves to, as in PyTorch.
   public init(gloo host: String, port: Int, rank: Int, worldSize: Int, storeClientOnly: Bool = false, timeoutSeconds: Double) throws {
+    guard timeoutSeconds.isFinite, timeoutSeconds > 0, timeoutSeconds <= 1e7 else {
+      throw TorchError.invalidArgument("process group timeout \(timeoutSeconds) s: expected 0 < seconds ≤ 10⁷")
+    }
     var h: ck_pg? = nil
     try check("init_process_group(gloo, \(host):\(port), rank \(rank) of \(worldSize))",
               ck_pg_gloo(host, Int32(port), Int32(rank), Int32(worldSize), storeClientOnly ? 1 : 0, Int64(timeoutSeconds * 1000), &h))
@@ -25,10 +28,10 @@ public final class ProcessGroup: @unchecked Sendable {
   }
   deinit { ck_pg_free(handle) }
 
-  /// Sums each tensor across ranks, in place.
-  public func allReduce(_ tensors: [Tensor]) throws {
-    let hs: [ck_tensor?] = tensors.map { $0.handle }
-    try hs.withUnsafeBufferPointer { try check("all_reduce", ck_pg_allreduce(handle, $0.baseAddress, Int64($0.count))) }
+  /// Sums the tensor across ranks, in place.
+  public func allReduce(_ t: Tensor) throws {
+    let hs: [ck_tensor?] = [t.handle]
+    try hs.withUnsafeBufferPointer { try check("all_reduce", ck_pg_allreduce(handle, $0.baseAddress, 1)) }
   }
   /// Copies root's tensor into every rank's, in place.
   public func broadcast(_ t: Tensor, root: Int = 0) throws { try check("broadcast", ck_pg_broadcast(handle, t.handle, Int32(root))) }
@@ -62,7 +65,7 @@ public final class ProcessGroup: @unchecked Sendable {
         func flush() throws {
           guard !bucket.isEmpty else { return }
           let flat = try Tensor.cat(bucket.map { try $0.reshape([-1]) })
-          try allReduce([flat])
+          try allReduce(flat)
           try flat.mul_(1 / Double(worldSize))
           var offset = 0
           for g in bucket {

@@ -37,7 +37,7 @@ func clipkit(_ args: [String], cwd: String? = nil, env: [String: String] = [:]) 
     let captured = CapturedConsole()
     do {
       try Console.$current.withValue(captured.console) {
-        try job.run(specFile: spec, overrides: overrides, hooks: JobHooks(logLoss: env["CLIPKIT_LOG_LOSS"] != nil))
+        try job.run(specFile: spec, overrides: overrides, hooks: JobHooks(logLoss: env["CLIPKIT_LOG_LOSS"] != nil, launchEnvironment: [:]))
       }
       return (0, captured.out, captured.err)
     } catch {

@@ -175,6 +175,30 @@ func launch(_ args: [String], ranks: Int, env: (Int) -> [String: String]) throws
     let status = try String(contentsOfFile: dir + "/val/train/status.json", encoding: .utf8)
     // Rank 0 alone writes it: STARTED, one line per epoch, SUCCESS.
     #expect(status.contains("i2t_R@1") && status.contains("SUCCESS") && status.split(separator: "\n").count == 4, "\(status)")
+    // Its checkpoint continues only with 2 ranks (steps per epoch depend on them).
+    let alone = try clipkit(["train", "-e", dir + "/spec.yaml", "results_dir=\(dir)/val", "train.num_epochs=4"])
+    #expect(alone.code != 0 && alone.err.contains("saved by a run of 2 ranks and this run has 1"), "\(alone.err)")
+  }
+
+  /// An unreadable image on one rank: every rank still trains on the same number of pairs (the
+  /// exchanges are sized by it), the run finishes and rank 0 counts the skipped sample.
+  @Test func anUnreadableSampleOnOneRankDoesNotStallTheOthers() throws {
+    let dir = try spec(epochs: 3)
+    let images = dir + "/images"
+    try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true)
+    for k in 0..<30 {
+      let src = ["photo_420.jpg", "gray.jpg", "rgba.png"][k % 3]
+      try FileManager.default.createSymbolicLink(atPath: "\(images)/\(k).\((src as NSString).pathExtension)", withDestinationPath: fixtures + "/images/" + src)
+      try "caption \(k)".write(toFile: "\(images)/\(k).txt", atomically: true, encoding: .utf8)
+    }
+    try Data("not an image".utf8).write(to: URL(fileURLWithPath: images + "/broken.jpg"))
+    try "a broken file".write(toFile: images + "/broken.txt", atomically: true, encoding: .utf8)
+    let r = try ranks(dir, "broken", ["dataset.train.datasets=[{image_dir: \(images)}]"])
+    #expect(r.allSatisfy { $0.code == 0 }, "\(r.map(\.err))")
+    // 31 pairs: 16 per rank, 8 steps per epoch; a step where a rank holds the broken file has one
+    // readable pair there, so all ranks skip it (once per epoch).
+    #expect(steps(r[0].out).count == 21 && r[0].out.contains("All 2 replicas hold bitwise identical parameters"), "\(r[0].out)")
+    #expect(r[0].err.contains("unreadable training samples were skipped"), "\(r[0].err)")
   }
 
   /// Three ranks, where the ring and two-way exchanges take more than one round: each exchange
