@@ -51,6 +51,9 @@ else
   tar -C "$work" -xJf "$state/clipkit.tar.xz"
   ck() { "$work/clipkit/clipkit" "$@"; }
 fi
+# `env VAR=… "$work/run-ck.sh" …` runs the same binary as `ck`, with extra variables.
+printf '#!/bin/sh\nexec %s "$@"\n' "$(if [ "$cpu" = 1 ] && [ -x "${CLIPKIT_BIN:-}" ]; then echo "$CLIPKIT_BIN"; else echo "$work/clipkit/clipkit"; fi)" > "$work/run-ck.sh"
+chmod +x "$work/run-ck.sh"
 py=${CLIPKIT_PYTHON:-python3}
 export CLIPKIT_PYTHON=$py
 baseline=1
@@ -128,6 +131,37 @@ print("train fp16: %d steps, all finite: %s, last loss %.6f; %s  %s" % (len(l), 
 sys.exit(0 if ok else 1)
 EOF
 grep -h "peak GPU memory" "$work/train-gpu.txt" | tail -1 | sed 's/^/  /'
+
+section "Process groups: a 1-rank group ($([ "$cpu" = 1 ] && echo Gloo || echo NCCL)) trains as one process; 2 ranks where there are 2 GPUs"
+launchvars() { echo "RANK=$1 LOCAL_RANK=$1 WORLD_SIZE=$2 LOCAL_WORLD_SIZE=$2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$3"; }
+compare() {  # compare REFERENCE_LOG LOG LABEL TOLERANCE
+  "$py" - "$@" <<'EOF' | tee -a "$summary" || failures=$((failures + 1))
+import sys
+def losses(f):
+    return [float(l.split()[3]) for l in open(f) if l.startswith("step ") and " loss " in l]
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+worst = max((abs(x - y) / abs(x) for x, y in zip(a, b)), default=float("inf"))
+ok = len(a) == len(b) == 20 and worst <= float(sys.argv[4])
+print("%s: %d steps, worst relative loss difference to one process %.2e  %s" % (sys.argv[3], len(b), worst, "ok" if ok else "FAIL"))
+sys.exit(0 if ok else 1)
+EOF
+}
+env $(launchvars 0 1 29533) CLIPKIT_LOG_LOSS=1 CLIPKIT_DIST_TIMEOUT=120 "$work/run-ck.sh" train -e "$spec" \
+  results_dir="$work/train-group1" > "$work/train-group1.txt" 2>&1 || fail "1-rank group run"
+grep -h "Joined" "$work/train-group1.txt" | sed 's/^/  /'
+compare "$work/train-gpu.txt" "$work/train-group1.txt" "1-rank group" 1e-5
+ngpu=$(nvidia-smi -L 2> /dev/null | grep -c "^GPU" || true)
+if [ "$cpu" != 1 ] && [ "${ngpu:-0}" -ge 2 ]; then
+  for r in 0 1; do
+    env $(launchvars $r 2 29544) CLIPKIT_LOG_LOSS=1 CLIPKIT_DIST_TIMEOUT=120 "$work/run-ck.sh" train -e "$spec" \
+      results_dir="$work/train-group2" dataset.train.batch_size=2 > "$work/train-group2-$r.txt" 2>&1 &
+  done
+  wait || true
+  compare "$work/train-gpu.txt" "$work/train-group2-0.txt" "2 NCCL ranks (batch 2 each) vs 1 GPU (batch 4)" 1e-4
+  grep -h "replicas\|all-reduce" "$work/train-group2-0.txt" | sed 's/^/  /' | tee -a "$summary"
+else
+  say "2-rank NCCL run: skipped (${ngpu:-0} GPU on this machine)"
+fi
 
 section "Benchmark: so400m-patch16-256-sized random SigLIP, bf16 training, $gpu"
 big=$work/so400m && mkdir -p "$big"

@@ -21,6 +21,8 @@
 #include <torch/csrc/distributed/c10d/Work.hpp>
 #include <torch/headeronly/version.h>
 
+#include <dlfcn.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -59,6 +61,9 @@ struct ck_pg_s {
   // up from 0, backward passes from 1 << 30), so a message always meets its receive.
   int forwardTag = 0;
   int backwardTag = 1 << 30;
+  // NCCL runs a send and a receive to the same peer only as one group (else each waits for the
+  // other): point-to-point exchanges are coalesced there.
+  bool coalesceP2P = false;
 };
 
 namespace {
@@ -124,6 +129,14 @@ struct AllGatherWithGrad : public torch::autograd::Function<AllGatherWithGrad> {
 at::Tensor exchange(ck_pg_s &pg, const at::Tensor &x, int to, int from, int tag) {
   std::vector<at::Tensor> out{at::empty_like(x, at::MemoryFormat::Contiguous)};
   std::vector<at::Tensor> in{x.contiguous()};
+  if (pg.coalesceP2P) {
+    pg.backend->startCoalescing();
+    pg.backend->send(in, to, tag);
+    pg.backend->recv(out, from, tag);
+    auto w = pg.backend->endCoalescing();
+    if (w) wait(w, pg);
+    return out[0];
+  }
   auto s = pg.backend->send(in, to, tag);
   auto r = pg.backend->recv(out, from, tag);
   wait(s, pg);
@@ -185,13 +198,14 @@ ck_error ck_all_reduce_with_grad(ck_pg pg, ck_tensor in, ck_tensor *out) {
 }
 
 
-ck_error ck_pg_gloo(const char *host, int port, int rank, int world, int store_client_only, int64_t timeout_ms,
-                    ck_pg *out) {
-  CK_BEGIN
-  if (!host || !out) throw std::invalid_argument("null argument");
+}  // extern "C"
+
+namespace {
+c10::intrusive_ptr<c10d::Store> tcp_store(const char *host, int port, int rank, int world, int store_client_only,
+                                          std::chrono::milliseconds timeout) {
+  if (!host) throw std::invalid_argument("null host");
   if (world < 1 || rank < 0 || rank >= world) throw std::invalid_argument("rank must be in [0, world size)");
   if (port <= 0 || port > 65535) throw std::invalid_argument("port must be in 1..65535");
-  auto timeout = std::chrono::milliseconds(timeout_ms);
   c10d::TCPStoreOptions o;
   o.port = static_cast<std::uint16_t>(port);
   // Under torchrun's agent store every rank is a client; otherwise rank 0 hosts the store.
@@ -199,7 +213,63 @@ ck_error ck_pg_gloo(const char *host, int port, int rank, int world, int store_c
   o.numWorkers = static_cast<std::size_t>(world);
   o.waitWorkers = false;
   o.timeout = timeout;
-  auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), o);
+  return c10::make_intrusive<c10d::TCPStore>(std::string(host), o);
+}
+void *symbol(const char *mangled, const char *what) {
+  void *p = dlsym(RTLD_DEFAULT, mangled);
+  if (!p) throw std::runtime_error(std::string(what) + " is not in the loaded libtorch (load CUDA first: libtorch_cuda.so holds NCCL)");
+  return p;
+}
+}  // namespace
+
+extern "C" {
+
+// NCCL, the same way as Gloo but from libtorch_cuda.so, which CUDA.load() dlopened globally:
+// ProcessGroupNCCL::Options::Options(bool) and the constructor ProcessGroupNCCL(intrusive_ptr<Store>,
+// int, int, intrusive_ptr<Options>) (both by value), looked up at run time. Options' size depends on
+// the NCCL version libtorch was built with, so it too is built in a larger buffer (and kept for the
+// process); the group's first base is c10d::Backend, used through its virtual functions.
+ck_error ck_pg_nccl(const char *host, int port, int rank, int world, int store_client_only, int64_t timeout_ms,
+                    ck_pg *out) {
+  CK_BEGIN
+  if (!out) throw std::invalid_argument("null argument");
+  auto timeout = std::chrono::milliseconds(timeout_ms);
+  auto tcp = tcp_store(host, port, rank, world, store_client_only, timeout);
+  c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::PrefixStore>("clipkit/nccl", tcp);
+  using OptionsCtor = void (*)(void *, bool);
+  using GroupCtor = void (*)(void *, c10::intrusive_ptr<c10d::Store>, int, int, OptionsPtr);
+  auto makeOptions = reinterpret_cast<OptionsCtor>(symbol("_ZN4c10d16ProcessGroupNCCL7OptionsC1Eb", "ProcessGroupNCCL::Options"));
+  auto makeGroup = reinterpret_cast<GroupCtor>(symbol(
+      "_ZN4c10d16ProcessGroupNCCLC1EN3c1013intrusive_ptrINS_5StoreENS1_6detail34intrusive_target_default_null_typeIS3_EEEEiiNS2_"
+      "INS0_7OptionsENS5_IS8_EEEE", "ProcessGroupNCCL"));
+  void *opt = ::operator new(16384);
+  std::memset(opt, 0, 16384);
+  makeOptions(opt, false);
+  auto options = OptionsPtr::unsafe_steal_from_new(static_cast<c10d::Backend::Options *>(opt));
+  c10::raw::intrusive_ptr::incref(options.get());  // never freed through its class-sized delete
+  options->timeout = timeout;
+  void *self = ::operator new(1 << 16);
+  std::memset(self, 0, 1 << 16);
+  try {
+    makeGroup(self, store, rank, world, options);
+  } catch (...) {
+    ::operator delete(self);
+    throw;
+  }
+  auto backend = BackendPtr::unsafe_steal_from_new(static_cast<c10d::Backend *>(self));
+  c10::raw::intrusive_ptr::incref(backend.get());
+  auto *pg = new ck_pg_s{tcp, backend, self, rank, world, timeout};
+  pg->coalesceP2P = true;
+  *out = pg;
+  CK_END
+}
+
+ck_error ck_pg_gloo(const char *host, int port, int rank, int world, int store_client_only, int64_t timeout_ms,
+                    ck_pg *out) {
+  CK_BEGIN
+  if (!out) throw std::invalid_argument("null argument");
+  auto timeout = std::chrono::milliseconds(timeout_ms);
+  auto tcp = tcp_store(host, port, rank, world, store_client_only, timeout);
   auto store = c10::make_intrusive<c10d::PrefixStore>("clipkit/gloo", tcp);
   OptionsPtr options = ck_gloo_create_default(timeout);
   options->timeout = timeout;

@@ -65,7 +65,7 @@ func runAction(_ name: String, section: String, specFile: String, overrides: [St
   do {
     var ctx = ActionContext(name: name, spec: spec, config: config, resultsDir: dir, status: status, hooks: hooks)
     // Before any tensor work: libtorch decides once whether CUDA exists.
-    ctx.device = try placement(ctx)
+    ctx.device = try placement(ctx, localRank: launch?.localRank)
     try Torch.resetGlobalSettings()
     Tensor.pinnedUploads = config.dataset.pinMemory
     if let launch { ctx.group = try joinProcessGroup(ctx, launch) }

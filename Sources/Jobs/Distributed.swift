@@ -15,7 +15,7 @@ struct DistributedLaunch: Sendable {
   /// torchrun's agent hosts the store: every rank, rank 0 included, is a client.
   let agentStore: Bool
 
-  /// nil: one process (no launch variables, or a world of one).
+  /// nil: one process without launch variables.
   static func from(_ env: [String: String], numNodes: Int, numGpus: Int) throws -> DistributedLaunch? {
     func int(_ k: String) throws -> Int? {
       guard let v = env[k], !v.isEmpty else { return nil }
@@ -29,7 +29,7 @@ struct DistributedLaunch: Sendable {
       guard world >= 1 else { throw ActionError.input("WORLD_SIZE=0: expected at least 1") }
       guard let rank = try int("RANK") else { throw ActionError.input("WORLD_SIZE=\(world) is set but RANK is not (launch with torchrun, or set both)") }
       guard rank < world else { throw ActionError.input("RANK=\(rank) is not below WORLD_SIZE=\(world)") }
-      guard world > 1 else { return nil }
+      // torchrun with one process still gets a group (of one), as PyTorch's launch does.
       return DistributedLaunch(rank: rank, worldSize: world, localRank: try int("LOCAL_RANK") ?? 0, masterAddr: addr, masterPort: port,
                                agentStore: env["TORCHELASTIC_USE_AGENT_STORE"] == "True")
     }
@@ -51,17 +51,21 @@ struct DistributedLaunch: Sendable {
 /// Joins the training job's process group, or nil for one process. Gloo for CPU ranks.
 func joinProcessGroup(_ ctx: ActionContext, _ launch: DistributedLaunch) throws -> ProcessGroup {
   let env = ProcessInfo.processInfo.environment
-  guard !ctx.device.isCUDA else {
-    throw ActionError.input("a \(launch.worldSize)-rank launch on GPUs needs NCCL, which this build does not have yet; CPU ranks (CLIPKIT_DEVICE=cpu) use Gloo")
-  }
   let timeout = try env["CLIPKIT_DIST_TIMEOUT"].map { v -> Double in
     guard let s = Double(v), s > 0 else { throw ActionError.input("CLIPKIT_DIST_TIMEOUT=\(v): expected seconds > 0") }
     return s
   } ?? 600
-  let group = try ProcessGroup(gloo: launch.masterAddr, port: launch.masterPort, rank: launch.rank, worldSize: launch.worldSize,
-                               storeClientOnly: launch.agentStore, timeoutSeconds: timeout)
+  let group: ProcessGroup
+  if case .cuda(let gpu) = ctx.device {
+    group = try ProcessGroup(nccl: launch.masterAddr, port: launch.masterPort, rank: launch.rank, worldSize: launch.worldSize,
+                             storeClientOnly: launch.agentStore, timeoutSeconds: timeout, gpu: gpu)
+  } else {
+    group = try ProcessGroup(gloo: launch.masterAddr, port: launch.masterPort, rank: launch.rank, worldSize: launch.worldSize,
+                             storeClientOnly: launch.agentStore, timeoutSeconds: timeout)
+  }
   if launch.rank == 0 {
-    print("Joined a Gloo group of \(launch.worldSize) ranks through \(launch.masterAddr):\(launch.masterPort) (collectives time out after \(Int(timeout)) s)")
+    print("Joined \(ctx.device.isCUDA ? "an NCCL" : "a Gloo") group of \(launch.worldSize) ranks through \(launch.masterAddr):\(launch.masterPort) "
+      + "(collectives time out after \(Int(timeout)) s)")
   }
   return group
 }
@@ -157,7 +161,7 @@ func rankLoss(_ kind: ContrastiveLoss, distImpl: String, image: Tensor, text: Te
 /// embeddings, `dim` wide (0 when this rank kept none).
 func gatherEmbeddings(_ group: ProcessGroup, rows: Int, keptRows: [Int], sampleIndex: [Int?], image: [Float], text: [Float], dim: Int)
   throws -> (image: [Float], text: [Float], count: Int, dim: Int) {
-  let d = Int(try group.allGather(try Tensor([Float(dim)])).toArray(Float.self).max() ?? 0)
+  let d = Int(try group.allGather(try Tensor([Float(dim)]).moved(to: group.device)).toArray(Float.self).max() ?? 0)
   guard d > 0 else { return ([], [], 0, 0) }
   var img = [Float](repeating: 0, count: rows * d), txt = img
   var index = [Double](repeating: -1, count: rows)
@@ -167,9 +171,9 @@ func gatherEmbeddings(_ group: ProcessGroup, rows: Int, keptRows: [Int], sampleI
     txt.replaceSubrange(row * d..<(row + 1) * d, with: text[j * d..<(j + 1) * d])
     index[row] = Double(i)
   }
-  let allImg = try group.allGather(try Tensor(img, shape: [rows, d])).toArray(Float.self)
-  let allTxt = try group.allGather(try Tensor(txt, shape: [rows, d])).toArray(Float.self)
-  let allIndex = try group.allGather(try Tensor(index)).toArray(Double.self)
+  let allImg = try group.allGather(try Tensor(img, shape: [rows, d]).moved(to: group.device)).toArray(Float.self)
+  let allTxt = try group.allGather(try Tensor(txt, shape: [rows, d]).moved(to: group.device)).toArray(Float.self)
+  let allIndex = try group.allGather(try Tensor(index).moved(to: group.device)).toArray(Double.self)
   let order = allIndex.indices.filter { allIndex[$0] >= 0 }.sorted { allIndex[$0] < allIndex[$1] }
   let rowsOf = { (a: [Float]) in order.flatMap { a[$0 * d..<($0 + 1) * d] } }
   return (rowsOf(allImg), rowsOf(allTxt), order.count, d)

@@ -7,10 +7,12 @@ import Torch
 /// says so in one line; a machine with one whose CUDA libraries cannot load fails saying what is
 /// missing (CLIPKIT_DEVICE=cpu or num_gpus=0 then runs on CPU). CLIPKIT_DEVICE=cpu|cuda|cuda:N
 /// overrides the spec (cuda: a GPU must be used, or the job fails).
-func placement(_ ctx: ActionContext) throws -> Device {
+/// A rank of a distributed launch takes the GPU numbered by its LOCAL_RANK, as under torchrun.
+func placement(_ ctx: ActionContext, localRank: Int? = nil) throws -> Device {
   let c = ctx.config
   let (key, index, wantsGPU): (String, Int, Bool)
   switch ctx.name {
+  case "train" where localRank != nil: (key, index, wantsGPU) = ("LOCAL_RANK", localRank!, c.train.numGpus > 0)
   case "train": (key, index, wantsGPU) = ("train.gpu_ids", c.train.gpuIds.first ?? 0, c.train.numGpus > 0)
   case "evaluate": (key, index, wantsGPU) = ("evaluate.gpu_ids", c.evaluate.gpuIds.first ?? 0, c.evaluate.numGpus > 0)
   case "inference": (key, index, wantsGPU) = ("inference.gpu_ids", c.inference.gpuIds.first ?? 0, c.inference.numGpus > 0)

@@ -108,7 +108,7 @@ func runTrain(_ ctx: ActionContext) throws {
   if let group {
     // Rank 0 decides whether the run resumes; every rank then reads the same file (results_dir
     // must be shared), and all must agree on the data and the step they start from.
-    let flag = try Tensor([resumePath == nil ? Double(0) : 1])
+    let flag = try Tensor([resumePath == nil ? Double(0) : 1]).moved(to: group.device)
     try group.broadcast(flag, root: 0)
     if try flag.item() == 0 { resumePath = nil } else if resumePath == nil {
       throw ActionError.input("rank \(rank) cannot find \(t.resumeTrainingCheckpointPath ?? latest), which rank 0 resumes from: the ranks need a shared results_dir")
@@ -140,7 +140,7 @@ func runTrain(_ ctx: ActionContext) throws {
     // The ranks must agree on the data they shard and where they start; then every replica takes
     // rank 0's weights (DistributedDataParallel's first broadcast).
     let mine = [Double(trainPairs.count), Double(stepsPerEpoch), Double(globalStep)]
-    let all = try group.allGather(try Tensor(mine)).toArray(Double.self)
+    let all = try group.allGather(try Tensor(mine).moved(to: group.device)).toArray(Double.self)
     for r in 0..<world where Array(all[(r * 3)..<(r * 3 + 3)]) != Array(all[0..<3]) {
       throw ActionError.input("rank \(r) has \(Int(all[r * 3])) training pairs, \(Int(all[r * 3 + 1])) steps per epoch and starts at step \(Int(all[r * 3 + 2])), "
         + "rank 0 \(Int(all[0])), \(Int(all[1])) and \(Int(all[2])): every rank must see the same data set and checkpoint")
@@ -251,7 +251,7 @@ func runTrain(_ ctx: ActionContext) throws {
         // Every rank must hold the same number of pairs (the exchanges are sized by it) and judge
         // the unreadable share alike: the ranks' counts are gathered, and each keeps the smallest
         // count of readable pairs.
-        let counts = try group.allGather(try Tensor([Double(ok.count), Double(bad), Double(read)])).toArray(Double.self)
+        let counts = try group.allGather(try Tensor([Double(ok.count), Double(bad), Double(read)]).moved(to: group.device)).toArray(Double.self)
         let fewest = stride(from: 0, to: counts.count, by: 3).map { Int(counts[$0]) }.min() ?? 0
         (bad, read) = (stride(from: 1, to: counts.count, by: 3).map { Int(counts[$0]) }.reduce(0, +),
                        stride(from: 2, to: counts.count, by: 3).map { Int(counts[$0]) }.reduce(0, +))
@@ -374,18 +374,18 @@ func runTrain(_ ctx: ActionContext) throws {
   if let scaler { print("fp16 loss scaling: \(skippedSteps) steps skipped for overflowing gradients; scale now \(scaler.scale)") }
   if let group {
     // DDP keeps replicas identical by construction; check it (bitwise) before reporting success.
-    let differing = try Tensor([Float(0)])
+    let differing = try Tensor([Float(0)]).moved(to: group.device)
     try noGrad {
       for (_, p) in adapter.stateDict() {
         let reference = try p.detach().clone()
         try group.broadcast(reference, root: 0)
-        if try reference.eq(p).logicalNot().sum().item() > 0 { try differing.add_(try Tensor([Float(1)])) }
+        if try reference.eq(p).logicalNot().sum().item() > 0 { try differing.add_(try Tensor([Float(1)]).moved(to: group.device)) }
       }
     }
     try group.allReduce(differing)
     let n = try differing.item()
     guard n == 0 else { throw ActionError.input("the \(world) replicas ended with different parameters (\(Int(n)) tensor differences): a rank diverged") }
-    print("All \(world) replicas hold bitwise identical parameters")
+    if world > 1 { print("All \(world) replicas hold bitwise identical parameters") }
     print(String(format: "Gradient all-reduce: %.1f s of %.1f s in training steps on rank 0 (%.0f %%)", group.gradientSeconds, stepSeconds,
                  100 * group.gradientSeconds / max(stepSeconds, 1e-9)))
   }

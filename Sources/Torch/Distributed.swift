@@ -9,22 +9,40 @@ public final class ProcessGroup: @unchecked Sendable {
   let handle: ck_pg
   public let rank: Int
   public let worldSize: Int
+  /// Where the group's tensors live: CPU for Gloo, the rank's GPU for NCCL.
+  public let device: Device
   /// Wall time spent in `averageGradients` so far (the all-reduce share of a training step).
   public private(set) var gradientSeconds = 0.0
 
   /// Joins the Gloo group of `worldSize` ranks whose store listens at host:port (rank 0 hosts it,
   /// unless `storeClientOnly`: torchrun's agent already does). Gloo's network interface is
   /// GLOO_SOCKET_IFNAME's, else the one the host name resolves to, as in PyTorch.
-  public init(gloo host: String, port: Int, rank: Int, worldSize: Int, storeClientOnly: Bool = false, timeoutSeconds: Double) throws {
+  public convenience init(gloo host: String, port: Int, rank: Int, worldSize: Int, storeClientOnly: Bool = false, timeoutSeconds: Double) throws {
+    try self.init(backend: "gloo", host: host, port: port, rank: rank, worldSize: worldSize, storeClientOnly: storeClientOnly,
+                  timeoutSeconds: timeoutSeconds, device: .cpu)
+  }
+
+  /// The NCCL group of the ranks' GPUs (CUDA loaded, `gpu` this rank's device, made current first).
+  public convenience init(nccl host: String, port: Int, rank: Int, worldSize: Int, storeClientOnly: Bool = false, timeoutSeconds: Double,
+                          gpu: Int) throws {
+    try CUDA.setDevice(gpu)
+    try self.init(backend: "nccl", host: host, port: port, rank: rank, worldSize: worldSize, storeClientOnly: storeClientOnly,
+                  timeoutSeconds: timeoutSeconds, device: .cuda(gpu))
+  }
+
+  private init(backend: String, host: String, port: Int, rank: Int, worldSize: Int, storeClientOnly: Bool, timeoutSeconds: Double,
+               device: Device) throws {
     guard timeoutSeconds.isFinite, timeoutSeconds > 0, timeoutSeconds <= 1e7 else {
       throw TorchError.invalidArgument("process group timeout \(timeoutSeconds) s: expected 0 < seconds ≤ 10⁷")
     }
     var h: ck_pg? = nil
-    try check("init_process_group(gloo, \(host):\(port), rank \(rank) of \(worldSize))",
-              ck_pg_gloo(host, Int32(port), Int32(rank), Int32(worldSize), storeClientOnly ? 1 : 0, Int64(timeoutSeconds * 1000), &h))
+    let make = backend == "nccl" ? ck_pg_nccl : ck_pg_gloo
+    try check("init_process_group(\(backend), \(host):\(port), rank \(rank) of \(worldSize))",
+              make(host, Int32(port), Int32(rank), Int32(worldSize), storeClientOnly ? 1 : 0, Int64(timeoutSeconds * 1000), &h))
     handle = h!
     self.rank = rank
     self.worldSize = worldSize
+    self.device = device
   }
   deinit { ck_pg_free(handle) }
 

@@ -241,6 +241,9 @@ typedef struct ck_pg_s *ck_pg;
 // store_client_only, as under torchrun's agent store). Every collective waits at most timeout_ms.
 ck_error ck_pg_gloo(const char *host, int port, int rank, int world, int store_client_only, int64_t timeout_ms,
                     ck_pg *out);
+// The same with NCCL (CUDA tensors; CUDA must be loaded and the rank's GPU current).
+ck_error ck_pg_nccl(const char *host, int port, int rank, int world, int store_client_only, int64_t timeout_ms,
+                    ck_pg *out);
 void ck_pg_free(ck_pg pg);
 ck_error ck_pg_allreduce(ck_pg pg, const ck_tensor *ts, int64_t n);   // in place, sum
 ck_error ck_pg_broadcast(ck_pg pg, ck_tensor t, int root);           // in place
