@@ -206,6 +206,31 @@ if [ "$baseline" = 1 ]; then
     --batch-size "$embed_batch" --threads 16 --workers 14 --repeats 2 2>&1 | grep -E "image embedding|GPU busy|Error" | tee -a "$summary" || fail "transformers embed baseline"
 fi
 
+if [ "$cpu" != 1 ] && [ "${ngpu:-0}" -ge 2 ]; then
+  section "Scaling: so400m-sized SigLIP, bf16, one epoch of the generated photos, 1 GPU vs 2 NCCL ranks (batch 64 per GPU)"
+  cat > "$work/scale.yaml" <<EOF
+results_dir: $work/scale
+model: {type: siglip2-so400m-patch16-256, pretrained_dir: $big, random_init: true}
+train: {num_epochs: 1, precision: bf16, checkpoint_interval: 100, cudnn: {deterministic: false}}
+dataset: {train: {datasets: [{image_dir: $work/photos/train}], batch_size: 64, num_workers: 7}}
+EOF
+  CLIPKIT_DEVICE=cuda:0 "$work/run-ck.sh" train -e "$work/scale.yaml" results_dir="$work/scale1" > "$work/scale1.txt" 2>&1 || fail "1-GPU scaling run"
+  for r in 0 1; do
+    env $(launchvars $r 2 29555) CLIPKIT_DIST_TIMEOUT=300 "$work/run-ck.sh" train -e "$work/scale.yaml" results_dir="$work/scale2" \
+      > "$work/scale2-$r.txt" 2>&1 &
+  done
+  wait || true
+  "$py" - "$work/scale1.txt" "$work/scale2-0.txt" "$n" <<'EOF' | tee -a "$summary"
+import re, sys
+def seconds(f):
+    m = re.findall(r"^epoch 1/1: train_loss .*?, ([0-9.]+) s", open(f).read(), re.M)
+    return float(m[-1]) if m else float("nan")
+one, two, n = seconds(sys.argv[1]), seconds(sys.argv[2]), int(sys.argv[3])
+print("scaling: 1 GPU %.1f images/s, 2 NCCL ranks %.1f images/s: efficiency %.0f %%" % (n / one, n / two, 100 * one / (2 * two)))
+EOF
+  grep -h "all-reduce" "$work/scale2-0.txt" | sed 's/^/  /' | tee -a "$summary"
+fi
+
 echo
 echo "================ gpu-check summary ($n images, $(date -u +%FT%TZ)) ================"
 cat "$summary"

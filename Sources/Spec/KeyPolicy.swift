@@ -76,7 +76,7 @@ public struct KeyPolicy: Sendable {
       add("dataset.augmentation.\(k)", .honoured, "RADIO/OpenCLIP; SigLIP 2 trains on its processor's preprocessing, as in TAO (a note says so)")
     }
 
-    add("train.num_gpus", .honoured, "0 (CPU) or 1 per process; several ranks run under torchrun's variables (Gloo on CPU); without a launch more than 1 is refused (spawning GPU workers needs NCCL, not in this build)")
+    add("train.num_gpus", .honoured, "0 (CPU) or 1 per process; several ranks run under torchrun's variables (Gloo on CPU, NCCL on GPUs); without a launch more than 1 is refused (ClipKit does not spawn workers itself yet)")
     add("train.gpu_ids", .honoured, "one id: \(placement)")
     add("train.num_nodes", .honoured, "one rank per node with NODE_RANK, MASTER_ADDR, MASTER_PORT (as Lightning), or torchrun's variables")
     add("train.seed", .honoured, "model initialisation and torch's global generator; < 0 leaves them unseeded")
