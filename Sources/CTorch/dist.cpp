@@ -24,6 +24,7 @@
 #include <dlfcn.h>
 
 #include <chrono>
+#include <functional>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -215,6 +216,23 @@ c10::intrusive_ptr<c10d::Store> tcp_store(const char *host, int port, int rank, 
   o.timeout = timeout;
   return c10::make_intrusive<c10d::TCPStore>(std::string(host), o);
 }
+// Builds a group object in a zeroed buffer of `bytes` (larger than the class) and adopts it, with
+// one extra reference so that it is never freed by its deleting destructor, which would free the
+// class's size: ck_pg_free destroys it in place and frees the buffer.
+ck_pg_s *adopt(size_t bytes, const std::function<void(void *)> &construct, c10::intrusive_ptr<c10d::Store> tcp, int rank, int world,
+               std::chrono::milliseconds timeout) {
+  void *self = ::operator new(bytes);
+  std::memset(self, 0, bytes);
+  try {
+    construct(self);
+  } catch (...) {
+    ::operator delete(self);
+    throw;
+  }
+  auto backend = BackendPtr::unsafe_steal_from_new(static_cast<c10d::Backend *>(self));
+  c10::raw::intrusive_ptr::incref(backend.get());
+  return new ck_pg_s{std::move(tcp), backend, self, rank, world, timeout};
+}
 void *symbol(const char *mangled, const char *what) {
   void *p = dlsym(RTLD_DEFAULT, mangled);
   if (!p) throw std::runtime_error(std::string(what) + " is not in the loaded libtorch (load CUDA first: libtorch_cuda.so holds NCCL)");
@@ -248,17 +266,7 @@ ck_error ck_pg_nccl(const char *host, int port, int rank, int world, int store_c
   auto options = OptionsPtr::unsafe_steal_from_new(static_cast<c10d::Backend::Options *>(opt));
   c10::raw::intrusive_ptr::incref(options.get());  // never freed through its class-sized delete
   options->timeout = timeout;
-  void *self = ::operator new(1 << 16);
-  std::memset(self, 0, 1 << 16);
-  try {
-    makeGroup(self, store, rank, world, options);
-  } catch (...) {
-    ::operator delete(self);
-    throw;
-  }
-  auto backend = BackendPtr::unsafe_steal_from_new(static_cast<c10d::Backend *>(self));
-  c10::raw::intrusive_ptr::incref(backend.get());
-  auto *pg = new ck_pg_s{tcp, backend, self, rank, world, timeout};
+  auto *pg = adopt(1 << 16, [&](void *self) { makeGroup(self, store, rank, world, options); }, tcp, rank, world, timeout);
   pg->coalesceP2P = true;
   *out = pg;
   CK_END
@@ -273,18 +281,8 @@ ck_error ck_pg_gloo(const char *host, int port, int rank, int world, int store_c
   auto store = c10::make_intrusive<c10d::PrefixStore>("clipkit/gloo", tcp);
   OptionsPtr options = ck_gloo_create_default(timeout);
   options->timeout = timeout;
-  // A buffer larger than the 488-byte object; the deleting destructor frees it with operator delete.
-  void *self = ::operator new(4096);
-  std::memset(self, 0, 4096);
-  try {
-    ck_gloo_construct(self, store, rank, world, options);
-  } catch (...) {
-    ::operator delete(self);
-    throw;
-  }
-  auto backend = BackendPtr::unsafe_steal_from_new(static_cast<c10d::Backend *>(self));
-  c10::raw::intrusive_ptr::incref(backend.get());
-  *out = new ck_pg_s{tcp, backend, self, rank, world, timeout};
+  // The object is 488 bytes.
+  *out = adopt(4096, [&](void *self) { ck_gloo_construct(self, store, rank, world, options); }, tcp, rank, world, timeout);
   CK_END
 }
 
