@@ -43,6 +43,13 @@ func runAction(_ name: String, section: String, specFile: String, overrides: [St
   let config = try spec.config()
   let launchEnv = hooks.launchEnvironment ?? ProcessInfo.processInfo.environment
   try checkPlacement(name, config, launchEnvironment: launchEnv)
+  // train.num_gpus > 1 without torchrun: this process starts the node's ranks and waits for them
+  // (they write the results); it does no tensor work itself.
+  if name == "train", let envs = try localRanks(launchEnv, numGpus: config.train.numGpus, numNodes: config.train.numNodes,
+                                                  gpuIds: config.train.gpuIds) {
+    try runLocalRanks(envs)
+    return
+  }
   if let a = config.model.adaptorName, !ModelRegistry.radioTypes.contains(config.model.type), !name.hasPrefix("deploy"), name != "gen_trt_engine" {
     print("note: model.adaptor_name=\(a) is read by RADIO-CLIP models only; \(config.model.type) does not use it (as in TAO)")
   }
@@ -87,11 +94,18 @@ func checkPlacement(_ action: String, _ c: CLIPExperimentConfig, launchEnvironme
   case "inference", "deploy inference": (gpus, ids, section) = (c.inference.numGpus, c.inference.gpuIds, "inference")
   case "train":
     // A distributed launch (torchrun's variables, or NODE_RANK with num_nodes) decides the ranks.
-    let launched = (env["WORLD_SIZE"].flatMap { Int($0) } ?? 1) > 1 || c.train.numNodes > 1
+    let launched = (env["WORLD_SIZE"].flatMap { Int($0) } ?? 1) > 1
     if c.train.numGpus > 1 && !launched {
-      throw ActionError.input("train.num_gpus=\(c.train.numGpus) without a distributed launch: this build runs several ranks only when launched "
-        + "explicitly (torchrun --no-python --nproc-per-node=\(c.train.numGpus) clipkit train …; CPU ranks use Gloo), it does not spawn GPU workers itself yet")
+      // This node starts one rank per GPU itself, as Lightning does, where it has the GPUs; CPU
+      // ranks only come from an explicit launch.
+      let gpus = (try? CUDA.driverGPUs().get())?.count ?? 0
+      guard gpus >= c.train.numGpus, env["CLIPKIT_DEVICE"] != "cpu" else {
+        throw ActionError.input("train.num_gpus=\(c.train.numGpus) without a distributed launch, and this machine has \(gpus) GPU\(gpus == 1 ? "" : "s"): "
+          + "run CPU ranks explicitly (torchrun --no-python --nproc-per-node=\(c.train.numGpus) clipkit train …; they use Gloo)")
+      }
+      return
     }
+    if c.train.numNodes > 1 { return }
     if launched { return }  // each rank takes one device
     (gpus, ids, section) = (c.train.numGpus, c.train.gpuIds, "train")
   default: return  // export: gpu_id; gen_trt_engine: gpu_id

@@ -39,13 +39,71 @@ struct DistributedLaunch: Sendable {
         throw ActionError.input("train.num_nodes=\(numNodes): set NODE_RANK, MASTER_ADDR and MASTER_PORT on each node (as for Lightning), or launch with torchrun")
       }
       guard node < numNodes else { throw ActionError.input("NODE_RANK=\(node) is not below train.num_nodes=\(numNodes)") }
-      guard numGpus <= 1 else {
-        throw ActionError.input("train.num_gpus=\(numGpus) per node: spawning several ranks per node is not supported yet; launch with torchrun --nproc-per-node=\(numGpus)")
-      }
+      guard numGpus <= 1 else { return nil }  // this node spawns its num_gpus ranks (localRanks)
       return DistributedLaunch(rank: node, worldSize: numNodes, localRank: 0, masterAddr: addr, masterPort: port, agentStore: false)
     }
     return nil
   }
+}
+
+/// The ranks a node starts itself for `train.num_gpus` > 1 without torchrun, as Lightning does:
+/// torchrun's variables for each (RANK = node × num_gpus + i), every GPU of `gpu_ids` visible and
+/// LOCAL_RANK picking one. nil: not such a launch.
+func localRanks(_ env: [String: String], numGpus: Int, numNodes: Int, gpuIds: [Int]) throws -> [[String: String]]? {
+  guard numGpus > 1, env["WORLD_SIZE"] == nil else { return nil }
+  let node = numNodes > 1 ? Int(env["NODE_RANK"] ?? "") : 0
+  guard let node, node >= 0, node < numNodes else {
+    throw ActionError.input("train.num_nodes=\(numNodes): set NODE_RANK (0…\(numNodes - 1)), MASTER_ADDR and MASTER_PORT on each node, or launch with torchrun")
+  }
+  let port = env["MASTER_PORT"] ?? (numNodes > 1 ? "29500" : String(freeTCPPort() ?? 29500))
+  var base = env.filter { !["RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK"].contains($0.key) }
+  base["MASTER_ADDR"] = env["MASTER_ADDR"] ?? "127.0.0.1"
+  base["MASTER_PORT"] = port
+  if gpuIds.count == numGpus { base["CUDA_VISIBLE_DEVICES"] = gpuIds.map(String.init).joined(separator: ",") }
+  return (0..<numGpus).map { i in
+    base.merging(["RANK": "\(node * numGpus + i)", "LOCAL_RANK": "\(i)", "WORLD_SIZE": "\(numNodes * numGpus)",
+                  "LOCAL_WORLD_SIZE": "\(numGpus)", "GROUP_RANK": "\(node)"]) { _, new in new }
+  }
+}
+
+/// A TCP port free now on 127.0.0.1 (the kernel's pick), for a one-node launch's store.
+func freeTCPPort() -> Int? {
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  guard fd >= 0 else { return nil }
+  defer { close(fd) }
+  var addr = sockaddr_in()
+  addr.sin_family = sa_family_t(AF_INET)
+  addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+  var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+  let bound = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+  guard bound == 0 else { return nil }
+  _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+  return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// Runs this same command once per rank (posix_spawn through Foundation's Process: never a fork
+/// of a process that has started libtorch) and waits; when one rank fails the others are stopped.
+func runLocalRanks(_ envs: [[String: String]]) throws {
+  let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+  let children = try envs.map { env -> Process in
+    let p = Process()
+    p.executableURL = exe
+    p.arguments = Array(CommandLine.arguments.dropFirst())
+    p.environment = env
+    try p.run()
+    return p
+  }
+  print("Started \(children.count) ranks on this node (pids \(children.map { String($0.processIdentifier) }.joined(separator: ", ")))")
+  var failed: (rank: Int, status: Int32)? = nil
+  while children.contains(where: { $0.isRunning }) {
+    if failed == nil, let i = children.firstIndex(where: { !$0.isRunning && $0.terminationStatus != 0 }) {
+      failed = (i, children[i].terminationStatus)
+      for c in children where c.isRunning { c.terminate() }
+    }
+    usleep(100_000)
+  }
+  if failed == nil, let i = children.firstIndex(where: { $0.terminationStatus != 0 }) { failed = (i, children[i].terminationStatus) }
+  if let failed { throw ActionError.input("local rank \(failed.rank) exited with status \(failed.status); the other ranks were stopped") }
 }
 
 /// Joins the training job's process group, or nil for one process. Gloo for CPU ranks.

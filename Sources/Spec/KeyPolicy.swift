@@ -76,9 +76,9 @@ public struct KeyPolicy: Sendable {
       add("dataset.augmentation.\(k)", .honoured, "RADIO/OpenCLIP; SigLIP 2 trains on its processor's preprocessing, as in TAO (a note says so)")
     }
 
-    add("train.num_gpus", .honoured, "0 (CPU) or 1 per process; several ranks run under torchrun's variables (Gloo on CPU, NCCL on GPUs); without a launch more than 1 is refused (ClipKit does not spawn workers itself yet)")
+    add("train.num_gpus", .honoured, "ranks per node: on a machine with that many GPUs the node starts them itself (NCCL, as Lightning); under torchrun's variables each process is one rank (Gloo on CPU); CPU ranks only through an explicit launch")
     add("train.gpu_ids", .honoured, "one id: \(placement)")
-    add("train.num_nodes", .honoured, "one rank per node with NODE_RANK, MASTER_ADDR, MASTER_PORT (as Lightning), or torchrun's variables")
+    add("train.num_nodes", .honoured, "with NODE_RANK, MASTER_ADDR, MASTER_PORT on each node (as Lightning; each node starts its num_gpus ranks), or torchrun's variables")
     add("train.seed", .honoured, "model initialisation and torch's global generator; < 0 leaves them unseeded")
     add("train.cudnn.benchmark", .honoured, "set in libtorch's global context (affects cuDNN only)")
     add("train.cudnn.deterministic", .honoured, "torch.use_deterministic_algorithms(warn_only) and CUBLAS_WORKSPACE_CONFIG, as TAO")

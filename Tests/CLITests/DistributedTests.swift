@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Torch
+@testable import Jobs
 
 /// A TCP port nothing listens on now (the kernel's pick for port 0).
 func freePort() -> Int {
@@ -260,6 +261,26 @@ func launch(_ args: [String], ranks: Int, env: (Int) -> [String: String]) throws
     #expect(resumed.allSatisfy { $0.code == 0 }, "\(resumed.map(\.err))")
     #expect(resumed[0].out.contains("Resumed from") && resumed[0].out.contains("step 3"))
     expectClose(steps(resumed[0].out).map(\.loss), Array(expected.suffix(3)), "resumed loss", tolerance: 1e-6)
+  }
+
+  /// train.num_gpus > 1 without torchrun on a machine with the GPUs: the node starts one rank per
+  /// GPU with torchrun's variables (Lightning's numbering across nodes). The environments only:
+  /// starting GPU ranks needs GPUs.
+  @Test func aNodeStartsOneRankPerGPU() throws {
+    let env = ["MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29999", "NODE_RANK": "1", "PATH": "/bin", "RANK": "stale"]
+    let ranks = try #require(try localRanks(env, numGpus: 2, numNodes: 3, gpuIds: [2, 3]))
+    #expect(ranks.count == 2)
+    for (i, r) in ranks.enumerated() {
+      #expect(r["RANK"] == "\(2 + i)" && r["LOCAL_RANK"] == "\(i)" && r["WORLD_SIZE"] == "6" && r["LOCAL_WORLD_SIZE"] == "2")
+      #expect(r["GROUP_RANK"] == "1" && r["NODE_RANK"] == nil && r["MASTER_ADDR"] == "10.0.0.1" && r["MASTER_PORT"] == "29999")
+      #expect(r["CUDA_VISIBLE_DEVICES"] == "2,3" && r["PATH"] == "/bin")
+    }
+    let one = try #require(try localRanks([:], numGpus: 4, numNodes: 1, gpuIds: [0]))
+    #expect(one.map { $0["RANK"] } == ["0", "1", "2", "3"] && one.allSatisfy { $0["MASTER_ADDR"] == "127.0.0.1" && $0["CUDA_VISIBLE_DEVICES"] == nil })
+    #expect((Int(one[0]["MASTER_PORT"] ?? "") ?? 0) > 0)
+    #expect(try localRanks(["WORLD_SIZE": "2", "RANK": "0"], numGpus: 2, numNodes: 1, gpuIds: [0, 1]) == nil)  // torchrun's own
+    #expect(try localRanks([:], numGpus: 1, numNodes: 1, gpuIds: [0]) == nil)
+    #expect(throws: Error.self) { try localRanks([:], numGpus: 2, numNodes: 2, gpuIds: [0, 1]) }  // no NODE_RANK
   }
 
   @Test func severalGPUsWithoutALaunchAreRefused() throws {
