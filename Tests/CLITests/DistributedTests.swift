@@ -3,18 +3,8 @@ import Testing
 import Torch
 @testable import Jobs
 
-/// A TCP port nothing listens on now (the kernel's pick for port 0).
-func freePort() -> Int {
-  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  defer { close(fd) }
-  var addr = sockaddr_in()
-  addr.sin_family = sa_family_t(AF_INET)
-  addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-  var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-  _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-  _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-  return Int(UInt16(bigEndian: addr.sin_port))
-}
+/// A TCP port nothing listens on now (Jobs' pick, the kernel's for port 0).
+func freePort() -> Int { freeTCPPort() ?? 29500 }
 
 /// Runs one `clipkit` process per rank at once, each with `env(rank)` added, and waits for all.
 func launch(_ args: [String], ranks: Int, env: (Int) -> [String: String]) throws -> [(code: Int32, out: String, err: String, seconds: Double)] {
