@@ -1,7 +1,7 @@
 // Activation checkpointing: run a block without keeping its activations, and run it again with
 // gradients on during the backward pass (PyTorch's reentrant torch.utils.checkpoint). The block is
 // a C callback into Swift. Kept apart from ctorch.cpp because the autograd headers are heavy.
-#include "ctorch.h"
+#include "shim.hpp"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
@@ -12,8 +12,6 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
-
-struct ck_tensor_s { at::Tensor t; };
 
 namespace {
 
@@ -96,26 +94,8 @@ struct CheckpointBlock : public torch::autograd::Function<CheckpointBlock> {
 }  // namespace
 
 extern "C" ck_error ck_checkpoint(ck_block_fn fn, void *ctx, ck_tensor input, ck_tensor *out) {
-  try {
-    if (!input || !input->t.defined()) throw std::invalid_argument("undefined tensor");
-    at::Tensor y = CheckpointBlock::apply(input->t, reinterpret_cast<int64_t>(fn), reinterpret_cast<int64_t>(ctx));
-    *out = new ck_tensor_s{y};
-    return nullptr;
-  } catch (const c10::Error &e) {
-    std::string m = e.what_without_backtrace();
-    auto cut = m.find("\nException raised from");
-    if (cut != std::string::npos) m.resize(cut);
-    char *p = static_cast<char *>(std::malloc(m.size() + 1));
-    std::memcpy(p, m.c_str(), m.size() + 1);
-    return p;
-  } catch (const std::exception &e) {
-    std::string m = e.what();
-    char *p = static_cast<char *>(std::malloc(m.size() + 1));
-    std::memcpy(p, m.c_str(), m.size() + 1);
-    return p;
-  } catch (...) {
-    char *p = static_cast<char *>(std::malloc(32));
-    std::strcpy(p, "unknown C++ exception");
-    return p;
-  }
+  CK_BEGIN
+  at::Tensor y = CheckpointBlock::apply(ck::T(input), reinterpret_cast<int64_t>(fn), reinterpret_cast<int64_t>(ctx));
+  ck::put(out, y);
+  CK_END
 }

@@ -3,7 +3,7 @@
 #include <malloc.h>
 #include <climits>
 #include <cmath>
-#include "ctorch.h"
+#include "shim.hpp"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -22,48 +22,12 @@
 #include <mutex>
 #include <vector>
 
-struct ck_tensor_s { at::Tensor t; };
 struct ck_generator_s { at::Generator g; };
+
+using namespace ck;
 
 namespace {
 
-ck_error message(const char *m) {
-  size_t n = std::strlen(m);
-  char *p = static_cast<char *>(std::malloc(n + 1));
-  if (p) std::memcpy(p, m, n + 1);
-  return p;
-}
-
-// Keeps the first line-block of a c10 message: what_without_backtrace() still carries
-// "Exception raised from ..." on some builds.
-ck_error c10_message(const c10::Error &e) {
-  std::string m = e.what_without_backtrace();
-  auto cut = m.find("\nException raised from");
-  if (cut != std::string::npos) m.resize(cut);
-  return message(m.c_str());
-}
-
-#define CK_BEGIN try {
-#define CK_END                                                          \
-  return nullptr;                                                       \
-  }                                                                     \
-  catch (const c10::Error &e) { return c10_message(e); }                \
-  catch (const std::exception &e) { return message(e.what()); }         \
-  catch (...) { return message("unknown C++ exception in libtorch"); }
-
-const at::Tensor &T(ck_tensor h) {
-  if (!h) throw std::invalid_argument("null tensor handle");
-  if (!h->t.defined()) throw std::invalid_argument("undefined tensor");
-  return h->t;
-}
-c10::optional<at::Tensor> OT(ck_tensor h) {
-  if (!h) return c10::nullopt;
-  return T(h);
-}
-void put(ck_tensor *out, at::Tensor t) {
-  if (!out) throw std::invalid_argument("null output pointer");
-  *out = new ck_tensor_s{std::move(t)};
-}
 
 at::ScalarType dtype(int code) {
   switch (code) {

@@ -11,7 +11,7 @@
 // c10::intrusive_ptr<T> is one pointer passed and returned as a non-trivial class; the object is
 // 488 bytes, built here in a larger buffer; everything after construction goes through
 // c10d::Backend's virtual functions, declared in the shipped Backend.hpp.
-#include "ctorch.h"
+#include "shim.hpp"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -32,7 +32,6 @@
 #include <string>
 #include <vector>
 
-struct ck_tensor_s { at::Tensor t; };
 
 // The symbol names, the base-class layout and the object size below are torch 2.11's.
 static_assert(TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR == 11, "dist.cpp binds ProcessGroupGloo as torch 2.11 builds it");
@@ -67,31 +66,10 @@ struct ck_pg_s {
   bool coalesceP2P = false;
 };
 
+using namespace ck;
+
 namespace {
 
-char *message(const std::string &m) {
-  char *p = static_cast<char *>(std::malloc(m.size() + 1));
-  if (p) std::memcpy(p, m.c_str(), m.size() + 1);
-  return p;
-}
-
-#define CK_BEGIN try {
-#define CK_END                                                                        \
-  return nullptr;                                                                     \
-  }                                                                                   \
-  catch (const c10::Error &e) {                                                       \
-    std::string m = e.what_without_backtrace();                                       \
-    auto cut = m.find("\nException raised from");                                     \
-    if (cut != std::string::npos) m.resize(cut);                                      \
-    return message(m);                                                                \
-  }                                                                                   \
-  catch (const std::exception &e) { return message(e.what()); }                       \
-  catch (...) { return message("unknown C++ exception in c10d"); }
-
-const at::Tensor &T(ck_tensor h) {
-  if (!h || !h->t.defined()) throw std::invalid_argument("undefined tensor");
-  return h->t;
-}
 ck_pg_s &P(ck_pg pg) {
   if (!pg) throw std::invalid_argument("null process group");
   return *pg;
