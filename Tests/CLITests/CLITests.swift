@@ -35,6 +35,10 @@ func runProcess(_ executable: URL, _ args: [String], cwd: String? = nil, env: [S
 func clipkit(_ args: [String], cwd: String? = nil, env: [String: String] = [:]) throws -> (code: Int32, out: String, err: String) {
   if cwd == nil, env.keys.allSatisfy({ $0 == "CLIPKIT_LOG_LOSS" }), let (job, spec, overrides) = inProcessJob(args) {
     let captured = CapturedConsole()
+    // One job at a time: jobs share libtorch's intra-op thread pool, and side by side they would
+    // get varying thread counts, so reductions (losses) would differ in their last bits.
+    inProcessJobs.lock()
+    defer { inProcessJobs.unlock() }
     do {
       try Console.$current.withValue(captured.console) {
         try job.run(specFile: spec, overrides: overrides, hooks: JobHooks(logLoss: env["CLIPKIT_LOG_LOSS"] != nil, launchEnvironment: [:]))
@@ -50,6 +54,8 @@ func clipkit(_ args: [String], cwd: String? = nil, env: [String: String] = [:]) 
   }
   return try runProcess(dir.appendingPathComponent("clipkit"), args, cwd: cwd, env: env)
 }
+
+private let inProcessJobs = NSLock()
 
 /// The job, spec and overrides of `action -e spec overrides…` (the form every test uses).
 private func inProcessJob(_ args: [String]) -> (Job, String, [String])? {
