@@ -15,6 +15,8 @@
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -25,6 +27,8 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -321,6 +325,208 @@ ck_error ck_all_gather_with_grad(ck_pg pg, ck_tensor in, ck_tensor *out) {
   P(pg);
   *out = new ck_tensor_s{AllGatherWithGrad::apply(T(in), reinterpret_cast<int64_t>(pg))};
   CK_END
+}
+
+}  // extern "C"
+
+// ---- gradient averaging overlapped with backward ------------------------------------------------
+// DistributedDataParallel's reducer, reduced to what training here needs: parameters are packed,
+// in reverse order (gradients arrive roughly last layer first), into flat buckets of about
+// `bucket_bytes` per dtype and device. A post-accumulate-grad hook on each parameter copies its
+// gradient into its bucket; a full bucket starts its SUM all-reduce at once, while backward goes on.
+// Buckets start strictly in bucket order (as DDP's next-bucket rule), so every rank issues the same
+// collectives in the same order whatever order its autograd engine finishes them. finish() waits,
+// divides by the world size and copies the averages back into the gradients.
+//
+// A parameter whose gradient accumulates twice in one backward (used inside and outside a
+// recomputed block) after its bucket started makes the step "dirty": finish() then waits for the
+// started buckets and reduces every bucket again from the final gradients. Graphs are identical on
+// every rank, so all ranks take the same path.
+namespace {
+struct ReducerState;
+
+struct Bucket {
+  std::vector<int64_t> members;  // parameter indices
+  std::vector<int64_t> offsets;  // each member's start in `flat`
+  at::Tensor flat;
+  int64_t pending = 0;
+  c10::intrusive_ptr<c10d::Work> work;
+};
+
+struct ReducerState {
+  ck_pg_s *pg;
+  std::vector<at::Tensor> params;
+  std::vector<int64_t> bucketOf, slotOf;
+  std::vector<Bucket> buckets;
+  std::vector<char> seen;
+  std::mutex m;
+  bool armed = false, dirty = false;
+  size_t nextLaunch = 0;
+
+  void launchReady() {  // with m held
+    while (nextLaunch < buckets.size() && buckets[nextLaunch].pending == 0) {
+      auto &b = buckets[nextLaunch++];
+      std::vector<at::Tensor> v{b.flat};
+      b.work = pg->backend->allreduce(v);
+    }
+  }
+  void pack(Bucket &b) {
+    for (size_t k = 0; k < b.members.size(); k++) {
+      const at::Tensor &p = params[b.members[k]];
+      auto slice = b.flat.narrow(0, b.offsets[k], p.numel());
+      const at::Tensor &g = p.grad();
+      if (g.defined()) slice.copy_(g.reshape(-1)); else slice.zero_();
+    }
+  }
+  void arrived(int64_t i) {
+    std::lock_guard<std::mutex> lock(m);
+    if (!armed) return;
+    Bucket &b = buckets[bucketOf[i]];
+    if (seen[i] || b.work) { dirty = true; return; }
+    seen[i] = 1;
+    at::NoGradGuard ng;
+    const at::Tensor &g = params[i].grad();
+    auto slice = b.flat.narrow(0, b.offsets[slotOf[i]], params[i].numel());
+    if (g.defined()) slice.copy_(g.reshape(-1)); else slice.zero_();
+    if (--b.pending == 0) launchReady();
+  }
+};
+
+struct ArrivalHook : torch::autograd::PostAccumulateGradHook {
+  std::weak_ptr<ReducerState> state;
+  int64_t index;
+  ArrivalHook(std::weak_ptr<ReducerState> s, int64_t i) : state(std::move(s)), index(i) {}
+  void operator()(const torch::autograd::Variable &) override {
+    if (auto s = state.lock()) s->arrived(index);
+  }
+};
+}  // namespace
+
+struct ck_reducer_s { std::shared_ptr<ReducerState> s; };
+
+extern "C" {
+
+int64_t ck_reducer_buckets(ck_reducer r) { return r ? static_cast<int64_t>(r->s->buckets.size()) : 0; }
+
+ck_error ck_reducer_new(ck_pg pg, const ck_tensor *params, int64_t n, int64_t bucket_bytes, ck_reducer *out) {
+  CK_BEGIN
+  P(pg);
+  if (bucket_bytes < 1) throw std::invalid_argument("bucket size must be positive");
+  auto s = std::make_shared<ReducerState>();
+  s->pg = pg;
+  for (int64_t i = 0; i < n; i++) {
+    const at::Tensor &p = T(params[i]);
+    if (!p.requires_grad() || !p.is_leaf()) throw std::invalid_argument("reducer parameters must be leaves that require grad");
+    s->params.push_back(p);
+  }
+  s->bucketOf.assign(n, -1);
+  s->slotOf.assign(n, -1);
+  // Reverse order, one open bucket per (dtype, device); a bucket closes once it reaches the size.
+  std::vector<std::pair<std::pair<int, std::string>, int64_t>> open;  // key → bucket index
+  std::vector<int64_t> bytes;
+  for (int64_t i = n - 1; i >= 0; i--) {
+    const at::Tensor &p = s->params[i];
+    auto key = std::make_pair(static_cast<int>(p.scalar_type()), p.device().str());
+    int64_t bi = -1;
+    for (auto &o : open) if (o.first == key) bi = o.second;
+    if (bi < 0 || bytes[bi] >= bucket_bytes) {
+      bi = static_cast<int64_t>(s->buckets.size());
+      s->buckets.emplace_back();
+      bytes.push_back(0);
+      bool found = false;
+      for (auto &o : open) if (o.first == key) { o.second = bi; found = true; }
+      if (!found) open.push_back({key, bi});
+    }
+    Bucket &b = s->buckets[bi];
+    s->bucketOf[i] = bi;
+    s->slotOf[i] = static_cast<int64_t>(b.members.size());
+    b.offsets.push_back(b.members.empty() ? 0 : b.offsets.back() + s->params[b.members.back()].numel());
+    b.members.push_back(i);
+    bytes[bi] += p.numel() * static_cast<int64_t>(p.element_size());
+  }
+  for (auto &b : s->buckets) {
+    const at::Tensor &last = s->params[b.members.back()];
+    b.flat = at::empty({b.offsets.back() + last.numel()}, last.options().requires_grad(false));
+  }
+  s->seen.assign(n, 0);
+  for (int64_t i = 0; i < n; i++)
+    torch::autograd::impl::set_post_acc_grad_hooks(s->params[i], std::make_unique<ArrivalHook>(s, i));
+  *out = new ck_reducer_s{s};
+  CK_END
+}
+
+// Arms the hooks for the next backward.
+ck_error ck_reducer_prepare(ck_reducer r) {
+  CK_BEGIN
+  if (!r) throw std::invalid_argument("null reducer");
+  auto &s = *r->s;
+  std::lock_guard<std::mutex> lock(s.m);
+  for (auto &b : s.buckets) {
+    if (b.work) { try { b.work->wait(s.pg->timeout); } catch (...) {} }  // left by a step that failed
+    b.work.reset();
+    b.pending = static_cast<int64_t>(b.members.size());
+  }
+  std::fill(s.seen.begin(), s.seen.end(), 0);
+  s.nextLaunch = 0;
+  s.dirty = false;
+  s.armed = true;
+  CK_END
+}
+
+// After backward: starts the buckets still waiting (parameters that got no gradient count as
+// zeros and keep no gradient), waits for all, and writes the averages into the gradients.
+// *redone = 1 when the step was dirty and every bucket was reduced again;
+// *started_during_backward = how many buckets backward had already started.
+ck_error ck_reducer_finish(ck_reducer r, int *redone, int64_t *started_during_backward) {
+  CK_BEGIN
+  if (!r) throw std::invalid_argument("null reducer");
+  auto &s = *r->s;
+  std::lock_guard<std::mutex> lock(s.m);
+  if (!s.armed) throw std::logic_error("reducer finish() without prepare()");
+  s.armed = false;
+  if (started_during_backward) *started_during_backward = static_cast<int64_t>(s.nextLaunch);
+  at::NoGradGuard ng;
+  for (auto &b : s.buckets) {
+    if (!b.work && b.pending > 0) {
+      for (size_t k = 0; k < b.members.size(); k++) {
+        if (s.seen[b.members[k]]) continue;
+        s.seen[b.members[k]] = 1;
+        const at::Tensor &g = s.params[b.members[k]].grad();
+        auto slice = b.flat.narrow(0, b.offsets[k], s.params[b.members[k]].numel());
+        if (g.defined()) slice.copy_(g.reshape(-1)); else slice.zero_();
+      }
+      b.pending = 0;
+    }
+  }
+  s.launchReady();
+  for (auto &b : s.buckets) wait(b.work, *s.pg);
+  if (redone) *redone = s.dirty ? 1 : 0;
+  if (s.dirty) {
+    for (auto &b : s.buckets) {
+      s.pack(b);
+      std::vector<at::Tensor> v{b.flat};
+      b.work = s.pg->backend->allreduce(v);
+    }
+    for (auto &b : s.buckets) wait(b.work, *s.pg);
+  }
+  for (auto &b : s.buckets) {
+    b.work.reset();
+    b.flat.div_(s.pg->size);
+    for (size_t k = 0; k < b.members.size(); k++) {
+      at::Tensor &p = s.params[b.members[k]];
+      if (!p.grad().defined()) continue;
+      p.mutable_grad().copy_(b.flat.narrow(0, b.offsets[k], p.numel()).view(p.grad().sizes()));
+    }
+  }
+  CK_END
+}
+
+void ck_reducer_free(ck_reducer r) {
+  if (!r) return;
+  try {
+    for (auto &p : r->s->params) torch::autograd::impl::set_post_acc_grad_hooks(p, nullptr);
+  } catch (...) {}
+  delete r;
 }
 
 }  // extern "C"

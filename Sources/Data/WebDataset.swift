@@ -65,11 +65,19 @@ public enum WebDataset {
     return try items.flatMap { try expandBraces(head + $0 + tail) }
   }
 
-  /// One epoch's sample order over indexed shard pairs, as a streaming WebDataset reads them: the
-  /// shards (sorted) in an order shuffled by `rng`, each shard's samples in file order, through a
-  /// shuffle buffer (webdataset's `shuffle(bufsize, initial)` algorithm: fill to `initial`, then
-  /// each new sample in, one random sample out). Reads stay within a few shards at a time.
-  public static func epochOrder(_ pairs: [Pair], rng: inout some RandomNumberGenerator,
+  /// One epoch's sample order for `rank` of `worldSize` over indexed shard pairs, as a streaming
+  /// WebDataset reads them: the shards (sorted) in an order shuffled by `rng`, each shard's samples
+  /// in file order, through a shuffle buffer (webdataset's `shuffle(bufsize, initial)` algorithm:
+  /// fill to `initial`, then each new sample in, one random sample out). Reads stay within a few
+  /// shards at a time.
+  ///
+  /// Ranks split that shard stream into equal contiguous runs of ⌊n / W⌋ samples (split_by_node at
+  /// sample granularity): each rank reads about 1/W of the shards (two neighbours share a boundary
+  /// shard), every rank gets the same number of samples and steps, and any number of shards works,
+  /// one included (webdataset's whole-shard split leaves ranks without data, and they hang). Loader
+  /// threads then share the rank's run sample by sample (members are read by offset), so batches do
+  /// not depend on how many threads there are. With one rank this is the single process's order.
+  public static func epochOrder(_ pairs: [Pair], rng: inout some RandomNumberGenerator, rank: Int = 0, worldSize: Int = 1,
                                 buffer: Int = 5000, initial: Int = 1000) -> [Int] {
     var byShard: [String: [Int]] = [:]
     for (i, p) in pairs.enumerated() {
@@ -78,7 +86,9 @@ public enum WebDataset {
     }
     var shards = byShard.keys.sorted()
     shards.shuffle(using: &rng)
-    let stream = shards.flatMap { byShard[$0] ?? [] }
+    let all = shards.flatMap { byShard[$0] ?? [] }
+    let per = worldSize > 1 ? all.count / worldSize : all.count
+    let stream = all[min(rank * per, all.count)..<min((rank + 1) * per, all.count)]
     var out: [Int] = []
     out.reserveCapacity(stream.count)
     var buf: [Int] = []

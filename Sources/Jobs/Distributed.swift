@@ -128,6 +128,14 @@ func joinProcessGroup(_ ctx: ActionContext, _ launch: DistributedLaunch) throws 
   return group
 }
 
+/// DDP's gradient bucket size: 25 MB as PyTorch's `bucket_cap_mb`, or CLIPKIT_DDP_BUCKET_MB.
+/// Smaller buckets start their all-reduce earlier in backward, at more calls.
+func gradientBucketBytes() throws -> Int {
+  guard let v = ProcessInfo.processInfo.environment["CLIPKIT_DDP_BUCKET_MB"] else { return 25 << 20 }
+  guard let mb = Double(v), mb > 0, mb <= 1_048_576 else { throw ActionError.input("CLIPKIT_DDP_BUCKET_MB=\(v): expected megabytes > 0") }
+  return max(1, Int(mb * 1_048_576))
+}
+
 /// Lightning's DistributedSampler over an epoch's order: padded by repeating its head to a multiple
 /// of the world size, then every W-th index from `rank`. The ranks' batches at step s together are
 /// the single process's batch s at W times the batch size.

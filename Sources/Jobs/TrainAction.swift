@@ -60,7 +60,7 @@ func runTrain(_ ctx: ActionContext) throws {
     let shards = try WebDataset.shards(rootDir: w?.rootDir, listFile: w?.shardListFile)
     guard !shards.isEmpty else { throw ActionError.input("no .tar shards found for dataset.train.wds") }
     trainSet = WebDataset.index(shards)
-    print("Indexed \(shards.count) shards: \(trainSet.pairs.count) samples")
+    print("Indexed \(shards.count) shard\(shards.count == 1 ? "" : "s"): \(trainSet.pairs.count) samples")
     // TAO streams shards and only estimates an epoch as shards × samples_per_shard; the index
     // gives the exact count, which sets the epoch length and resume position here.
     // samples_per_shard is only compared (as a double: any value is fine, even near Int.max).
@@ -78,8 +78,9 @@ func runTrain(_ ctx: ActionContext) throws {
   if trainSet.skippedCaptions > 0 { warn("\(trainSet.skippedCaptions) training samples without a (non-empty) caption were skipped") }
   let trainPairs = trainSet.pairs
   let batch = cfg.dataset.train.batchSize
-  // Each rank reads its share (DistributedSampler: ⌈n / W⌉ samples, the last ones repeated).
-  let perRank = (trainPairs.count + world - 1) / world
+  // Each rank reads its share: DistributedSampler's ⌈n / W⌉ samples (the last ones repeated) of a
+  // folder set; a contiguous ⌊n / W⌋ run of the shard stream (WebDataset.epochOrder).
+  let perRank = isWDS ? trainPairs.count / world : (trainPairs.count + world - 1) / world
   guard perRank >= batch else {
     throw ActionError.input("the training set has \(trainPairs.count) pairs, fewer than one batch of dataset.train.batch_size=\(batch)"
       + (world > 1 ? " for each of the \(world) ranks" : ""))
@@ -218,19 +219,22 @@ func runTrain(_ ctx: ActionContext) throws {
 
   let params = groups.flatMap { $0.params.map(\.1) }
   let clip = { if let c = t.gradClipNorm { try clipGradNorm(params, maxNorm: c) } }
+  // Gradients are averaged across ranks while backward runs (DDP's bucketed reducer).
+  let reducer = try group.map { try GradientReducer($0, params: params.filter(\.requiresGrad), bucketBytes: try gradientBucketBytes()) }
 
   for epoch in startEpoch..<t.numEpochs {
     adapter.train()
     // Shards are read shard by shard in a per-epoch shuffled order through a shuffle buffer, as a
-    // streaming WebDataset does; folders are shuffled over the whole set (RandomSampler).
-    let order: [Int]
+    // streaming WebDataset does, each rank its own run of shards; folders are shuffled over the
+    // whole set (RandomSampler) and dealt out to ranks (DistributedSampler).
+    let mine: [Int]
     if isWDS {
       var rng = SeededRandom(seed: seed &+ UInt64(epoch))
-      order = WebDataset.epochOrder(trainPairs, rng: &rng)
+      mine = WebDataset.epochOrder(trainPairs, rng: &rng, rank: rank, worldSize: world)
     } else {
-      order = try Tensor.randperm(trainPairs.count, generator: try Generator(seed: seed &+ UInt64(epoch))).toArray(Int64.self).map(Int.init)
+      let order = try Tensor.randperm(trainPairs.count, generator: try Generator(seed: seed &+ UInt64(epoch))).toArray(Int64.self).map(Int.init)
+      mine = shard(order, rank: rank, worldSize: world)
     }
-    let mine = shard(order, rank: rank, worldSize: world)
     let batches = (0..<stepsPerEpoch).map { Array(mine[($0 * batch)..<(($0 + 1) * batch)]) }
     let progress = Progress("epoch \(epoch + 1)/\(t.numEpochs)", total: stepsPerEpoch, unit: "step")
     var epochLoss = 0.0
@@ -291,17 +295,19 @@ func runTrain(_ ctx: ActionContext) throws {
                       try gradientNorm(tower("text")))
       }
       if let scaler {
+        try reducer?.prepare()
         try scaler.scaled(lossValue).backward()
         // Averaged before unscaling, so every rank sees the same overflow and skips the same steps.
-        try group?.averageGradients(params)
+        try reducer?.finish()
         let stepped = try scaler.step(params, beforeStep: {
           if logLoss { gradNorm = try norms() }
           try clip()
         }, { try optimizer.step() })
         if !stepped { skippedSteps += 1 }
       } else {
+        try reducer?.prepare()
         try lossValue.backward()
-        try group?.averageGradients(params)
+        try reducer?.finish()
         if logLoss { gradNorm = try norms() }
         try clip()
         try optimizer.step()
@@ -372,7 +378,7 @@ func runTrain(_ ctx: ActionContext) throws {
   }
   if badSamples > 0 { warn("\(badSamples) unreadable training samples were skipped") }
   if let scaler { print("fp16 loss scaling: \(skippedSteps) steps skipped for overflowing gradients; scale now \(scaler.scale)") }
-  if let group {
+  if let group, let reducer {
     // DDP keeps replicas identical by construction; check it (bitwise) before reporting success.
     let differing = try Tensor([Float(0)]).moved(to: group.device)
     try noGrad {
@@ -386,8 +392,11 @@ func runTrain(_ ctx: ActionContext) throws {
     let n = try differing.item()
     guard n == 0 else { throw ActionError.input("the \(world) replicas ended with different parameters (\(Int(n)) tensor differences): a rank diverged") }
     if world > 1 { print("All \(world) replicas hold bitwise identical parameters") }
-    print(String(format: "Gradient all-reduce: %.1f s of %.1f s in training steps on rank 0 (%.0f %%)", group.gradientSeconds, stepSeconds,
-                 100 * group.gradientSeconds / max(stepSeconds, 1e-9)))
+    // What backward did not hide: the wait after it for the buckets still in flight.
+    print(String(format: "Gradient all-reduce: %d buckets a step, %d of %d started during backward; %.2f s of %.1f s in training steps on rank 0 waited for after backward (%.0f %%)",
+                 reducer.bucketCount, reducer.overlappedBuckets, reducer.reducedBuckets,
+                 reducer.exposedSeconds, stepSeconds, 100 * reducer.exposedSeconds / max(stepSeconds, 1e-9))
+          + (reducer.redoneSteps > 0 ? "; \(reducer.redoneSteps) steps reduced again (a gradient accumulated twice)" : ""))
   }
   try ctx.status.write(.success, message: "Train finished successfully.")
 }

@@ -11,8 +11,6 @@ public final class ProcessGroup: @unchecked Sendable {
   public let worldSize: Int
   /// Where the group's tensors live: CPU for Gloo, the rank's GPU for NCCL.
   public let device: Device
-  /// Wall time spent in `averageGradients` so far (the all-reduce share of a training step).
-  public private(set) var gradientSeconds = 0.0
 
   /// Joins the Gloo group of `worldSize` ranks whose store listens at host:port (rank 0 hosts it,
   /// unless `storeClientOnly`: torchrun's agent already does). Gloo's network interface is
@@ -70,41 +68,49 @@ public final class ProcessGroup: @unchecked Sendable {
     try Tensor.make("all_reduce (autograd)") { ck_all_reduce_with_grad(handle, t.handle, $0) }
   }
 
-  /// Averages the parameters' gradients across ranks (DistributedDataParallel's reduction): each
-  /// dtype's gradients are packed into flat buckets of about `bucketBytes`, one all-reduce per
-  /// bucket, divided by the world size and copied back.
-  public func averageGradients(_ params: [Tensor], bucketBytes: Int = 25 << 20) throws {
-    let start = DispatchTime.now().uptimeNanoseconds
-    defer { gradientSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
-    let grads = params.compactMap(\.grad)
-    try noGrad {
-      for (_, group) in Dictionary(grouping: grads, by: { $0.dtype }).sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
-        var bucket: [Tensor] = [], bytes = 0
-        func flush() throws {
-          guard !bucket.isEmpty else { return }
-          let flat = try Tensor.cat(bucket.map { try $0.reshape([-1]) })
-          try allReduce(flat)
-          try flat.mul_(1 / Double(worldSize))
-          var offset = 0
-          for g in bucket {
-            try g.copy_(try flat.narrow(dim: 0, start: offset, length: g.count).reshape(g.shape))
-            offset += g.count
-          }
-          bucket = []
-          bytes = 0
-        }
-        for g in group {
-          bucket.append(g)
-          bytes += g.count * g.dtype.itemSize
-          if bytes >= bucketBytes { try flush() }
-        }
-        try flush()
-      }
-    }
-  }
-
   /// Copies rank `root`'s values of every tensor into every rank's (DDP's start: identical replicas).
   public func broadcast(_ tensors: [Tensor], root: Int = 0) throws {
     try noGrad { for t in tensors { try broadcast(t, root: root) } }
+  }
+}
+
+/// Averages the parameters' gradients across ranks as DistributedDataParallel does, overlapped with
+/// backward: buckets of about `bucketBytes` (per dtype and device, parameters in reverse order)
+/// start their all-reduce from post-accumulate-grad hooks as soon as backward has filled them.
+/// Call `prepare()` before each backward and `finish()` after it.
+public final class GradientReducer: @unchecked Sendable {
+  let handle: ck_reducer
+  let group: ProcessGroup
+  /// Wall time spent in `finish()` so far: the all-reduce time backward did not hide.
+  public private(set) var exposedSeconds = 0.0
+  /// Steps whose buckets were reduced again after backward (a gradient accumulated after its
+  /// bucket had started); each costs a second all-reduce.
+  public private(set) var redoneSteps = 0
+  /// Buckets whose all-reduce backward started (overlapped), and all buckets, over the steps so far.
+  public private(set) var overlappedBuckets = 0, reducedBuckets = 0
+  public var bucketCount: Int { Int(ck_reducer_buckets(handle)) }
+
+  /// `params`: the trainable leaves (requires_grad), in model order.
+  public init(_ group: ProcessGroup, params: [Tensor], bucketBytes: Int = 25 << 20) throws {
+    var h: ck_reducer? = nil
+    let hs: [ck_tensor?] = params.map(\.handle)
+    try hs.withUnsafeBufferPointer { try check("gradient reducer", ck_reducer_new(group.handle, $0.baseAddress, Int64(hs.count), Int64(bucketBytes), &h)) }
+    handle = h!
+    self.group = group
+  }
+  deinit { ck_reducer_free(handle) }
+
+  public func prepare() throws { try check("gradient reducer prepare", ck_reducer_prepare(handle)) }
+
+  /// Waits for the buckets, divides by the world size and writes the averages into the gradients.
+  public func finish() throws {
+    let start = DispatchTime.now().uptimeNanoseconds
+    defer { exposedSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+    var redone: Int32 = 0
+    var early: Int64 = 0
+    try check("gradient all-reduce", ck_reducer_finish(handle, &redone, &early))
+    if redone != 0 { redoneSteps += 1 }
+    overlappedBuckets += Int(early)
+    reducedBuckets += bucketCount
   }
 }

@@ -121,7 +121,7 @@ func launch(_ args: [String], ranks: Int, env: (Int) -> [String: String]) throws
           return try launch(["train", "-e", dir + "/spec.yaml", "results_dir=\(dir)/nodes", "dataset.train.batch_size=2", "train.num_nodes=2"],
                             ranks: 2) { r in
             ["NODE_RANK": "\(r)", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "\(port)", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
-             "CLIPKIT_LOG_LOSS": "1", "CLIPKIT_DEVICE": "cpu", "CLIPKIT_DIST_TIMEOUT": "30"]
+             "CLIPKIT_LOG_LOSS": "1", "CLIPKIT_DEVICE": "cpu", "CLIPKIT_DIST_TIMEOUT": "30", "CLIPKIT_DDP_BUCKET_MB": "0.002"]
           }
         }()
         : try ranks(dir, impl, ["train.siglip_loss_dist_impl=\(impl)"])
@@ -129,6 +129,14 @@ func launch(_ args: [String], ranks: Int, env: (Int) -> [String: String]) throws
       expectClose(steps(r[0].out).map(\.loss), reference.map(\.loss), "\(impl) loss")
       expectClose(steps(r[0].out).map(\.gradNorm), reference.map(\.gradNorm), "\(impl) grad norm", tolerance: 1e-4)
       #expect(r[0].out.contains("All 2 replicas hold bitwise identical parameters"), "\(impl)")
+      // 2 KB buckets (the "nodes" run): many buckets a step, most started while backward still ran.
+      if impl == "nodes", let line = r[0].out.split(separator: "\n").first(where: { $0.hasPrefix("Gradient all-reduce:") }) {
+        let n = line.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        #expect(n.count >= 3 && n[0] > 10 && n[1] > n[2] / 2 && n[2] == n[0] * 10, "\(line)")
+        #expect(!line.contains("reduced again"), "\(line)")
+      } else if impl == "nodes" {
+        Issue.record("no all-reduce summary: \(r[0].out)")
+      }
       #expect(r[1].out.isEmpty, "rank 1 prints nothing: \(r[1].out)")
       let w = try weights(dir + "/\(impl)/train/epoch_10.pth")
       #expect(Set(w.keys) == Set(refWeights.keys))
@@ -280,5 +288,100 @@ func launch(_ args: [String], ranks: Int, env: (Int) -> [String: String]) throws
     #expect(r.err.split(separator: "\n").count == 1)
     let nodes = try clipkit(["train", "-e", dir + "/spec.yaml", "train.num_nodes=2"])
     #expect(nodes.code != 0 && nodes.err.contains("NODE_RANK"), "\(nodes.err)")
+  }
+}
+
+/// The overlapped reducer's mechanics in one process (a 1-rank group: the sum is the identity, so
+/// the gradients must come back bitwise): buckets start during backward, and a weight whose
+/// gradient accumulates twice (inside a recomputed block and outside it) makes the step re-reduce
+/// from the final gradients instead of sending a partial one.
+@Suite struct OverlappedGradientReducer {
+  func weights(_ seed: UInt64) throws -> [Tensor] {
+    let g = try Generator(seed: seed)
+    return try [[6, 6], [6, 6], [6, 3]].map { try Tensor.randn($0, generator: g).requiresGrad(true) }
+  }
+  func loss(_ w: [Tensor], x: Tensor, scope: CheckpointScope, reuse: Bool) throws -> Tensor {
+    let h = try scope.run(x) { try $0.matmul(w[0]).tanh() }
+    let k = try h.matmul(reuse ? w[0] : w[1]).tanh()
+    return try k.matmul(w[2]).tanh().sum()
+  }
+
+  @Test(arguments: [false, true]) func gradientsComeBackExact(reuse: Bool) throws {
+    let group = try ProcessGroup(gloo: "127.0.0.1", port: freePort(), rank: 0, worldSize: 1, timeoutSeconds: 30)
+    // x needs a gradient: a recomputed block's weights get theirs only then (reentrant checkpoint).
+    let x = try Tensor.randn([4, 6], generator: try Generator(seed: 3)).requiresGrad(true)
+    let plain = try weights(11), reduced = try weights(11)
+    let s1 = CheckpointScope(), s2 = CheckpointScope()
+    try loss(plain, x: x, scope: s1, reuse: reuse).backward()
+    let reducer = try GradientReducer(group, params: reduced, bucketBytes: 1)  // one bucket per tensor
+    #expect(reducer.bucketCount == 3)
+    for _ in 0..<2 {  // twice: the second step starts from the first's gradients
+      for w in reduced { try w.zeroGrad() }
+      try reducer.prepare()
+      try loss(reduced, x: x, scope: s2, reuse: reuse).backward()
+      try reducer.finish()
+    }
+    for (a, b) in zip(plain, reduced) {
+      #expect(try a.grad.map { try $0.toArray(Float.self) } == b.grad.map { try $0.toArray(Float.self) })
+    }
+    #expect((reduced[1].grad == nil) == reuse, "an unused weight keeps no gradient")
+    #expect(reducer.redoneSteps == (reuse ? 2 : 0))
+    // Buckets hold w2, w1, w0 (reverse order) and start in that order: all three during backward;
+    // with reuse, w1 gets no gradient, so only w2's starts before finish().
+    #expect(reducer.overlappedBuckets == (reuse ? 2 : 6), "\(reducer.overlappedBuckets)")
+  }
+}
+
+/// One ustar member: a 512-byte header (octal fields, checksum over the header with its own field
+/// as spaces) and the data padded to 512 bytes.
+func tarMember(_ name: String, _ data: [UInt8]) -> [UInt8] {
+  var h = [UInt8](repeating: 0, count: 512)
+  func put(_ s: String, _ at: Int) { for (i, b) in s.utf8.enumerated() { h[at + i] = b } }
+  put(name, 0)
+  put("0000644", 100); put("0000000", 108); put("0000000", 116)
+  put(String(format: "%011o", data.count), 124)
+  put("00000000000", 136)
+  h[156] = UInt8(ascii: "0")
+  put("ustar", 257); put("00", 263)
+  put("        ", 148)
+  put(String(format: "%06o", h.reduce(0) { $0 + Int($1) }), 148)
+  h[154] = 0; h[155] = UInt8(ascii: " ")
+  return h + data + [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
+}
+
+extension DataParallelTraining {
+  /// One shard, two ranks, two loader threads each (fewer shards than ranks × threads, which hangs
+  /// webdataset's whole-shard split): each rank trains on its half of the shard, same step count.
+  @Test func oneShardFeedsEveryRank() throws {
+    let dir = NSTemporaryDirectory() + "clipkit-ddp-wds-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let images = try FileManager.default.contentsOfDirectory(atPath: fixtures + "/images").filter { $0.hasSuffix(".png") || $0.hasSuffix(".jpg") }.sorted()
+    var tar: [UInt8] = []
+    for i in 0..<8 {
+      let file = images[i % images.count]
+      let ext = (file as NSString).pathExtension
+      tar += tarMember(String(format: "s%03d.%@", i, ext), [UInt8](try Data(contentsOf: URL(fileURLWithPath: fixtures + "/images/" + file))))
+      tar += tarMember(String(format: "s%03d.txt", i), Array("a picture number \(i)".utf8))
+    }
+    tar += [UInt8](repeating: 0, count: 1024)
+    try FileManager.default.createDirectory(atPath: dir + "/shards", withIntermediateDirectories: true)
+    try Data(tar).write(to: URL(fileURLWithPath: dir + "/shards/only-000.tar"))
+    try """
+      model:
+        type: siglip2-so400m-patch16-256
+        pretrained_dir: \(fixtures)/tiny_siglip
+      train: {num_epochs: 2, precision: fp32, checkpoint_interval: 2}
+      dataset:
+        train:
+          type: wds
+          wds: {root_dir: \(dir)/shards}
+          batch_size: 2
+          num_workers: 2
+      """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    let r = try ranks(dir, "two")
+    #expect(r.allSatisfy { $0.code == 0 }, "\(r.map(\.err))")
+    #expect(r[0].out.contains("Indexed 1 shard: 8 samples"), "\(r[0].out)")
+    #expect(steps(r[0].out).count == 4, "2 steps an epoch on each rank: \(r[0].out)")
+    #expect(r[0].out.contains("All 2 replicas hold bitwise identical parameters"))
   }
 }

@@ -134,6 +134,29 @@ struct TestRandom: RandomNumberGenerator {
   }
 }
 
+extension EpochOrder {
+  /// Ranks take equal contiguous runs of the shard stream: disjoint, each from about 1/W of the
+  /// shards, the same count everywhere, and a single shard still feeds every rank.
+  @Test(arguments: [(6, 50, 4), (1, 9, 2), (3, 7, 5)]) func ranksSplitTheShardStream(shards: Int, each: Int, world: Int) {
+    let p = pairs(shards: shards, each: each)
+    let orders = (0..<world).map { rank -> [Int] in
+      var r = TestRandom(state: 9)
+      return WebDataset.epochOrder(p, rng: &r, rank: rank, worldSize: world, buffer: 40, initial: 10)
+    }
+    let per = p.count / world
+    #expect(orders.allSatisfy { $0.count == per })
+    #expect(Set(orders.joined()).count == per * world)
+    for o in orders { #expect(Set(o.map { $0 / each }).count <= (shards + world - 1) / world + 1) }
+    var one = TestRandom(state: 9)
+    let single = WebDataset.epochOrder(p, rng: &one, buffer: 40, initial: 10)
+    #expect(single.count == p.count)
+    // The runs, concatenated in rank order, hold the single process's stream (before its buffer).
+    var s = TestRandom(state: 9)
+    let stream = WebDataset.epochOrder(p, rng: &s, buffer: 1, initial: 1)
+    for (rank, o) in orders.enumerated() { #expect(Set(o) == Set(stream[(rank * per)..<((rank + 1) * per)])) }
+  }
+}
+
 @Suite struct Prefetching {
   @Test func batchesComeInOrderWhateverTheWorkers() {
     let batches = (0..<7).map { b in (0..<5).map { b * 5 + $0 } }

@@ -255,6 +255,15 @@ ck_error ck_all_gather_with_grad(ck_pg pg, ck_tensor in, ck_tensor *out);
 ck_error ck_neighbour_exchange(ck_pg pg, int to, int from, ck_tensor in, ck_tensor *out);
 // Sum over ranks; the backward sums the gradients over ranks too.
 ck_error ck_all_reduce_with_grad(ck_pg pg, ck_tensor in, ck_tensor *out);
+// Gradient averaging overlapped with backward (DDP's reducer): buckets of about bucket_bytes
+// start their all-reduce from post-accumulate-grad hooks as backward fills them. prepare() before
+// each backward, finish() after it (waits, divides by the world size, writes the gradients back).
+typedef struct ck_reducer_s *ck_reducer;
+ck_error ck_reducer_new(ck_pg pg, const ck_tensor *params, int64_t n, int64_t bucket_bytes, ck_reducer *out);
+ck_error ck_reducer_prepare(ck_reducer r);
+ck_error ck_reducer_finish(ck_reducer r, int *redone, int64_t *started_during_backward);
+int64_t ck_reducer_buckets(ck_reducer r);
+void ck_reducer_free(ck_reducer r);
 
 #ifdef __cplusplus
 }
