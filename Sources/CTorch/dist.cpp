@@ -359,6 +359,10 @@ struct ReducerState {
   std::vector<int64_t> bucketOf, slotOf;
   std::vector<Bucket> buckets;
   std::vector<char> seen;
+  // Parameters that got no gradient in the previous backward (unused ones, e.g. a wrapped model's
+  // own logit scale): their buckets do not wait for them, as DDP's find_unused_parameters. If one
+  // does get a gradient after its bucket started, the step is re-reduced (dirty).
+  std::vector<char> absent;
   std::mutex m;
   bool armed = false, dirty = false;
   size_t nextLaunch = 0;
@@ -382,13 +386,15 @@ struct ReducerState {
     std::lock_guard<std::mutex> lock(m);
     if (!armed) return;
     Bucket &b = buckets[bucketOf[i]];
-    if (seen[i] || b.work) { dirty = true; return; }
+    bool wasSeen = seen[i];
     seen[i] = 1;
+    if (wasSeen || b.work) { dirty = true; return; }
     at::NoGradGuard ng;
     const at::Tensor &g = params[i].grad();
     auto slice = b.flat.narrow(0, b.offsets[slotOf[i]], params[i].numel());
     if (g.defined()) slice.copy_(g.reshape(-1)); else slice.zero_();
-    if (--b.pending == 0) launchReady();
+    // A parameter expected to get no gradient was not counted in `pending`.
+    if (!absent[i] && --b.pending == 0) launchReady();
   }
 };
 
@@ -449,6 +455,7 @@ ck_error ck_reducer_new(ck_pg pg, const ck_tensor *params, int64_t n, int64_t bu
     b.flat = at::empty({b.offsets.back() + last.numel()}, last.options().requires_grad(false));
   }
   s->seen.assign(n, 0);
+  s->absent.assign(n, 0);
   for (int64_t i = 0; i < n; i++)
     torch::autograd::impl::set_post_acc_grad_hooks(s->params[i], std::make_unique<ArrivalHook>(s, i));
   *out = new ck_reducer_s{s};
@@ -461,10 +468,15 @@ ck_error ck_reducer_prepare(ck_reducer r) {
   if (!r) throw std::invalid_argument("null reducer");
   auto &s = *r->s;
   std::lock_guard<std::mutex> lock(s.m);
+  at::NoGradGuard ng;
   for (auto &b : s.buckets) {
     if (b.work) { try { b.work->wait(s.pg->timeout); } catch (...) {} }  // left by a step that failed
     b.work.reset();
-    b.pending = static_cast<int64_t>(b.members.size());
+    b.pending = 0;
+    for (size_t k = 0; k < b.members.size(); k++) {
+      if (!s.absent[b.members[k]]) { b.pending++; continue; }
+      b.flat.narrow(0, b.offsets[k], s.params[b.members[k]].numel()).zero_();
+    }
   }
   std::fill(s.seen.begin(), s.seen.end(), 0);
   s.nextLaunch = 0;
@@ -490,7 +502,6 @@ ck_error ck_reducer_finish(ck_reducer r, int *redone, int64_t *started_during_ba
     if (!b.work && b.pending > 0) {
       for (size_t k = 0; k < b.members.size(); k++) {
         if (s.seen[b.members[k]]) continue;
-        s.seen[b.members[k]] = 1;
         const at::Tensor &g = s.params[b.members[k]].grad();
         auto slice = b.flat.narrow(0, b.offsets[k], s.params[b.members[k]].numel());
         if (g.defined()) slice.copy_(g.reshape(-1)); else slice.zero_();
@@ -499,6 +510,7 @@ ck_error ck_reducer_finish(ck_reducer r, int *redone, int64_t *started_during_ba
     }
   }
   s.launchReady();
+  for (size_t i = 0; i < s.params.size(); i++) s.absent[i] = s.seen[i] ? 0 : 1;
   for (auto &b : s.buckets) wait(b.work, *s.pg);
   if (redone) *redone = s.dirty ? 1 : 0;
   if (s.dirty) {
