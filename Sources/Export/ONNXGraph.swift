@@ -11,15 +11,12 @@ public enum ExportError: Error, LocalizedError {
   case exists(String)
   case io(path: String, reason: String)
   case unsupported(String)
-  case naflex
 
   public var errorDescription: String? {
     switch self {
     case .exists(let p): return "\(p) already exists; export never overwrites (remove it or choose another export.onnx_file)"
     case .io(let p, let r): return "\(p): \(r)"
     case .unsupported(let m): return m
-    case .naflex:
-      return "SigLIP 2 NaFlex models take a variable number of patches and cannot be exported to ONNX (as in TAO); export a fixed-resolution SigLIP 2"
     }
   }
 }

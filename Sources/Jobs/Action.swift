@@ -50,7 +50,7 @@ func runAction(_ name: String, section: String, specFile: String, overrides: [St
     try runLocalRanks(envs)
     return
   }
-  if let a = config.model.adaptorName, !ModelRegistry.radioTypes.contains(config.model.type), !name.hasPrefix("deploy"), name != "gen_trt_engine" {
+  if let a = config.model.adaptorName, ModelRegistry.family(type: config.model.type, pretrainedDir: config.model.pretrainedDir)?.readsAdaptorName != true, !name.hasPrefix("deploy"), name != "gen_trt_engine" {
     print("note: model.adaptor_name=\(a) is read by RADIO-CLIP models only; \(config.model.type) does not use it (as in TAO)")
   }
   let dir = try resultsDir(for: section, action: name, spec: spec)

@@ -44,9 +44,7 @@ func runExport(_ ctx: ActionContext) throws {
 
   let bundle = try loadModel(ctx, checkpoint: cfg.checkpoint)
   let enc = bundle.encoder
-  if bundle.family == "siglip2-naflex" {
-    throw ExportError.naflex
-  }
+  if let refusal = bundle.exportRefusal { throw ExportError.unsupported(refusal) }
   let batch: ONNXDim = cfg.batchSize == -1 ? .symbolic("batch_size") : .fixed(cfg.batchSize)
   let (h, w, l) = (cfg.inputHeight, cfg.inputWidth, bundle.contextLength)
   let rawScale = try enc.logitScale.reshape([]).item(), rawBias = try enc.logitBias.reshape([]).item()

@@ -12,9 +12,9 @@ func loadModel(_ ctx: ActionContext, checkpoint: String?) throws -> CLIPBundle {
   let m = ctx.config.model
   // Embeddings are fp32: on a GPU, true fp32 (TF32 off), as TAO's export does too.
   try setMathMode(ctx.device, precision: "fp32")
-  let bundle = try ModelRegistry.load(type: m.type, pretrainedDir: m.pretrainedDir, canonicalize: m.canonicalizeText,
+  let bundle = try ModelRegistry.load(ModelLoadOptions(type: m.type, pretrainedDir: m.pretrainedDir, adaptorName: m.adaptorName, canonicalize: m.canonicalizeText,
                                       initLogitScale: m.initLogitScale, initLogitBias: m.initLogitBias,
-                                      weightsFromCheckpoint: checkpoint != nil, imageSize: m.imageSize, device: ctx.device)
+                                      weightsFromCheckpoint: checkpoint != nil, imageSize: m.imageSize, device: ctx.device))
   if let ckpt = checkpoint {
     guard FileManager.default.fileExists(atPath: ckpt) else { throw ActionError.input("checkpoint \(ckpt) does not exist") }
     try ModelRegistry.loadCheckpoint(ckpt, into: bundle)

@@ -45,10 +45,10 @@ func runTrain(_ ctx: ActionContext) throws {
   }
   let initScale = cfg.model.initLogitScale ?? (loss == .siglip ? 2.3026 : 2.6592)
   let initBias = cfg.model.initLogitBias ?? (loss == .siglip ? -10.0 : 0.0)
-  let bundle = try ModelRegistry.load(type: cfg.model.type, pretrainedDir: cfg.model.pretrainedDir, canonicalize: cfg.model.canonicalizeText,
+  let bundle = try ModelRegistry.load(ModelLoadOptions(type: cfg.model.type, pretrainedDir: cfg.model.pretrainedDir, adaptorName: cfg.model.adaptorName, canonicalize: cfg.model.canonicalizeText,
                                       initLogitScale: initScale, initLogitBias: initBias,
                                       randomInit: cfg.model.randomInit ? try Generator(seed: UInt64(max(t.seed, 0))) : nil,
-                                      imageSize: cfg.model.imageSize, device: device)
+                                      imageSize: cfg.model.imageSize, device: device))
   if let pre = t.pretrainedModelPath { try ModelRegistry.loadCheckpoint(pre, into: bundle); print("Loaded weights from \(pre)") }
   let adapter = bundle.encoder.module
   bundle.encoder.gradientCheckpointing = t.gradCheckpointing
@@ -154,7 +154,7 @@ func runTrain(_ ctx: ActionContext) throws {
   let augmentation = Augmentation(size: (w, h), scale: aug.scale, colorJitter: aug.colorJitter, grayscale: aug.grayscale)
   // As in TAO, SigLIP 2 trains on its Hugging Face processor's preprocessing: dataset.augmentation
   // is for RADIO and OpenCLIP only (TAO warns and ignores it too).
-  let augments = !bundle.family.hasPrefix("siglip")
+  let augments = bundle.trainsWithAugmentation
   if !augments && !augmentation.isIdentity {
     print("note: SigLIP models train on their processor's preprocessing, as in TAO: dataset.augmentation is not applied")
   }

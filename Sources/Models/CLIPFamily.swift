@@ -75,8 +75,14 @@ public enum Tower: String, Sendable { case vision, text, logit }
 
 /// A loaded model with the preprocessing that belongs to it.
 public final class CLIPBundle {
+  /// The family's name, for messages.
   public let family: String
   public let encoder: CLIPEncoder
+  /// TAO trains SigLIP on its processor's preprocessing and the other families on open_clip's
+  /// train transform (dataset.augmentation).
+  public var trainsWithAugmentation = true
+  /// Why this model cannot be exported to ONNX, when it cannot.
+  public var exportRefusal: String? = nil
   /// The eval transform (squash/crop to the model's fixed input); NaFlex models use `preprocess`.
   public let transform: ImageTransform
   public let preprocess: ImagePreprocessing
@@ -107,64 +113,6 @@ public final class CLIPBundle {
   }
 }
 
-/// The TAO adapter around a backbone: its own `logit_scale`/`logit_bias` parameters, so the state
-/// dict keys are TAO's (`logit_scale`, `backbone.inner.vision_model...`, prefixed `model.` in
-/// checkpoints).
-public final class SiglipAdapter: Module, CLIPEncoder {
-  @Child("backbone") var backbone: SiglipBackbone
-  @Param("logit_scale") public var logitScale: Tensor
-  @Param("logit_bias") public var logitBias: Tensor
-  public var module: Module { self }
-  public var inner: SiglipModel { backbone.inner }
-  public var gradientCheckpointing: Bool {
-    get { inner.gradientCheckpointing }
-    set { inner.gradientCheckpointing = newValue }
-  }
-
-  public init(_ model: SiglipModel, logitScale: Double, logitBias: Double) throws {
-    super.init()
-    backbone = SiglipBackbone(model)
-    self.logitScale = try Tensor.scalar(Float(logitScale)).moved(to: model.device)
-    self.logitBias = try Tensor.scalar(Float(logitBias)).moved(to: model.device)
-  }
-
-  /// Inputs arrive as host tensors and go to the model's device here.
-  public func encodeImages(_ pixels: Tensor) throws -> Tensor { try inner.imageFeatures(pixels.upload(to: logitScale.device)).l2Normalized() }
-  public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor {
-    guard let first = inputs.first else { throw ModelError.input("no images to encode") }
-    switch first {
-    case .pixels: return try encodeImages(try ImageInput.pixelBatch(inputs, for: logitScale.device))
-    case .patches(let p0, let m0, _):
-      var flat: [Float] = [], masks: [Int64] = [], grids: [(Int, Int)] = []
-      for i in inputs {
-        guard case .patches(let p, let m, let g) = i, p.count == p0.count, m.count == m0.count else {
-          throw ModelError.input("mixed image inputs in one batch")
-        }
-        flat += p; masks += m; grids.append(g)
-      }
-      let n = m0.count
-      let patches = try Tensor(flat, shape: [inputs.count, n, p0.count / n]).upload(to: logitScale.device)
-      let mask = try Tensor(masks, shape: [inputs.count, n]).upload(to: logitScale.device)
-      return try inner.imageFeatures(patches: patches, mask: mask, shapes: grids).l2Normalized()
-    }
-  }
-  public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor {
-    let device = logitScale.device
-    return try inner.textFeatures(ids.upload(to: device), attentionMask: attentionMask?.upload(to: device)).l2Normalized()
-  }
-  public func tower(of parameter: String) -> Tower {
-    parameter.hasPrefix("backbone.inner.vision_model.") ? .vision : parameter.hasPrefix("backbone.inner.text_model.") ? .text : .logit
-  }
-}
-
-public final class SiglipBackbone: Module {
-  @Child("inner") var inner: SiglipModel
-  init(_ m: SiglipModel) {
-    super.init()
-    inner = m
-  }
-}
-
 public enum ModelRegistryError: Error, LocalizedError {
   case unknownType(String, known: [String])
   case notImplemented(type: String, reason: String)
@@ -178,63 +126,80 @@ public enum ModelRegistryError: Error, LocalizedError {
   }
 }
 
-/// model.type → family and pretrained source.
-public enum ModelRegistry {
-  public static let siglip2Types = ["siglip2-so400m-patch14-224", "siglip2-so400m-patch14-384", "siglip2-so400m-patch16-256",
-                                    "siglip2-so400m-patch16-384", "siglip2-so400m-patch16-512", "siglip2-so400m-patch16-naflex"]
-  public static let radioTypes = ["c-radio_v3-b", "c-radio_v3-l", "c-radio_v3-h", "c-radio_v3-g"]
-  public static let openCLIPTypes = ["ViT-L-14-SigLIP-CLIPA-224", "ViT-L-14-SigLIP-CLIPA-336", "ViT-H-14-SigLIP-CLIPA-224",
-                                     "ViT-H-14-SigLIP-CLIPA-336", "ViT-H-14-SigLIP-CLIPA-574"]
+/// What loading a model needs: the spec's model section and the run's choices.
+public struct ModelLoadOptions {
+  public var type: String
+  /// A local model directory (model.pretrained_dir); nil = the family's caches.
+  public var pretrainedDir: String?
+  /// model.adaptor_name (RADIO-CLIP's text adaptor).
+  public var adaptorName: String?
+  public var canonicalize: Bool
+  /// The adapter's logit scale (log space) and bias; the pretrained model's own when nil.
+  public var initLogitScale: Double?
+  public var initLogitBias: Double?
+  /// Random weights from this generator instead of pretrained ones.
+  public var randomInit: Generator?
+  /// A checkpoint will replace every weight: build the architecture only.
+  public var weightsFromCheckpoint: Bool
+  /// TAO's model.image_size: the transform size of its OpenCLIP and RADIO types.
+  public var imageSize: Int?
+  public var device: Device
 
-  /// Loads the pretrained model for `type` (or the architecture in `pretrainedDir`), wrapped in
-  /// the TAO adapter. Logit scale/bias: `initLogitScale`/`initLogitBias` when given, else the
-  /// pretrained model's own values.
-  /// `imageSize`: TAO's `model.image_size`, the transform size of its OpenCLIP (and RADIO) types.
-  public static func load(type: String, pretrainedDir: String?, canonicalize: Bool,
-                          initLogitScale: Double? = nil, initLogitBias: Double? = nil,
-                          randomInit: Generator? = nil, weightsFromCheckpoint: Bool = false, imageSize: Int? = nil,
-                          device: Device = .cpu) throws -> CLIPBundle {
-    // Before any directory is looked at: a RADIO type names an architecture a SigLIP or OpenCLIP
-    // directory does not have.
-    if radioTypes.contains(type) {
-      throw ModelRegistryError.notImplemented(type: type, reason: "the RADIO-CLIP family is not supported yet (model.pretrained_dir cannot stand in for it)")
+  public init(type: String, pretrainedDir: String? = nil, adaptorName: String? = nil, canonicalize: Bool = false,
+              initLogitScale: Double? = nil, initLogitBias: Double? = nil, randomInit: Generator? = nil,
+              weightsFromCheckpoint: Bool = false, imageSize: Int? = nil, device: Device = .cpu) {
+    self.type = type
+    self.pretrainedDir = pretrainedDir
+    self.adaptorName = adaptorName
+    self.canonicalize = canonicalize
+    self.initLogitScale = initLogitScale
+    self.initLogitBias = initLogitBias
+    self.randomInit = randomInit
+    self.weightsFromCheckpoint = weightsFromCheckpoint
+    self.imageSize = imageSize
+    self.device = device
+  }
+}
+
+/// A model family: one folder under Sources/Models and one entry in `ModelRegistry.families`.
+public protocol CLIPFamily {
+  /// The `model.type` values the family owns (listed in errors).
+  static var types: [String] { get }
+  /// Whether this family loads `type` / `pretrainedDir` (its own types, or a directory in its format).
+  static func claims(type: String, pretrainedDir: String?) -> Bool
+  static func load(_ options: ModelLoadOptions) throws -> CLIPBundle
+  /// The eval transform of an exported graph of `type` at height × width (a deployment has no
+  /// model directory to read it from).
+  static func deployedTransform(height: Int, width: Int) -> ImageTransform
+  /// Whether model.adaptor_name means something to the family.
+  static var readsAdaptorName: Bool { get }
+}
+
+extension CLIPFamily {
+  public static var readsAdaptorName: Bool { false }
+  /// open_clip's eval transform as TAO runs it for RADIO and OpenCLIP: shortest side (Pillow,
+  /// bicubic) + centre crop, OpenAI CLIP statistics.
+  public static func deployedTransform(height: Int, width: Int) -> ImageTransform {
+    ImageTransform(resize: .shortestPillow(size: height), filter: .bicubic, mean: [0.48145466, 0.4578275, 0.40821073],
+                   std: [0.26862954, 0.26130258, 0.27577711])
+  }
+}
+
+/// model.type (or the directory) → family.
+public enum ModelRegistry {
+  /// In claiming order: a RADIO type never falls through to a directory of another format.
+  public static let families: [any CLIPFamily.Type] = [RADIOFamily.self, OpenCLIPFamily.self, SiglipFamily.self]
+
+  public static func family(type: String, pretrainedDir: String?) -> (any CLIPFamily.Type)? {
+    families.first { $0.claims(type: type, pretrainedDir: pretrainedDir) }
+  }
+
+  /// Loads the pretrained model (or the architecture) wrapped in TAO's adapter.
+  public static func load(_ o: ModelLoadOptions) throws -> CLIPBundle {
+    guard let f = family(type: o.type, pretrainedDir: o.pretrainedDir) else {
+      throw ModelRegistryError.unknownType(o.type, known: families.flatMap { $0.types })
     }
-    if openCLIPTypes.contains(type) || pretrainedDir.map(OpenCLIPFamily.isModelDirectory) == true {
-      return try OpenCLIPFamily.load(type: type, pretrainedDir: pretrainedDir, canonicalize: canonicalize, initLogitScale: initLogitScale,
-                                     initLogitBias: initLogitBias, randomInit: randomInit, weightsFromCheckpoint: weightsFromCheckpoint,
-                                     imageSize: openCLIPTypes.contains(type) ? imageSize : nil, device: device)
-    }
-    if pretrainedDir == nil && !siglip2Types.contains(type) {
-      throw ModelRegistryError.unknownType(type, known: siglip2Types + radioTypes + openCLIPTypes)
-    }
-    let dir = try PretrainedLocator.directory(repo: "google/\(type)", pretrainedDir: pretrainedDir)
-    // A checkpoint that will replace every weight needs only the architecture.
-    let model = weightsFromCheckpoint ? try SiglipModel.fromConfig(dir, initialize: Initialization.empty.on(device))
-      : try randomInit.map { try SiglipModel.fromConfig(dir, initialize: Initialization.random($0).on(device)) } ?? SiglipModel.fromPretrained(dir, device: device)
-    if weightsFromCheckpoint { model.eval() }
-    let scale = weightsFromCheckpoint ? 0 : try initLogitScale ?? model.logitScale.reshape([]).item()
-    let bias = weightsFromCheckpoint ? 0 : try initLogitBias ?? model.logitBias.reshape([]).item()
-    let adapter = try SiglipAdapter(model, logitScale: scale, logitBias: bias)
-    adapter.eval()
-    let tokenizer = try Tokenizer(directory: dir)
-    let ctx = model.config.textConfig.maxPositionEmbeddings
-    let processor = try ImageProcessorConfig.load(dir, defaultSize: model.config.visionConfig.imageSize)
-    let preprocess: ImagePreprocessing
-    if model.isNaFlex {
-      let naflex = try NaFlexProcessorConfig.load(dir).transform
-      // The patch embedding is a Linear over 3·P² values: both files must agree on P.
-      guard naflex.patchSize == model.config.visionConfig.patchSize else {
-        throw ModelError.config(file: dir + "/preprocessor_config.json",
-                                reason: "patch_size \(naflex.patchSize) differs from config.json's vision_config.patch_size \(model.config.visionConfig.patchSize)")
-      }
-      preprocess = .naflex(naflex)
-    } else {
-      preprocess = .fixed(processor.transform)
-    }
-    return CLIPBundle(family: model.isNaFlex ? "siglip2-naflex" : "siglip", encoder: adapter, transform: processor.transform,
-                      preprocess: preprocess, contextLength: ctx, canonicalize: canonicalize, source: dir) { texts in
-      try tokenizer(texts, maxLength: ctx, padding: .maxLength, truncation: true)
-    }
+    return try f.load(o)
   }
 
   /// Loads a TAO/ClipKit checkpoint (`.pth` with `state_dict` keyed `model.…`, or `.safetensors`)
@@ -251,7 +216,7 @@ public enum ModelRegistry {
       tensors = Dictionary(uniqueKeysWithValues: tensors.map { (String($0.key.dropFirst(6)), $0.value) })
     }
     tensors = try bundle.encoder.adapterKeys(tensors)
-    // The HF model's own logit parameters ride along inside the backbone; keep them if present.
+    // Non-persistent buffers some writers keep (HF position_ids) are not weights.
     try bundle.encoder.module.load(stateDict: tensors.filter { !$0.key.hasSuffix("position_ids") }, source: path)
   }
 }

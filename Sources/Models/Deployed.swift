@@ -174,12 +174,10 @@ extension CLIPBundle {
     let enc = try DeployedEncoder(vision: v, text: t, combined: combined != nil)
     let (c, h, w) = enc.imageShape
     guard c == 3 else { throw ModelError.input("\(v?.path ?? "model"): image input has \(c) channels, expected 3") }
-    // §7.3: SigLIP squashes bilinearly with mean/std 0.5; RADIO/OpenCLIP use Pillow's shortest
-    // side + centre crop, bicubic, OpenAI CLIP statistics.
-    let transform = modelType.hasPrefix("siglip")
-      ? ImageTransform(resize: .squash(width: w, height: h), filter: .bilinear, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])
-      : ImageTransform(resize: .shortestPillow(size: h), filter: .bicubic, mean: [0.48145466, 0.4578275, 0.40821073],
-                       std: [0.26862954, 0.26130258, 0.27577711])
+    // The family of the exported model.type decides the eval transform (SigLIP squashes; RADIO
+    // and OpenCLIP crop); a type no family owns gets open_clip's.
+    let family = ModelRegistry.family(type: modelType, pretrainedDir: nil) ?? OpenCLIPFamily.self
+    let transform = family.deployedTransform(height: h, width: w)
     let tokenizer = try Tokenizer(directory: tokenizerDir)
     let l = enc.textLength
     return CLIPBundle(family: "deployed", encoder: enc, transform: transform, preprocess: .fixed(transform), contextLength: l,

@@ -104,8 +104,8 @@ struct BenchEmbed: ParsableCommand {
     let device = try benchDevice(self.device)
     let cast = try benchAutocast(precision)
     Torch.threads = threads
-    let bundle = try ModelRegistry.load(type: "bench", pretrainedDir: model, canonicalize: false,
-                                        randomInit: randomInit ? try Generator(seed: 0) : nil, device: device)
+    let bundle = try ModelRegistry.load(ModelLoadOptions(type: "bench", pretrainedDir: model, canonicalize: false,
+                                        randomInit: randomInit ? try Generator(seed: 0) : nil, device: device))
     let files = try walkImages(images)
     guard !files.isEmpty else { throw ValidationError("no images under \(images)") }
     let embedder = Embedder(bundle: bundle, batchSize: batchSize, workers: workers ?? threads)
@@ -150,8 +150,8 @@ struct BenchTrain: ParsableCommand {
     let device = try benchDevice(self.device)
     let cast = try benchAutocast(precision)
     Torch.threads = threads
-    let bundle = try ModelRegistry.load(type: "bench", pretrainedDir: model, canonicalize: false, initLogitScale: 2.3026,
-                                        initLogitBias: -10, randomInit: try Generator(seed: 0), device: device)
+    let bundle = try ModelRegistry.load(ModelLoadOptions(type: "bench", pretrainedDir: model, canonicalize: false, initLogitScale: 2.3026,
+                                        initLogitBias: -10, randomInit: try Generator(seed: 0), device: device))
     let adapter = bundle.encoder.module
     adapter.train()
     let groups = parameterGroups(bundle.encoder, optim: try Spec.load(yaml: "").config().train.optim)
@@ -247,8 +247,8 @@ struct BenchParity: ParsableCommand {
   func run() throws {
     let device = try benchDevice(self.device)
     try Torch.setTF32(matmul: false, cudnn: false)
-    let cpu = try ModelRegistry.load(type: "parity", pretrainedDir: model, canonicalize: false)
-    let gpu = try ModelRegistry.load(type: "parity", pretrainedDir: model, canonicalize: false, device: device)
+    let cpu = try ModelRegistry.load(ModelLoadOptions(type: "parity", pretrainedDir: model, canonicalize: false))
+    let gpu = try ModelRegistry.load(ModelLoadOptions(type: "parity", pretrainedDir: model, canonicalize: false, device: device))
     let decoder = ImageDecoder()
     let inputs = try walkImages(images).map { cpu.preprocess(try decoder.decode(file: $0)) }
     guard !inputs.isEmpty else { throw ValidationError("no images under \(images)") }

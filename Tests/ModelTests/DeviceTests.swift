@@ -8,8 +8,8 @@ import Torch
 @Suite struct ModelsAreBuiltOnTheirDevice {
   @Test(arguments: ["tiny_siglip", "tiny_siglip2_naflex", "tiny_nvclip"])
   func metaAndCPUHoldEveryTensor(_ name: String) throws {
-    let meta = try ModelRegistry.load(type: name, pretrainedDir: MFx.model(name), canonicalize: false, weightsFromCheckpoint: true, device: .meta)
-    let cpu = try ModelRegistry.load(type: name, pretrainedDir: MFx.model(name), canonicalize: false, device: .cpu)
+    let meta = try ModelRegistry.load(ModelLoadOptions(type: name, pretrainedDir: MFx.model(name), canonicalize: false, weightsFromCheckpoint: true, device: .meta))
+    let cpu = try ModelRegistry.load(ModelLoadOptions(type: name, pretrainedDir: MFx.model(name), canonicalize: false, device: .cpu))
     let metaSlots = meta.encoder.module.namedSlots().compactMap { k, s in s.tensor.map { (k, $0) } }
     let cpuSlots = cpu.encoder.module.namedSlots().compactMap { k, s in s.tensor.map { (k, $0) } }
     #expect(metaSlots.count > 10 && metaSlots.count == cpuSlots.count)

@@ -11,8 +11,8 @@ import Torch
   @Test func nvclipFeaturesTokensPixelsAndLogits() throws {
     let dir = MFx.model("tiny_nvclip")
     let ref = try Safetensors.read(dir + "/reference.safetensors").dictionary
-    let bundle = try ModelRegistry.load(type: "ViT-L-14-SigLIP-CLIPA-224", pretrainedDir: dir, canonicalize: false)
-    #expect(bundle.family == "openclip" && bundle.contextLength == 16)
+    let bundle = try ModelRegistry.load(ModelLoadOptions(type: "ViT-L-14-SigLIP-CLIPA-224", pretrainedDir: dir, canonicalize: false))
+    #expect(bundle.family == "OpenCLIP" && bundle.contextLength == 16)
     let enc = bundle.encoder as! OpenCLIPAdapter
     try noGrad {
       let img = try enc.model.imageFeatures(ref["pixel_values"]!)
@@ -66,7 +66,7 @@ import Torch
     let weights = try OpenCLIPFamily.weights(in: dir)
     let ckpt = NSTemporaryDirectory() + "oc-\(UUID().uuidString).safetensors"
     try Safetensors.write(weights.map { ("module." + $0.key, $0.value) }.sorted { $0.0 < $1.0 }, to: ckpt)
-    let bundle = try ModelRegistry.load(type: "ViT-L-14-SigLIP-CLIPA-224", pretrainedDir: dir, canonicalize: false, weightsFromCheckpoint: true)
+    let bundle = try ModelRegistry.load(ModelLoadOptions(type: "ViT-L-14-SigLIP-CLIPA-224", pretrainedDir: dir, canonicalize: false, weightsFromCheckpoint: true))
     try ModelRegistry.loadCheckpoint(ckpt, into: bundle)
     let ref = try Safetensors.read(dir + "/reference.safetensors").dictionary
     let enc = bundle.encoder as! OpenCLIPAdapter
@@ -88,11 +88,11 @@ import Torch
     try FileManager.default.copyItem(atPath: MFx.model("tiny_openai_clip"), toPath: dir)
     let vocab = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
       .appendingPathComponent("TokenizerTests/Fixtures/bpe_simple_vocab_16e6.txt.gz").path
-    do { _ = try ModelRegistry.load(type: "x", pretrainedDir: dir, canonicalize: false); Issue.record("no tokenizer accepted") } catch {
+    do { _ = try ModelRegistry.load(ModelLoadOptions(type: "x", pretrainedDir: dir, canonicalize: false)); Issue.record("no tokenizer accepted") } catch {
       #expect("\(error.localizedDescription)".contains("bpe_simple_vocab_16e6.txt.gz"))
     }
     try FileManager.default.copyItem(atPath: vocab, toPath: dir + "/bpe_simple_vocab_16e6.txt.gz")
-    let bundle = try ModelRegistry.load(type: "x", pretrainedDir: dir, canonicalize: false)
+    let bundle = try ModelRegistry.load(ModelLoadOptions(type: "x", pretrainedDir: dir, canonicalize: false))
     let ids = try bundle.tokenize(["A photo of a CAT."]).ids[0]
     #expect(ids.count == 12 && ids.first == 49406 && ids.contains(49407) && ids.last == 0)
     #expect(ids == (try CLIPBPETokenizer(bpePath: vocab, contextLength: 12))(["a photo of a cat."])[0])
@@ -102,7 +102,7 @@ import Torch
     let dir = MFx.model("tiny_nvclip")
     let ref = try Safetensors.read(dir + "/reference.safetensors").dictionary
     func grads(_ checkpointing: Bool) throws -> [String: [Float]] {
-      let bundle = try ModelRegistry.load(type: "x", pretrainedDir: dir, canonicalize: false)
+      let bundle = try ModelRegistry.load(ModelLoadOptions(type: "x", pretrainedDir: dir, canonicalize: false))
       let m = bundle.encoder.module
       m.train()
       bundle.encoder.gradientCheckpointing = checkpointing

@@ -61,7 +61,7 @@ func cosineAndMaxDiff(_ a: Tensor, _ b: Tensor) throws -> (minCos: Double, maxAb
 
 @Suite struct TAOCheckpoints {
   @Test func pthCheckpointLoadsIntoTheAdapter() throws {
-    let bundle = try ModelRegistry.load(type: "x", pretrainedDir: MFx.model("tiny_siglip"), canonicalize: false)
+    let bundle = try ModelRegistry.load(ModelLoadOptions(type: "x", pretrainedDir: MFx.model("tiny_siglip"), canonicalize: false))
     try ModelRegistry.loadCheckpoint(MFx.dir + "/tiny_siglip_tao.pth", into: bundle)
     #expect(try bundle.encoder.logitScale.item() == 2.5)
     #expect(try bundle.encoder.logitBias.item() == -7.0)
@@ -78,7 +78,7 @@ func cosineAndMaxDiff(_ a: Tensor, _ b: Tensor) throws -> (minCos: Double, maxAb
   }
 
   @Test func wrongCheckpointsAreRefusedWithTheKeys() throws {
-    let bundle = try ModelRegistry.load(type: "x", pretrainedDir: MFx.model("tiny_siglip"), canonicalize: false)
+    let bundle = try ModelRegistry.load(ModelLoadOptions(type: "x", pretrainedDir: MFx.model("tiny_siglip"), canonicalize: false))
     do {
       try ModelRegistry.loadCheckpoint(MFx.model("tiny_siglip") + "/reference.safetensors", into: bundle)
       Issue.record("accepted a file that is not a checkpoint of this model")
@@ -127,7 +127,7 @@ func cosineAndMaxDiff(_ a: Tensor, _ b: Tensor) throws -> (minCos: Double, maxAb
   @Test(arguments: [false, true]) func sameGradientsWithAndWithoutRecomputation(bf16: Bool) throws {
     let ref = try Safetensors.read(MFx.model("tiny_siglip") + "/reference.safetensors").dictionary
     func grads(_ checkpointing: Bool) throws -> [String: [Float]] {
-      let bundle = try ModelRegistry.load(type: "x", pretrainedDir: MFx.model("tiny_siglip"), canonicalize: false)
+      let bundle = try ModelRegistry.load(ModelLoadOptions(type: "x", pretrainedDir: MFx.model("tiny_siglip"), canonicalize: false))
       let m = bundle.encoder.module
       m.train()
       bundle.encoder.gradientCheckpointing = checkpointing
@@ -261,7 +261,7 @@ func alteredModel(_ name: String, config: [String: [String: Any?]] = [:], prepro
     }
     let dir = try alteredModel("tiny_siglip2_naflex", preprocessor: ["patch_size": 8])
     expectConfigError(dir, "preprocessor_config.json", "patch_size 8 differs from config.json's vision_config.patch_size 4") {
-      _ = try ModelRegistry.load(type: "siglip2-so400m-patch16-naflex", pretrainedDir: dir, canonicalize: false)
+      _ = try ModelRegistry.load(ModelLoadOptions(type: "siglip2-so400m-patch16-naflex", pretrainedDir: dir, canonicalize: false))
     }
   }
 }

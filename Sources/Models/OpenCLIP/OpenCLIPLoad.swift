@@ -75,7 +75,14 @@ public final class OpenCLIPBackbone: Module {
   }
 }
 
-public enum OpenCLIPFamily {
+public enum OpenCLIPFamily: CLIPFamily {
+  public static var types: [String] { taoConfigs.keys.sorted() }
+
+  /// TAO's NV-CLIP types, or an open_clip model directory.
+  public static func claims(type: String, pretrainedDir: String?) -> Bool {
+    taoConfigs[type] != nil || pretrainedDir.map(isModelDirectory) == true
+  }
+
   /// TAO's NV-CLIP types (open_clip CLIPA layout with fixed sin-cos positions and a logit bias).
   public static let taoConfigs: [String: OpenCLIPConfig] = {
     func nvclip(_ size: Int, large: Bool, context: Int = 77) -> OpenCLIPConfig {
@@ -146,9 +153,10 @@ public enum OpenCLIPFamily {
 
   /// A bundle for `type` / `pretrainedDir`. `initLogitScale/Bias` override the model's values
   /// (TAO's NV-CLIP presets are log 10 and -10).
-  /// `imageSize`: the eval/train size (TAO's model.image_size for its types); the model's own by default.
-  static func load(type: String, pretrainedDir: String?, canonicalize: Bool, initLogitScale: Double?, initLogitBias: Double?,
-                   randomInit: Generator?, weightsFromCheckpoint: Bool, imageSize: Int? = nil, device: Device = .cpu) throws -> CLIPBundle {
+  public static func load(_ o: ModelLoadOptions) throws -> CLIPBundle {
+    let (type, pretrainedDir, randomInit, weightsFromCheckpoint) = (o.type, o.pretrainedDir, o.randomInit, o.weightsFromCheckpoint)
+    // model.image_size applies to TAO's own types; a directory's model keeps its size.
+    let imageSize = taoConfigs[type] != nil ? o.imageSize : nil
     let file: OpenCLIPFile
     var source: String
     if let dir = pretrainedDir {
@@ -163,13 +171,13 @@ public enum OpenCLIPFamily {
     let cfg = file.modelCfg
     let path = (pretrainedDir ?? ".") + "/open_clip_config.json"
     let fromWeights = pretrainedDir != nil && randomInit == nil && !weightsFromCheckpoint
-    let model = try OpenCLIPModel(cfg, file: path, initialize: (fromWeights || weightsFromCheckpoint ? Initialization.empty : .random(randomInit)).on(device))
+    let model = try OpenCLIPModel(cfg, file: path, initialize: (fromWeights || weightsFromCheckpoint ? Initialization.empty : .random(randomInit)).on(o.device))
     if fromWeights {
       try model.load(stateDict: try weights(in: pretrainedDir!), assign: true, source: pretrainedDir!)
     } else if weightsFromCheckpoint {
       source = pretrainedDir ?? type
     }
-    let adapter = try OpenCLIPAdapter(model, logitScale: weightsFromCheckpoint ? 0 : initLogitScale, logitBias: weightsFromCheckpoint ? 0 : initLogitBias)
+    let adapter = try OpenCLIPAdapter(model, logitScale: weightsFromCheckpoint ? 0 : o.initLogitScale, logitBias: weightsFromCheckpoint ? 0 : o.initLogitBias)
     adapter.eval()
 
     let ctx = cfg.text.contextLength
@@ -223,7 +231,7 @@ public enum OpenCLIPFamily {
     let transform = ImageTransform(resize: resize, filter: p?.interpolation == "bilinear" ? .bilinear : .bicubic,
                                    mean: try three(p?.mean, "mean") ?? [0.48145466, 0.4578275, 0.40821073],
                                    std: try three(p?.std, "std") ?? [0.26862954, 0.26130258, 0.27577711])
-    return CLIPBundle(family: "openclip", encoder: adapter, transform: transform, preprocess: .fixed(transform), contextLength: ctx,
-                      canonicalize: canonicalize, source: source, tokenizerDirectory: tokDir, tokenize: tokenize)
+    return CLIPBundle(family: "OpenCLIP", encoder: adapter, transform: transform, preprocess: .fixed(transform), contextLength: ctx,
+                      canonicalize: o.canonicalize, source: source, tokenizerDirectory: tokDir, tokenize: tokenize)
   }
 }

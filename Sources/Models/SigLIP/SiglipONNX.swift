@@ -60,7 +60,7 @@ extension SiglipModel {
   func onnxImageFeatures(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
     let v = vision, key = "vision_model"
     guard let emb = v.embeddings else {
-      throw ExportError.naflex
+      throw ExportError.unsupported(SiglipFamily.naflexExportRefusal)
     }
     let p = emb.patchSize
     guard height % p == 0 && width % p == 0 && height >= p && width >= p else {
