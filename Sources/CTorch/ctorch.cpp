@@ -776,6 +776,24 @@ ck_error ck_interpolate(ck_tensor h, int64_t oh, int64_t ow, int mode, int align
                         int antialias, ck_tensor *out) {
   return ck_interpolate_scaled(h, oh, ow, mode, align_corners, antialias, NAN, NAN, out);
 }
+ck_error ck_grid_sample(ck_tensor x, ck_tensor grid, int mode, int padding, int align_corners, ck_tensor *out) {
+  CK_BEGIN
+  if (mode < 0 || mode > 2 || padding < 0 || padding > 2) throw std::invalid_argument("grid_sample: bad mode or padding");
+  put(out, at::grid_sampler(T(x), T(grid), mode, padding, align_corners != 0));
+  CK_END
+}
+ck_error ck_bernoulli(ck_tensor like, const int64_t *shape, int64_t ndim, double p, ck_tensor *out) {
+  CK_BEGIN
+  if (!(p >= 0 && p <= 1)) throw std::invalid_argument("bernoulli: p must be in [0, 1]");
+  put(out, at::empty(ints(shape, ndim), T(like).options()).bernoulli_(p));
+  CK_END
+}
+ck_error ck_linspace(double start, double end, int64_t steps, int device_type, int device_index, ck_tensor *out) {
+  CK_BEGIN
+  if (steps < 0) throw std::invalid_argument("linspace: negative steps");
+  put(out, at::linspace(start, end, steps, at::TensorOptions().dtype(at::kFloat).device(device(device_type, device_index))));
+  CK_END
+}
 ck_error ck_dropout(ck_tensor x, double p, int train, ck_tensor *out) {
   CK_BEGIN
   put(out, at::dropout(T(x), p, train != 0));

@@ -85,8 +85,10 @@ public struct Embedder {
       let enc = try bundle.tokenize(chunk)
       let ids = try Tensor(enc.ids.flatMap { $0.map(Int64.init) }, shape: [chunk.count, enc.ids[0].count])
       // SigLIP was trained without a text attention mask (pads are attended), as transformers'
-      // get_text_features is called in its docs; the mask is not passed.
-      let emb = try noGrad { try bundle.encoder.encodeTexts(ids, attentionMask: nil) }
+      // get_text_features is called in its docs; the mask goes only to towers TAO gives it to.
+      let mask = bundle.encoder.usesTextAttentionMask
+        ? try Tensor(enc.attentionMask.flatMap { $0.map(Int64.init) }, shape: [chunk.count, enc.ids[0].count]) : nil
+      let emb = try noGrad { try bundle.encoder.encodeTexts(ids, attentionMask: mask) }
       dim = emb.size(1)
       out += try emb.floats()
       progress.advance(chunk.count)

@@ -275,13 +275,15 @@ func runTrain(_ ctx: ActionContext) throws {
       let inputs = ok.map { slots[$0]! }
       let enc = try bundle.tokenize(ok.map { trainPairs[idx[$0]].caption })
       let ids = try Tensor(enc.ids.flatMap { $0.map(Int64.init) }, shape: [ok.count, enc.ids[0].count])
+      let mask = bundle.encoder.usesTextAttentionMask
+        ? try Tensor(enc.attentionMask.flatMap { $0.map(Int64.init) }, shape: [ok.count, enc.ids[0].count]) : nil
       for g in optimizer.groups.indices {
         optimizer.groups[g].lr = scheduledLR(base: optimizer.groups[g].baseLR, step: globalStep, warmup: t.optim.warmupSteps,
                                              total: totalSteps, kind: t.optim.scheduler)
       }
       let lossValue = try autocast(device, dtype: scaler != nil ? .float16 : .bfloat16, enabled: t.precision != "fp32") { () throws -> Tensor in
         let img = try bundle.encoder.encodeImages(inputs).to(.float32)
-        let txt = try bundle.encoder.encodeTexts(ids, attentionMask: nil).to(.float32)
+        let txt = try bundle.encoder.encodeTexts(ids, attentionMask: mask).to(.float32)
         return try rankLoss(loss, distImpl: t.siglipLossDistImpl, image: img, text: txt, logitScale: bundle.encoder.logitScale,
                             logitBias: bundle.encoder.logitBias, group: group)
       }
@@ -331,7 +333,7 @@ func runTrain(_ ctx: ActionContext) throws {
       if t.checkpointIntervalUnit == "step" && globalStep % t.checkpointInterval == 0 {
         let path = ctx.resultsDir + "/step_\(globalStep).pth"
         if isMain {
-          try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep, worldSize: world)
+          try saveCheckpoint(path, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep, worldSize: world)
           try linkLatest(ctx.resultsDir, to: "step_\(globalStep).pth")
         }
         try group?.barrier()
@@ -367,7 +369,7 @@ func runTrain(_ ctx: ActionContext) throws {
     if t.checkpointIntervalUnit == "epoch" && (epoch + 1) % t.checkpointInterval == 0 || epoch + 1 == t.numEpochs {
       let path = ctx.resultsDir + "/epoch_\(epoch + 1).pth"
       if isMain {
-        try saveCheckpoint(path, adapter: adapter, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep, worldSize: world)
+        try saveCheckpoint(path, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep, worldSize: world)
         try linkLatest(ctx.resultsDir, to: "epoch_\(epoch + 1).pth")
         print("  saved \(path)")
       }

@@ -1,4 +1,5 @@
 import Foundation
+import Models
 import Torch
 import Training
 
@@ -7,8 +8,8 @@ import Training
 
 /// Writes `state_dict` (TAO keys), `optimizer_states` (torch AdamW's state and param groups),
 /// `epoch`, `global_step` and, for fp16, the loss scaler's state.
-func saveCheckpoint(_ path: String, adapter: Module, optimizer: AdamW, scaler: GradScaler?, epoch: Int, globalStep: Int, worldSize: Int = 1) throws {
-  let sd = adapter.stateDict().map { (PickleOut.string("model." + $0.0), PickleOut.tensor($0.1)) }
+func saveCheckpoint(_ path: String, encoder: CLIPEncoder, optimizer: AdamW, scaler: GradScaler?, epoch: Int, globalStep: Int, worldSize: Int = 1) throws {
+  let sd = encoder.checkpointStateDict().map { (PickleOut.string("model." + $0.0), PickleOut.tensor($0.1)) }
   var names: [String] = []
   var groups: [PickleOut] = []
   for g in optimizer.groups {

@@ -65,10 +65,17 @@ public protocol CLIPEncoder: AnyObject {
   /// A checkpoint's tensors keyed as this adapter's modules (after TAO's `model.` prefix is gone):
   /// families map the layouts their own libraries write.
   func adapterKeys(_ tensors: [String: Tensor]) throws -> [String: Tensor]
+  /// Whether the text tower takes the tokenizer's attention mask (else callers may pass nil).
+  var usesTextAttentionMask: Bool { get }
+  /// The tensors a checkpoint holds, under TAO's keys (the module's state dict, plus any
+  /// aliases TAO's layout repeats).
+  func checkpointStateDict() -> [(String, Tensor)]
 }
 
 extension CLIPEncoder {
   public func adapterKeys(_ tensors: [String: Tensor]) throws -> [String: Tensor] { tensors }
+  public var usesTextAttentionMask: Bool { false }
+  public func checkpointStateDict() -> [(String, Tensor)] { module.stateDict() }
 }
 
 public enum Tower: String, Sendable { case vision, text, logit }

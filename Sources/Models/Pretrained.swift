@@ -18,7 +18,8 @@ public enum PretrainedLocator {
 
   /// The snapshot directory of `repo` ("google/siglip2-so400m-patch16-256") in the hub cache: the
   /// revision refs/main names, else the most recently modified snapshot.
-  public static func cachedSnapshot(repo: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+  public static func cachedSnapshot(repo: String, configFile: String = "config.json",
+                                    environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
     let folder = "models--" + repo.replacingOccurrences(of: "/", with: "--")
     let fm = FileManager.default
     for cache in hubCacheDirectories(environment: environment) {
@@ -26,10 +27,10 @@ public enum PretrainedLocator {
       let snapshots = (root as NSString).appendingPathComponent("snapshots")
       if let ref = try? String(contentsOfFile: root + "/refs/main", encoding: .utf8) {
         let dir = (snapshots as NSString).appendingPathComponent(ref.trimmingCharacters(in: .whitespacesAndNewlines))
-        if fm.fileExists(atPath: dir + "/config.json") { return dir }
+        if fm.fileExists(atPath: dir + "/" + configFile) { return dir }
       }
       let revisions = ((try? fm.contentsOfDirectory(atPath: snapshots)) ?? []).map { (snapshots as NSString).appendingPathComponent($0) }
-        .filter { fm.fileExists(atPath: $0 + "/config.json") }
+        .filter { fm.fileExists(atPath: $0 + "/" + configFile) }
       let newest = revisions.max { a, b in
         let da = (try? fm.attributesOfItem(atPath: a)[.modificationDate] as? Date) ?? .distantPast
         let db = (try? fm.attributesOfItem(atPath: b)[.modificationDate] as? Date) ?? .distantPast
@@ -40,19 +41,20 @@ public enum PretrainedLocator {
     return nil
   }
 
-  /// A directory with config.json: `pretrainedDir` when given, else the hub cache for `repo`.
-  public static func directory(repo: String, pretrainedDir: String?) throws -> String {
+  /// A directory with config.json (or `configFile`): `pretrainedDir` when given, else the hub
+  /// cache for `repo`.
+  public static func directory(repo: String, pretrainedDir: String?, configFile: String = "config.json") throws -> String {
     if let dir = pretrainedDir {
       var isDir: ObjCBool = false
       guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
         throw PretrainedError.notFound(repo: repo, looked: [dir], hint: "model.pretrained_dir does not exist or is not a directory")
       }
-      guard FileManager.default.fileExists(atPath: dir + "/config.json") else {
-        throw PretrainedError.notFound(repo: repo, looked: [dir], hint: "model.pretrained_dir has no config.json")
+      guard FileManager.default.fileExists(atPath: dir + "/" + configFile) else {
+        throw PretrainedError.notFound(repo: repo, looked: [dir], hint: "model.pretrained_dir has no \(configFile)")
       }
       return dir
     }
-    if let snap = cachedSnapshot(repo: repo) { return snap }
+    if let snap = cachedSnapshot(repo: repo, configFile: configFile) { return snap }
     let looked = hubCacheDirectories().map { ($0 as NSString).appendingPathComponent("models--" + repo.replacingOccurrences(of: "/", with: "--")) }
     throw PretrainedError.notFound(repo: repo, looked: looked,
       hint: "ClipKit never downloads: set model.pretrained_dir to a local copy of \(repo) (config.json, model.safetensors, tokenizer and preprocessor files), or place it in the Hugging Face cache (for example with `huggingface-cli download \(repo)` on a machine with network)")

@@ -42,6 +42,9 @@ public final class Tokenizer: @unchecked Sendable {
   public private(set) var modelMaxLength: Int?
   public private(set) var paddingLeft = false
   public private(set) var truncationLeft = false
+  /// Whether transformers returns an `attention_mask` (tokenizer_config.json's
+  /// model_input_names; the tokenizer classes' default includes it).
+  public private(set) var returnsAttentionMask = true
   /// tokenizer_config.json's tokenizer_class, if any.
   public private(set) var tokenizerClass: String?
 
@@ -124,6 +127,7 @@ public final class Tokenizer: @unchecked Sendable {
     if let m = cfg["model_max_length"] as? Int, m > 0, m < 1_000_000_000 { modelMaxLength = m }
     paddingLeft = (cfg["padding_side"] as? String) == "left"
     truncationLeft = (cfg["truncation_side"] as? String) == "left"
+    if let names = cfg["model_input_names"] as? [String] { returnsAttentionMask = names.contains("attention_mask") }
     // transformers (v5) ignores add_bos_token/add_eos_token when tokenizer.json exists: the file's
     // post-processor is authoritative.
   }

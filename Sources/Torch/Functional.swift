@@ -59,6 +59,13 @@ public enum F {
       ck_interpolate_scaled(x.handle, Int64(h), Int64(w), mode.rawValue, alignCorners ? 1 : 0, 0, scales.0, scales.1, $0)
     }
   }
+  /// `F.grid_sample(x, grid, mode, padding_mode='zeros', align_corners)`: x [N, C, H, W] sampled at
+  /// grid [N, Ho, Wo, 2] (x, y in [-1, 1]).
+  public static func gridSample(_ x: Tensor, grid: Tensor, mode: InterpolationMode = .bilinear, alignCorners: Bool) throws -> Tensor {
+    // at::grid_sampler numbers its modes bilinear 0, nearest 1, bicubic 2.
+    let m: Int32 = mode == .bilinear ? 0 : mode == .nearest ? 1 : 2
+    return try Tensor.make("grid_sample") { ck_grid_sample(x.handle, grid.handle, m, 0, alignCorners ? 1 : 0, $0) }
+  }
   public static func dropout(_ x: Tensor, p: Double, training: Bool) throws -> Tensor {
     if !training || p == 0 { return x }
     return try Tensor.make("dropout") { ck_dropout(x.handle, p, 1, $0) }

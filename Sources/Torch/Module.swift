@@ -94,6 +94,28 @@ public final class Buffer<Value: TensorSlotValue>: TensorSlot {
   }
 }
 
+/// Tensors under keys known only when a checkpoint is read (weights a model carries for the
+/// checkpoint's sake but never computes with, such as RADIO's dense-feature head). A module
+/// stores one as a plain property; its slots join the module's own.
+public final class TensorBag {
+  public private(set) var slots: [TensorSlot] = []
+  public init() {}
+  /// Adds `tensors` (key → tensor) as parameters (trainable leaves) or buffers, keys sorted.
+  public init(_ tensors: [String: Tensor], buffers: Bool) {
+    for (k, t) in tensors.sorted(by: { $0.key < $1.key }) {
+      if buffers {
+        let b = Buffer<Tensor>(k)
+        b.wrappedValue = t
+        slots.append(b)
+      } else {
+        let p = Param<Tensor>(k)
+        p.wrappedValue = t
+        slots.append(p)
+      }
+    }
+  }
+}
+
 /// Values a `@Child` may hold: a module, an array of modules, or an optional module.
 public protocol ChildValue {
   var childModules: [(String, Module)] { get }
@@ -106,6 +128,12 @@ extension Array: ChildValue where Element: Module {
 }
 extension Optional: ChildValue where Wrapped: Module {
   public var childModules: [(String, Module)] { map { [("", $0)] } ?? [] }
+}
+/// Submodules under keys known only at run time (`adaptors.siglip2-g`), in order.
+public struct NamedModules<M: Module>: ChildValue {
+  public var items: [(String, M)]
+  public init(_ items: [(String, M)]) { self.items = items }
+  public var childModules: [(String, Module)] { items.map { ($0.0, $0.1) } }
 }
 
 @propertyWrapper
@@ -144,6 +172,7 @@ open class Module {
       for c in mirror.children {
         if let t = c.value as? TensorSlot { tensors.append(t) }
         else if let ch = c.value as? ChildSlot { children.append(ch) }
+        else if let bag = c.value as? TensorBag { tensors += bag.slots }
       }
     }
     return (tensors, children)

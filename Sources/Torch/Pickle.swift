@@ -66,6 +66,7 @@ public final class PickleList { public var items: [PickleValue] = []; init(_ i: 
 /// Insertion-ordered dictionary (Python dicts keep order).
 public final class PickleDict {
   public var items: [(PickleValue, PickleValue)] = []
+  public init() {}
   public subscript(key: String) -> PickleValue? {
     items.first { if case .string(let s) = $0.0 { return s == key } else { return false } }?.1
   }
@@ -98,6 +99,7 @@ struct Unpickler {
     "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter",
     "torch._utils._rebuild_parameter_with_state", "torch._tensor._rebuild_from_type_v2", "torch.Size", "torch.device",
     "builtins.set", "builtins.frozenset", "builtins.bytearray", "_codecs.encode", "torch.nn.parameter.Parameter",
+    "argparse.Namespace",
   ]
   static let storageTypes: [String: DType] = [
     "FloatStorage": .float32, "HalfStorage": .float16, "BFloat16Storage": .bfloat16, "DoubleStorage": .float64,
@@ -357,6 +359,11 @@ struct Unpickler {
     }
     switch name {
     case "collections.OrderedDict":
+      return .dict(PickleDict())
+    case "argparse.Namespace":
+      // Pickled as NEWOBJ with no arguments, then BUILD with its attributes: read as a dict of
+      // them (data only; nothing of argparse runs). RADIO's checkpoints keep their `args` so.
+      guard a.isEmpty else { throw fail("argparse.Namespace with constructor arguments") }
       return .dict(PickleDict())
     case "torch._utils._rebuild_tensor_v2":
       guard a.count >= 4, case .storage(let dtype, let key, let n) = a[0], case .int(let offset) = a[1],

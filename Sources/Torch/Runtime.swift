@@ -75,6 +75,12 @@ extension Tensor {
     try random(0, shape, dtype, device, generator)
   }
   /// Standard normal samples.
+  /// A tensor of `shape` with `like`'s dtype and device, each element 1 with probability p
+  /// (`torch.empty(...).bernoulli_(p)`, the default generator).
+  public static func bernoulli(like: Tensor, _ shape: [Int], p: Double) throws -> Tensor {
+    let s = shape.map(Int64.init)
+    return try make("bernoulli") { out in s.withUnsafeBufferPointer { ck_bernoulli(like.handle, $0.baseAddress, Int64(s.count), p, out) } }
+  }
   public static func randn(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu, generator: Generator? = nil) throws -> Tensor {
     try random(1, shape, dtype, device, generator)
   }

@@ -193,6 +193,11 @@ public final class Tensor: @unchecked Sendable {
     let (t, i) = device.code
     return try make("empty") { out in dims.withUnsafeBufferPointer { ck_empty($0.baseAddress, Int64($0.count), dtype.rawValue, t, i, out) } }
   }
+  /// torch.linspace(start, end, steps), float32.
+  public static func linspace(_ start: Double, _ end: Double, steps: Int, device: Device = .cpu) throws -> Tensor {
+    let (t, i) = device.code
+    return try make("linspace") { ck_linspace(start, end, Int64(steps), t, i, $0) }
+  }
   public static func arange(_ start: Double = 0, _ end: Double, step: Double = 1, dtype: DType = .int64, device: Device = .cpu) throws -> Tensor {
     let (t, i) = device.code
     return try make("arange") { ck_arange(start, end, step, dtype.rawValue, t, i, $0) }

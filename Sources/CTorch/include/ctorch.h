@@ -192,6 +192,13 @@ ck_error ck_cross_entropy(ck_tensor logits, ck_tensor target, int reduction, dou
 ck_error ck_interpolate(ck_tensor x, int64_t out_h, int64_t out_w, int mode, int align_corners,
                         int antialias, ck_tensor *out);
 // The same with PyTorch's scale_factor semantics: coordinates map by 1/scale (NaN = by size).
+// F.grid_sample(x [N,C,H,W], grid [N,Ho,Wo,2]): mode 0 bilinear / 1 nearest / 2 bicubic,
+// padding 0 zeros / 1 border / 2 reflection.
+ck_error ck_grid_sample(ck_tensor x, ck_tensor grid, int mode, int padding, int align_corners, ck_tensor *out);
+// torch.empty(shape, like x's dtype/device).bernoulli_(p): timm's DropPath draw.
+ck_error ck_bernoulli(ck_tensor like, const int64_t *shape, int64_t ndim, double p, ck_tensor *out);
+// torch.linspace(start, end, steps) in float32 on the device.
+ck_error ck_linspace(double start, double end, int64_t steps, int device_type, int device_index, ck_tensor *out);
 ck_error ck_interpolate_scaled(ck_tensor x, int64_t out_h, int64_t out_w, int mode, int align_corners,
                                int antialias, double scale_h, double scale_w, ck_tensor *out);
 ck_error ck_dropout(ck_tensor x, double p, int train, ck_tensor *out);

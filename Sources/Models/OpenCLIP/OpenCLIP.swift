@@ -144,7 +144,8 @@ final class OpenCLIPVisionTransformer: Module {
 
 /// open_clip's `CLIP`.
 public final class OpenCLIPModel: Module {
-  @Child("visual") var visual: OpenCLIPVisionTransformer
+  /// nil for a text tower alone (RADIO's open_clip adaptor sets `visual = None`).
+  @Child("visual") var visual: OpenCLIPVisionTransformer?
   @Child("token_embedding") var tokenEmbedding: Embedding
   @Param("positional_embedding") var positionalEmbedding: Tensor
   @Child("transformer") var transformer: OpenCLIPTransformer
@@ -156,7 +157,7 @@ public final class OpenCLIPModel: Module {
   @Param("logit_bias") public var logitBias: Tensor?
   public let config: OpenCLIPConfig
 
-  public init(_ config: OpenCLIPConfig, file: String = "open_clip_config.json", initialize: Initialization = .random) throws {
+  public init(_ config: OpenCLIPConfig, file: String = "open_clip_config.json", initialize: Initialization = .random, textOnly: Bool = false) throws {
     try config.validate(file: file)
     self.config = config
     super.init()
@@ -164,7 +165,8 @@ public final class OpenCLIPModel: Module {
     // tanh); LayerNorm eps 1e-5 unless norm_kwargs says otherwise.
     func act(_ approximate: String?) -> Activation { config.quickGelu ? .quickGelu : approximate == "tanh" ? .geluTanh : .geluErf }
     let v = config.vision, t = config.text
-    visual = try OpenCLIPVisionTransformer(v, embedDim: config.embedDim, eps: v.normEps ?? 1e-5, act: act(v.geluApproximate), initialize: initialize)
+    visual = textOnly ? nil
+      : try OpenCLIPVisionTransformer(v, embedDim: config.embedDim, eps: v.normEps ?? 1e-5, act: act(v.geluApproximate), initialize: initialize)
     tokenEmbedding = try Embedding(t.vocabSize, t.width, initialize: initialize)
     positionalEmbedding = try initialize.normal([t.contextLength, t.width], std: 0.01)
     transformer = try OpenCLIPTransformer(width: t.width, layers: t.layers, heads: t.heads, mlpRatio: t.mlpRatio, eps: t.normEps ?? 1e-5,
@@ -182,7 +184,10 @@ public final class OpenCLIPModel: Module {
   }
 
   /// `encode_image`: pooled and projected, not normalised.
-  public func imageFeatures(_ pixels: Tensor) throws -> Tensor { try visual(pixels) }
+  public func imageFeatures(_ pixels: Tensor) throws -> Tensor {
+    guard let visual else { throw ModelError.input("this open_clip model has no vision tower") }
+    return try visual(pixels)
+  }
 
   /// `encode_text`: pooled and projected, not normalised. `ids` [B, L], L ≤ the context length.
   public func textFeatures(_ ids: Tensor) throws -> Tensor {
@@ -206,6 +211,6 @@ public final class OpenCLIPModel: Module {
 
   public var gradientCheckpointing: Bool {
     get { transformer.checkpointing }
-    set { transformer.checkpointing = newValue; visual.transformer.checkpointing = newValue }
+    set { transformer.checkpointing = newValue; visual?.transformer.checkpointing = newValue }
   }
 }

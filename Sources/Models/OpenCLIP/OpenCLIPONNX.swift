@@ -31,7 +31,8 @@ extension OpenCLIPTransformer {
 extension OpenCLIPModel {
   /// pixels [B, 3, H, W] → projected image features [B, E] (not normalised).
   func onnxImageFeatures(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
-    let v = visual, c = v.config, key = "visual"
+    guard let v = visual else { throw ModelError.input("this open_clip model has no vision tower") }
+    let c = v.config, key = "visual"
     let p = c.patchSize, w = c.width
     // Square only; sizes that are not multiples of the patch lose their last pixels to the
     // strided convolution, as in open_clip (TAO exports NV-CLIP-224 at 256 px by default).

@@ -329,6 +329,11 @@ extension SiglipModel {
 
   /// The architecture of a directory's config.json, with `initialize`d weights.
   public static func fromConfig(_ dir: String, initialize: Initialization) throws -> SiglipModel {
+    try SiglipModel(try config(dir), file: dir + "/config.json", initialize: initialize)
+  }
+
+  /// A directory's config.json (model_type siglip or siglip2).
+  public static func config(_ dir: String) throws -> SiglipConfig {
     let path = dir + "/config.json"
     guard let data = FileManager.default.contents(atPath: path) else {
       throw ModelError.config(file: path, reason: "missing")
@@ -340,6 +345,7 @@ extension SiglipModel {
     guard config.modelType == "siglip" || config.modelType == "siglip2" else {
       throw ModelError.config(file: path, reason: "model_type '\(config.modelType)' is not 'siglip' or 'siglip2'")
     }
-    return try SiglipModel(config, file: path, initialize: initialize)
+    try config.validate(file: path)
+    return config
   }
 }
