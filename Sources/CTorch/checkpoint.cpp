@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <cstdlib>
+#include <mutex>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -58,8 +59,33 @@ struct AutocastAs {
   }
 };
 
+// The recomputation draws the same random numbers as the forward pass (stochastic depth,
+// dropout), as torch.utils.checkpoint's preserve_rng_state: the default generator of the input's
+// device is saved before the forward and put back around the recomputation.
+struct RNGAs {
+  at::Generator gen;
+  at::Tensor was;
+  RNGAs(const at::Generator &g, const at::Tensor &state) : gen(g) {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    was = gen.get_state();
+    gen.set_state(state);
+  }
+  ~RNGAs() {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(was);
+  }
+};
+at::Generator defaultGenerator(const at::Tensor &x) {
+  return at::globalContext().defaultGenerator(x.device());
+}
+
 struct CheckpointBlock : public torch::autograd::Function<CheckpointBlock> {
   static at::Tensor forward(torch::autograd::AutogradContext *c, at::Tensor x, int64_t fn, int64_t ctx) {
+    {
+      auto g = defaultGenerator(x);
+      std::lock_guard<std::mutex> lock(g.mutex());
+      c->saved_data["rng"] = g.get_state();
+    }
     c->save_for_backward({x});
     c->saved_data["fn"] = fn;
     c->saved_data["ctx"] = ctx;
@@ -83,6 +109,7 @@ struct CheckpointBlock : public torch::autograd::Function<CheckpointBlock> {
     {
       at::AutoGradMode enable(true);
       AutocastAs scope(c);
+      RNGAs rng(defaultGenerator(x), c->saved_data["rng"].toTensor());
       y = call_block(fn, ctx, x);
     }
     // Re-entrant backward: parameters inside the block receive their gradients here.

@@ -89,8 +89,8 @@ func runTrain(_ ctx: ActionContext) throws {
     : try customPairs(try customDatasets(cfg.dataset.val.datasets, section: "dataset.val.datasets"), section: "dataset.val.datasets")
 
   // Parameter groups (§3.4): vision / text / logit × decay / no-decay.
-  if cfg.model.freezeVisionEncoder { try setTower(bundle.encoder, .vision, trainable: false) }
-  if cfg.model.freezeTextEncoder { try setTower(bundle.encoder, .text, trainable: false) }
+  let frozen = Set([cfg.model.freezeVisionEncoder ? Tower.vision : nil, cfg.model.freezeTextEncoder ? .text : nil].compactMap { $0 })
+  for tower in frozen { try setTower(bundle.encoder, tower, trainable: false) }
   let groups = parameterGroups(bundle.encoder, optim: t.optim)
   let optimizer = AdamW(groups: groups, betas: (t.optim.betas[0], t.optim.betas[1]), eps: t.optim.eps)
 
@@ -118,7 +118,7 @@ func runTrain(_ ctx: ActionContext) throws {
   if let resume = resumePath {
     guard resume.hasSuffix(".pth") else { throw ActionError.input("train.resume_training_checkpoint_path must be a .pth file: \(resume)") }
     let saved: Int
-    (globalStep, saved) = try resumeFrom(resume, adapter: adapter, optimizer: optimizer, scaler: scaler)
+    (globalStep, saved) = try resumeFrom(resume, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler)
     // Steps per epoch depend on the number of ranks: a run continues only with the layout it had.
     guard saved == world else {
       throw ActionError.input("\(resume) was saved by a run of \(saved) rank\(saved == 1 ? "" : "s") and this run has \(world): "
@@ -171,7 +171,7 @@ func runTrain(_ ctx: ActionContext) throws {
   func validate() throws -> ([String: Any], [(String, Double)]) {
     guard let val, !val.pairs.isEmpty else { return ([:], []) }
     adapter.eval()
-    defer { adapter.train() }
+    defer { bundle.encoder.train(frozen: frozen) }
     let m: (i2t: RetrievalMetrics, t2i: RetrievalMetrics)
     if let group {
       // Each rank embeds its share (DistributedSampler order, unshuffled, padded); the embeddings
@@ -223,7 +223,7 @@ func runTrain(_ ctx: ActionContext) throws {
   let reducer = try group.map { try GradientReducer($0, params: params.filter(\.requiresGrad), bucketBytes: try gradientBucketBytes()) }
 
   for epoch in startEpoch..<t.numEpochs {
-    adapter.train()
+    bundle.encoder.train(frozen: frozen)
     // Shards are read shard by shard in a per-epoch shuffled order through a shuffle buffer, as a
     // streaming WebDataset does, each rank its own run of shards; folders are shuffled over the
     // whole set (RandomSampler) and dealt out to ranks (DistributedSampler).

@@ -61,11 +61,11 @@ func linkLatest(_ dir: String, to name: String) throws {
 
 /// Restores weights, optimiser moments and the step counter; returns the global step reached and
 /// the number of ranks that trained it (1 for checkpoints that do not say).
-func resumeFrom(_ path: String, adapter: Module, optimizer: AdamW, scaler: GradScaler?) throws -> (step: Int, worldSize: Int) {
+func resumeFrom(_ path: String, encoder: CLIPEncoder, optimizer: AdamW, scaler: GradScaler?) throws -> (step: Int, worldSize: Int) {
   let ckpt = try PyTorchCheckpoint.read(path)
   var tensors = try ckpt.tensors
   tensors = Dictionary(uniqueKeysWithValues: tensors.map { ($0.key.hasPrefix("model.") ? String($0.key.dropFirst(6)) : $0.key, $0.value) })
-  try adapter.load(stateDict: tensors, source: path)
+  try encoder.module.load(stateDict: try encoder.adapterKeys(tensors), source: path)
   guard case .dict(let top) = ckpt.root, top["epoch"]?.intValue != nil, let step = top["global_step"]?.intValue else {
     throw ActionError.input("\(path) has no epoch/global_step: not a training checkpoint")
   }

@@ -70,12 +70,16 @@ public protocol CLIPEncoder: AnyObject {
   /// The tensors a checkpoint holds, under TAO's keys (the module's state dict, plus any
   /// aliases TAO's layout repeats).
   func checkpointStateDict() -> [(String, Tensor)]
+  /// Training mode for the trainable towers; a frozen tower stays in eval mode where that changes
+  /// its forward (TAO calls eval() on it; Lightning keeps it so).
+  func train(frozen: Set<Tower>)
 }
 
 extension CLIPEncoder {
   public func adapterKeys(_ tensors: [String: Tensor]) throws -> [String: Tensor] { tensors }
   public var usesTextAttentionMask: Bool { false }
   public func checkpointStateDict() -> [(String, Tensor)] { module.stateDict() }
+  public func train(frozen: Set<Tower>) { module.train() }
 }
 
 public enum Tower: String, Sendable { case vision, text, logit }

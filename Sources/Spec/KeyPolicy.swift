@@ -43,8 +43,8 @@ public struct KeyPolicy: Sendable {
       add("wandb.\(k)", .noOp, "Weights & Biases needs a network and an account; ClipKit logs to TensorBoard event files and status.json")
     }
 
-    add("model.type", .honoured, "SigLIP 2 and OpenCLIP/NV-CLIP types; C-RADIOv3 types are refused until RADIO-CLIP lands")
-    add("model.adaptor_name", .noOp, "RADIO-CLIP only (TAO ignores it for other families; ClipKit says so when it is set)")
+    add("model.type", .honoured, "SigLIP 2, OpenCLIP/NV-CLIP and C-RADIOv3 (b/l/h/g) types")
+    add("model.adaptor_name", .honoured, "RADIO-CLIP's text adaptor: siglip (default; siglip2-g for -h, siglip2 otherwise), clip/dfn_clip/dfn; other families ignore it as TAO does, and ClipKit says so")
     for k in ["freeze_vision_encoder", "freeze_text_encoder", "init_logit_scale", "init_logit_bias", "canonicalize_text"] {
       add("model.\(k)", .honoured)
     }

@@ -244,7 +244,7 @@ import Torch
                                  ("dataset.train.batch_size=64", "fewer than one batch"),
                                  ("peft.enabled=true", "'peft.enabled' = true is not supported yet"),
                                  ("train.distributed_strategy=fsdp", "'train.distributed_strategy'"),
-                                 ("model.type=c-radio_v3-h", "RADIO-CLIP family is not supported yet")] {
+                                 ("model.type=c-radio_v3-h", "c-radio_v3-h_half.pth.tar")] {
       let (code, _, err) = try run(["train", "-e", try spec(results, epochs: 1), override], env: [:])
       #expect(code != 0 && err.contains(fragment), "\(override): \(err)")
     }

@@ -86,6 +86,27 @@ import Torch
     }
   }
 
+  /// Gradient checkpointing recomputes the blocks (TAO's flag is a silent no-op for RADIO) and
+  /// gives the same gradients, stochastic depth included: the recomputation replays the forward's
+  /// random draws.
+  @Test func checkpointingGivesTheSameGradients() throws {
+    let bundle = try load("c-radio_v3-h", adaptor: "siglip")
+    let radio = (bundle.encoder as! RADIOAdapter).radio
+    for b in radio.vit.blocks { b.dropPath = 0.4 }
+    bundle.encoder.train(frozen: [])
+    let x = try Safetensors.read(Self.root + "/inputs.safetensors").dictionary["sq48"]!
+    func grads(_ checkpointing: Bool) throws -> [[Float]] {
+      bundle.encoder.gradientCheckpointing = checkpointing
+      for (_, p) in bundle.encoder.module.namedParameters() { try p.zeroGrad() }
+      try Torch.manualSeed(11)
+      try (bundle.encoder.encodeImages(x) * 3).sum().backward()
+      return try radio.vit.namedParameters().map { try $0.1.grad?.toArray(Float.self) ?? [] }
+    }
+    let plain = try grads(false), recomputed = try grads(true)
+    #expect(plain.contains { !$0.isEmpty } && plain == recomputed)
+    #expect(try grads(false) == plain)  // and the draws matter: the seed fixes them
+  }
+
   /// A TAO 7.0.1 checkpoint (the adaptor repeated under `adaptor.*`) loads, gives TAO's outputs,
   /// and ClipKit writes the same layout back.
   @Test func taoCheckpointLoads() throws {

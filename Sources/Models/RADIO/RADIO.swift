@@ -158,7 +158,7 @@ final class TimmBlock: Module {
   @Child("mlp") var mlp: TimmMlp
   @Child("ls2") var ls2: LayerScale?
   /// This block's drop-path rate (timm spreads args.drop_path linearly over the depth).
-  let dropPath: Double
+  var dropPath: Double
 
   init(_ c: RADIOConfig, dropPath: Double, initialize: Initialization) throws {
     self.dropPath = dropPath

@@ -35,6 +35,17 @@ public final class RADIOAdapter: Module, CLIPEncoder {
     }
   }
 
+  /// TAO: a frozen vision tower puts the ViT alone in eval mode (no CPE crop or positional dropout);
+  /// a frozen text tower its text model.
+  public func train(frozen: Set<Tower>) {
+    train()
+    if frozen.contains(.vision) { radio.vit.eval() }
+    if frozen.contains(.text) {
+      radio.adaptor.siglipText?.eval()
+      radio.adaptor.openCLIPText?.eval()
+    }
+  }
+
   public func encodeImages(_ pixels: Tensor) throws -> Tensor {
     try radio.imageFeatures(try pixels.upload(to: logitScale.device)).l2Normalized()
   }
