@@ -54,7 +54,7 @@ public final class ONNXExecutor {
     let known: Set<String> = ["Conv", "Reshape", "Transpose", "Add", "Sub", "Mul", "Div", "MatMul", "LayerNormalization", "ReduceMean",
                               "ReduceSum", "Sqrt", "Max", "Tanh", "Erf", "Sigmoid", "Softmax", "Gather", "Identity",
                               "Shape", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Expand", "Gemm", "ReduceL2", "Clip",
-                              "ConstantOfShape", "Tile", "Mod", "Exp", "Pow", "Neg", "Min", "ArgMax", "GatherElements"]
+                              "ConstantOfShape", "Tile", "Mod", "Exp", "Pow", "Neg", "Min", "ArgMax", "GatherElements", "Relu"]
     if let bad = nodes.first(where: { !known.contains($0.opType) || !($0.domain.isEmpty || $0.domain == "ai.onnx") }) {
       throw ExportError.unsupported("\(path): operator \(bad.opType) (node \(bad.name)) is not supported by ClipKit's ONNX executor; run this model with onnxruntime or TensorRT")
     }
@@ -233,6 +233,7 @@ public final class ONNXExecutor {
       case "Tanh": out = try input(0).tanh()
       case "Erf": out = try input(0).erf()
       case "Sigmoid": out = try input(0).sigmoid()
+      case "Relu": out = try input(0).relu()
       case "Identity": out = try input(0)
       case "Softmax": out = try F.softmax(try input(0), dim: Int(attr("axis")?.i ?? -1))
       case "Transpose": out = try input(0).permute(ints("perm") ?? Array((0..<input(0).shape.count).reversed()))

@@ -68,7 +68,7 @@ func runExport(_ ctx: ActionContext) throws {
     let mask = g.input("attention_mask", .int64, [batch, .fixed(l)])
     // TAO keeps the deprecated mask in the graph as ids + 0·mask; its values never matter.
     let kept = g.op("Add", [ids, g.op("Mul", [mask, g.int64s([0], shape: [])])])
-    g.output(try enc.onnxTextEmbedding(g, ids: kept, length: l), as: "text_embedding", .float, [batch, .fixed(textDim)])
+    g.output(try enc.onnxTextEmbedding(g, ids: kept, mask: mask, length: l), as: "text_embedding", .float, [batch, .fixed(textDim)])
   }
 
   var graphs: [(String, ONNXGraph)] = []
@@ -109,8 +109,9 @@ func runExport(_ ctx: ActionContext) throws {
 func writeTokenizerSidecar(from modelDir: String, to dir: String, maxLength: Int) throws {
   let fm = FileManager.default
   try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+  // (bpe_simple_vocab_16e6.txt.gz: open_clip's own CLIP vocabulary, for towers that use it.)
   let names = ["tokenizer.json", "special_tokens_map.json", "spiece.model", "tokenizer.model", "vocab.json", "merges.txt",
-               "vocab.txt", "added_tokens.json"]
+               "vocab.txt", "added_tokens.json", "bpe_simple_vocab_16e6.txt.gz"]
   var copied = 0
   for n in names where fm.fileExists(atPath: modelDir + "/" + n) {
     try fm.copyItem(atPath: modelDir + "/" + n, toPath: dir + "/" + n)

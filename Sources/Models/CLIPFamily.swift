@@ -57,7 +57,9 @@ public protocol CLIPEncoder: AnyObject {
   var logitBias: Tensor { get }
   /// The towers as ONNX subgraphs: normalised embeddings from `pixels` [B, 3, H, W] / `ids` [B, L].
   func onnxImageEmbedding(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String
-  func onnxTextEmbedding(_ g: ONNXGraph, ids: String, length: Int) throws -> String
+  /// `mask` [B, L] (1 = token) is given to towers that use the tokenizer's mask
+  /// (`usesTextAttentionMask`); the others ignore it, as TAO's graph does.
+  func onnxTextEmbedding(_ g: ONNXGraph, ids: String, mask: String?, length: Int) throws -> String
   /// Recompute encoder activations in the backward pass (train.grad_checkpointing).
   var gradientCheckpointing: Bool { get set }
   /// Which tower a parameter (by module key) belongs to: TAO's parameter groups and freezing.

@@ -115,10 +115,13 @@ public final class DeployedEncoder: CLIPEncoder {
 
   public func encodeImages(_ inputs: [ImageInput]) throws -> Tensor { try encodeImages(try ImageInput.pixelBatch(inputs)) }
 
+  /// The tokenizer's mask goes in: graphs that tie it in unused (TAO's) ignore its values.
+  public var usesTextAttentionMask: Bool { true }
   public func encodeTexts(_ ids: Tensor, attentionMask: Tensor?) throws -> Tensor {
     guard let g = combined ? vision : text else { throw ModelError.input("Text engine not loaded: this deployment has no text model (export the _text graph too)") }
-    // Only the ids matter; the mask is TAO's dummy input (all ones).
-    let mask = try Tensor([Int64](repeating: 1, count: ids.count), shape: ids.shape)
+    // TAO's graphs keep the mask as a dummy input (all ones would do); graphs of towers that use
+    // the tokenizer's mask read it.
+    let mask = try attentionMask ?? Tensor([Int64](repeating: 1, count: ids.count), shape: ids.shape)
     return try Self.embedding(g, ["input_ids": ids, "attention_mask": mask], "text_embedding")
   }
 
@@ -158,7 +161,7 @@ public final class DeployedEncoder: CLIPEncoder {
   public func onnxImageEmbedding(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
     throw ExportError.unsupported("an exported model cannot be exported again; export the checkpoint")
   }
-  public func onnxTextEmbedding(_ g: ONNXGraph, ids: String, length: Int) throws -> String {
+  public func onnxTextEmbedding(_ g: ONNXGraph, ids: String, mask: String?, length: Int) throws -> String {
     throw ExportError.unsupported("an exported model cannot be exported again; export the checkpoint")
   }
 }
@@ -178,11 +181,21 @@ extension CLIPBundle {
     // and OpenCLIP crop); a type no family owns gets open_clip's.
     let family = ModelRegistry.family(type: modelType, pretrainedDir: nil) ?? OpenCLIPFamily.self
     let transform = family.deployedTransform(height: h, width: w)
-    let tokenizer = try Tokenizer(directory: tokenizerDir)
     let l = enc.textLength
-    return CLIPBundle(family: "deployed", encoder: enc, transform: transform, preprocess: .fixed(transform), contextLength: l,
-                      canonicalize: canonicalize, source: combined ?? [vision, text].compactMap { $0 }.joined(separator: " + ")) { texts in
-      try tokenizer(texts, maxLength: l, padding: .maxLength, truncation: true)
+    let tokenize: ([String]) throws -> BatchEncoding
+    let bpe = tokenizerDir + "/bpe_simple_vocab_16e6.txt.gz"
+    if !FileManager.default.fileExists(atPath: tokenizerDir + "/tokenizer.json") && FileManager.default.fileExists(atPath: bpe) {
+      // open_clip's SimpleTokenizer vocabulary (an open_clip text tower's export).
+      let clip = try CLIPBPETokenizer(bpePath: bpe, contextLength: l)
+      tokenize = { texts in
+        let ids = clip(texts)
+        return BatchEncoding(ids: ids, attentionMask: ids.map { $0.map { $0 == 0 ? 0 : 1 } })
+      }
+    } else {
+      let tokenizer = try Tokenizer(directory: tokenizerDir)
+      tokenize = { try tokenizer($0, maxLength: l, padding: .maxLength, truncation: true) }
     }
+    return CLIPBundle(family: "deployed", encoder: enc, transform: transform, preprocess: .fixed(transform), contextLength: l,
+                      canonicalize: canonicalize, source: combined ?? [vision, text].compactMap { $0 }.joined(separator: " + "), tokenize: tokenize)
   }
 }

@@ -610,7 +610,7 @@ func minCosine(_ a: Tensor, _ b: Tensor) throws -> Double {
       let pixels = g.input("image", .float, [.symbolic("batch_size"), .fixed(3), .fixed(32), .fixed(32)])
       g.output(try adapter.onnxImageEmbedding(g, pixels: pixels, height: 32, width: 32), as: "image_embedding", .float, [.symbolic("batch_size"), .fixed(24)])
       let ids = g.input("input_ids", .int64, [.symbolic("batch_size"), .fixed(12)])
-      g.output(try adapter.onnxTextEmbedding(g, ids: ids, length: 12), as: "text_embedding", .float, [.symbolic("batch_size"), .fixed(24)])
+      g.output(try adapter.onnxTextEmbedding(g, ids: ids, mask: nil, length: 12), as: "text_embedding", .float, [.symbolic("batch_size"), .fixed(24)])
     }
     let path = NSTemporaryDirectory() + "openai-\(UUID().uuidString).onnx"
     try g.write(to: path, producerVersion: "test")

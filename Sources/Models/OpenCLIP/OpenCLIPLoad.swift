@@ -62,7 +62,7 @@ public final class OpenCLIPAdapter: Module, CLIPEncoder {
   public func onnxImageEmbedding(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
     g.l2Normalize(try model.onnxImageFeatures(g, pixels: pixels, height: height, width: width))
   }
-  public func onnxTextEmbedding(_ g: ONNXGraph, ids: String, length: Int) throws -> String {
+  public func onnxTextEmbedding(_ g: ONNXGraph, ids: String, mask: String?, length: Int) throws -> String {
     g.l2Normalize(try model.onnxTextFeatures(g, ids: ids, length: length))
   }
 }

@@ -87,12 +87,6 @@ public final class RADIOAdapter: Module, CLIPEncoder {
     return sd + sd.filter { $0.0.hasPrefix(base) }.map { ("adaptor." + $0.0.dropFirst(base.count), $0.1) }
   }
 
-  public func onnxImageEmbedding(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
-    throw ExportError.unsupported("RADIO-CLIP export to ONNX is not available yet")
-  }
-  public func onnxTextEmbedding(_ g: ONNXGraph, ids: String, length: Int) throws -> String {
-    throw ExportError.unsupported("RADIO-CLIP export to ONNX is not available yet")
-  }
 }
 
 /// RADIO-CLIP: a C-RADIOv3 vision backbone with a teacher's text adaptor (TAO's CRADIO).

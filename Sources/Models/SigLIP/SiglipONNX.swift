@@ -22,21 +22,21 @@ extension SiglipMLP {
 }
 
 extension SiglipEncoderLayer {
-  func onnx(_ g: ONNXGraph, _ x: String, key: String) throws -> String {
+  func onnx(_ g: ONNXGraph, _ x: String, key: String, mask: String? = nil) throws -> String {
     let a = attention, dim = a.q.weight.size(0)
     let n = try g.layerNorm(x, norm1, key: key + ".layer_norm1")
     let ctx = g.attention(q: try g.linear(n, a.q, key: key + ".self_attn.q_proj"),
                           k: try g.linear(n, a.k, key: key + ".self_attn.k_proj"),
-                          v: try g.linear(n, a.v, key: key + ".self_attn.v_proj"), heads: a.heads, dim: dim)
+                          v: try g.linear(n, a.v, key: key + ".self_attn.v_proj"), heads: a.heads, dim: dim, mask: mask)
     let h = g.op("Add", [x, try g.linear(ctx, a.out, key: key + ".self_attn.out_proj")])
     return g.op("Add", [h, try mlp.onnx(g, try g.layerNorm(h, norm2, key: key + ".layer_norm2"), key: key + ".mlp")])
   }
 }
 
 extension SiglipEncoder {
-  func onnx(_ g: ONNXGraph, _ x: String, key: String) throws -> String {
+  func onnx(_ g: ONNXGraph, _ x: String, key: String, mask: String? = nil) throws -> String {
     var h = x
-    for (i, layer) in layers.enumerated() { h = try layer.onnx(g, h, key: "\(key).layers.\(i)") }
+    for (i, layer) in layers.enumerated() { h = try layer.onnx(g, h, key: "\(key).layers.\(i)", mask: mask) }
     return h
   }
 }
@@ -87,14 +87,25 @@ extension SiglipModel {
   /// ids [B, L] → pooled text features [B, E] (not normalised): last position after the final
   /// norm, no padding mask (TAO's export feeds an all-ones mask).
   func onnxTextFeatures(_ g: ONNXGraph, ids: String, length: Int) throws -> String {
-    let t = text, key = "text_model"
+    try text.onnx(g, ids: ids, length: length, key: "text_model")
+  }
+}
+
+extension SiglipTextTransformer {
+  /// ids [B, L] → pooled text features [B, E]; initializers named under `key`.
+  func onnx(_ g: ONNXGraph, ids: String, length: Int, key: String, mask: String? = nil) throws -> String {
+    let t = self
     guard length <= t.embeddings.position.weight.size(0) else {
       throw ExportError.unsupported("text length \(length) exceeds the model's \(t.embeddings.position.weight.size(0)) positions")
     }
     let tokens = g.op("Gather", [try g.weight(key + ".embeddings.token_embedding.weight", t.embeddings.token.weight), ids], [.int("axis", 0)])
     let positions = try t.embeddings.position.weight.narrow(dim: 0, start: 0, length: length).unsqueeze(0)
     var h = g.op("Add", [tokens, try g.weight(key + ".embeddings.position_embedding.weight", positions)])
-    h = try t.encoder.onnx(g, h, key: key + ".encoder")
+    // Padded keys get a large negative score: (1 − mask)·−1e4 as [B, 1, 1, L].
+    let additive = mask.map { m in
+      g.op("Unsqueeze", [g.op("Mul", [g.op("Sub", [g.float(1), g.op("Cast", [m], [.int("to", 1)])]), g.float(-1e4)]), g.int64s([1, 2])])
+    }
+    h = try t.encoder.onnx(g, h, key: key + ".encoder", mask: additive)
     h = try g.layerNorm(h, t.finalNorm, key: key + ".final_layer_norm")
     return try g.linear(g.selectToken(h, index: length - 1), t.head, key: key + ".head")
   }
@@ -104,7 +115,7 @@ extension SiglipAdapter {
   public func onnxImageEmbedding(_ g: ONNXGraph, pixels: String, height: Int, width: Int) throws -> String {
     g.l2Normalize(try inner.onnxImageFeatures(g, pixels: pixels, height: height, width: width))
   }
-  public func onnxTextEmbedding(_ g: ONNXGraph, ids: String, length: Int) throws -> String {
+  public func onnxTextEmbedding(_ g: ONNXGraph, ids: String, mask: String?, length: Int) throws -> String {
     g.l2Normalize(try inner.onnxTextFeatures(g, ids: ids, length: length))
   }
 }
