@@ -118,7 +118,7 @@ func runTrain(_ ctx: ActionContext) throws {
   if let resume = resumePath {
     guard resume.hasSuffix(".pth") else { throw ActionError.input("train.resume_training_checkpoint_path must be a .pth file: \(resume)") }
     let saved: Int
-    (globalStep, saved) = try resumeFrom(resume, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler)
+    (globalStep, saved) = try resumeFrom(resume, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler, device: device)
     // Steps per epoch depend on the number of ranks: a run continues only with the layout it had.
     guard saved == world else {
       throw ActionError.input("\(resume) was saved by a run of \(saved) rank\(saved == 1 ? "" : "s") and this run has \(world): "
@@ -333,7 +333,7 @@ func runTrain(_ ctx: ActionContext) throws {
       if t.checkpointIntervalUnit == "step" && globalStep % t.checkpointInterval == 0 {
         let path = ctx.resultsDir + "/step_\(globalStep).pth"
         if isMain {
-          try saveCheckpoint(path, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep, worldSize: world)
+          try saveCheckpoint(path, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep, worldSize: world, device: device)
           try linkLatest(ctx.resultsDir, to: "step_\(globalStep).pth")
         }
         try group?.barrier()
@@ -369,7 +369,7 @@ func runTrain(_ ctx: ActionContext) throws {
     if t.checkpointIntervalUnit == "epoch" && (epoch + 1) % t.checkpointInterval == 0 || epoch + 1 == t.numEpochs {
       let path = ctx.resultsDir + "/epoch_\(epoch + 1).pth"
       if isMain {
-        try saveCheckpoint(path, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep, worldSize: world)
+        try saveCheckpoint(path, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep, worldSize: world, device: device)
         try linkLatest(ctx.resultsDir, to: "epoch_\(epoch + 1).pth")
         print("  saved \(path)")
       }

@@ -161,4 +161,57 @@ import Torch
     #expect(want.count >= 14 && Set(want.keys) == Set(got.keys))
     for (k, v) in want { #expect(abs(got[k]! - v) <= 1e-3, "\(adaptor) \(k): deployed \(got[k]!) vs eager \(v)") }
   }
+
+  /// TAO's recipe on c-radio_v3-h (siglip adaptor, the ViT in train mode: CPE crops and positional
+  /// dropout from the seeded generator) against the same 20 steps in PyTorch with RADIO's own model
+  /// (tools/fixtures/radio_train_reference.py); then kill -9 after epoch 8 and resume: the run
+  /// continues with the uninterrupted losses (the generator's state travels in the checkpoint).
+  @Test func first20StepsMatchPyTorchAndResumeExactly() throws {
+    let dir = NSTemporaryDirectory() + "clipkit-radio-train-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let env = try caches(dir).merging(["CLIPKIT_LOG_LOSS": "1"]) { a, _ in a }
+    let images = repoRoot + "/Tests/ModelTests/Fixtures/images"
+    func spec(_ name: String) throws -> String {
+      try """
+        results_dir: \(dir)/\(name)
+        model: {type: c-radio_v3-h, adaptor_name: siglip, image_size: 64}
+        train:
+          num_epochs: 20
+          seed: 1234
+          precision: fp32
+          checkpoint_interval: 1
+          optim: {vision_lr: 1.0e-3, text_lr: 2.0e-3, weight_decay: 0.05, betas: [0.9, 0.95], eps: 1.0e-6, warmup_steps: 5, scheduler: cosine}
+        dataset:
+          seed: 1234
+          train:
+            datasets:
+              - image_dir: \(images)
+            batch_size: 4
+          augmentation: {scale: [1.0, 1.0], color_jitter: [], grayscale: 0.0}
+        """.write(toFile: dir + "/\(name).yaml", atomically: true, encoding: .utf8)
+      return dir + "/\(name).yaml"
+    }
+    func losses(_ out: String) -> [Double] {
+      out.split(separator: "\n").compactMap { l in
+        let p = l.split(separator: " ")
+        return p.count >= 4 && p[0] == "step" && p[2] == "loss" ? Double(p[3]) : nil
+      }
+    }
+    let ref = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Self.radio + "/train_reference.json"))) as! [String: Any]
+    let expected = (ref["losses"] as! [NSNumber]).map(\.doubleValue)
+    let full = try clipkit(["train", "-e", try spec("full")], env: env)
+    #expect(full.code == 0, "\(full.err)")
+    let got = losses(full.out)
+    #expect(got.count == 20 && expected.count == 20)
+    for (i, (g, e)) in zip(got, expected).enumerated() { #expect(abs(g - e) <= 1e-4 * abs(e), "step \(i + 1): \(g) vs PyTorch \(e)") }
+
+    let s = try spec("killed")
+    let killed = try clipkit(["train", "-e", s], env: env.merging(["CLIPKIT_CRASH_AFTER_EPOCH": "8"]) { _, n in n })
+    #expect(killed.code == 137 && losses(killed.out).count == 8)
+    let resumed = try clipkit(["train", "-e", s], env: env)
+    #expect(resumed.code == 0 && resumed.out.contains("Resumed from"), "\(resumed.err)")
+    let rest = losses(resumed.out)
+    #expect(rest.count == 12)
+    for (g, e) in zip(rest, got.suffix(12)) { #expect(abs(g - e) <= 1e-6 * max(1, abs(e)), "resumed \(g) vs uninterrupted \(e)") }
+  }
 }

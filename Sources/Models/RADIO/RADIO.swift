@@ -284,8 +284,9 @@ final class RADIOMLPv2: RADIOHead {
 /// feature normalisers): kept so that checkpoints round-trip in TAO's layout.
 final class CarriedWeights: Module {
   let bag: TensorBag
-  init(_ tensors: [String: Tensor], buffers: Bool) {
-    bag = TensorBag(tensors, buffers: buffers)
+  /// Floating-point tensors become float32, as hubconf builds these modules (the file stores half).
+  init(_ tensors: [String: Tensor], buffers: Bool) throws {
+    bag = TensorBag(try tensors.mapValues { $0.dtype.isFloatingPoint ? try $0.to(.float32) : $0 }, buffers: buffers)
     super.init()
   }
 }

@@ -143,15 +143,16 @@ public enum RADIOFamily: CLIPFamily {
     let hub = try RADIOHubCheckpoint.read(path)
     let name = teacherName(type: o.type, adaptor: o.adaptorName)
     let (teacher, teacherIndex, slot) = try hub.config.adaptor(name, file: path)
-    let initialize = (o.weightsFromCheckpoint ? Initialization.empty : .random(o.randomInit)).on(o.device)
+    // Weights that will be loaded need no values (and draw nothing from the seeded generator).
+    let initialize = (o.randomInit.map { Initialization.random($0) } ?? .empty).on(o.device)
+    // Pretrained weights unless random ones are asked for or a checkpoint will replace them.
+    let loadWeights = o.randomInit == nil && !o.weightsFromCheckpoint
     let vit = try RADIOViT(hub.config, initialize: initialize)
-    if o.randomInit == nil && !o.weightsFromCheckpoint {
-      try vit.load(stateDict: hub.vit, assign: true, source: path)
-    }
+    if loadWeights { try vit.load(stateDict: hub.vit, assign: true, source: path) }
     let headState = hub.head(teacher: teacher.name, index: teacherIndex)
     guard !headState.isEmpty else { throw ModelError.config(file: path, reason: "no summary head for the '\(name)' teacher (_heads.\(teacherIndex) or _heads.\(name))") }
     let head = try makeHead(headState, file: path, initialize: initialize)
-    try head.load(stateDict: headState, assign: true, source: path + " (\(name) head)")
+    if loadWeights { try head.load(stateDict: headState, assign: true, source: path + " (\(name) head)") }
     let feat = hub.featureHead(teacher: teacher.name, index: teacherIndex)
 
     // The teacher's text tower, from the Hugging Face cache as RADIO's adaptor loads it.
@@ -166,9 +167,7 @@ public enum RADIOFamily: CLIPFamily {
       let dir = try PretrainedLocator.directory(repo: repo, pretrainedDir: nil)
       let cfg = try SiglipModel.config(dir)
       let text = try SiglipTextTransformer(cfg.textConfig, file: dir + "/config.json", initialize: initialize)
-      if !o.weightsFromCheckpoint {
-        try text.load(stateDict: try prefixed(try PretrainedLocator.weights(in: dir), "text_model."), assign: true, source: dir)
-      }
+      if loadWeights { try text.load(stateDict: try prefixed(try PretrainedLocator.weights(in: dir), "text_model."), assign: true, source: dir) }
       siglipText = text
       let tokenizer = try Tokenizer(directory: dir)
       // TAO tokenises to 64 tokens and passes the mask when the tokenizer returns one.
@@ -185,7 +184,7 @@ public enum RADIOFamily: CLIPFamily {
       let dir = try PretrainedLocator.directory(repo: repo, pretrainedDir: nil, configFile: "open_clip_config.json")
       let cfg = try OpenCLIPFamily.config(dir)
       let model = try OpenCLIPModel(cfg, file: dir + "/open_clip_config.json", initialize: initialize, textOnly: true)
-      if !o.weightsFromCheckpoint {
+      if loadWeights {
         try model.load(stateDict: try OpenCLIPFamily.weights(in: dir).filter { !$0.key.hasPrefix("visual.") }, assign: true, source: dir)
       }
       ocText = model
@@ -200,11 +199,11 @@ public enum RADIOFamily: CLIPFamily {
     default:
       throw ModelError.config(file: path, reason: "teacher '\(name)' is a \(teacher.type) teacher without a text tower; RADIO-CLIP needs a siglip2 or open_clip adaptor (model.adaptor_name siglip or clip)")
     }
-    let adaptor = RADIOAdaptor(head: head, featureHead: feat.isEmpty ? nil : CarriedWeights(feat, buffers: false),
+    let adaptor = RADIOAdaptor(head: head, featureHead: feat.isEmpty ? nil : try CarriedWeights(feat, buffers: false),
                                siglipText: siglipText, openCLIPText: ocText, headIndex: slot)
     let radio = try RADIOModel(vit: vit, summaryIdxs: hub.config.summaryIdxs, adaptor: (name, adaptor),
-                               featureNormalizer: hub.featureNormalizer.isEmpty ? nil : CarriedWeights(hub.featureNormalizer, buffers: true),
-                               interFeatureNormalizer: hub.interFeatureNormalizer.isEmpty ? nil : CarriedWeights(hub.interFeatureNormalizer, buffers: true),
+                               featureNormalizer: hub.featureNormalizer.isEmpty ? nil : try CarriedWeights(hub.featureNormalizer, buffers: true),
+                               interFeatureNormalizer: hub.interFeatureNormalizer.isEmpty ? nil : try CarriedWeights(hub.interFeatureNormalizer, buffers: true),
                                device: o.device)
     try radio.to(device: o.device)
     // TAO's logit init by loss type (siglip by default) unless the spec gives values.
