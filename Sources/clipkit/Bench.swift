@@ -89,7 +89,9 @@ struct BenchEmbed: ParsableCommand {
     commandName: "embed",
     abstract: "Whole-job image embedding (decode, preprocess, model) of a folder with a model directory; prints images/s.")
 
-  @Option(help: "Hugging Face model directory (config.json, weights, tokenizer, preprocessor_config.json).") var model: String
+  @Option(help: "Hugging Face model directory (config.json, weights, tokenizer, preprocessor_config.json), or what --model-type loads from (a RADIO hub checkpoint).") var model: String
+  @Option(help: "A model.type whose family the directory cannot tell (c-radio_v3-b|l|h|g).") var modelType: String?
+  @Option(help: "model.image_size for RADIO/OpenCLIP types.") var imageSize: Int?
   @Option(help: "Folder of images (searched recursively).") var images: String
   @Option(help: "Batch size.") var batchSize = 16
   @Option(help: "libtorch CPU threads (and decoding threads).") var threads = 2
@@ -104,8 +106,8 @@ struct BenchEmbed: ParsableCommand {
     let device = try benchDevice(self.device)
     let cast = try benchAutocast(precision)
     Torch.threads = threads
-    let bundle = try ModelRegistry.load(ModelLoadOptions(type: "bench", pretrainedDir: model, canonicalize: false,
-                                        randomInit: randomInit ? try Generator(seed: 0) : nil, device: device))
+    let bundle = try ModelRegistry.load(ModelLoadOptions(type: modelType ?? "bench", pretrainedDir: model, canonicalize: false,
+                                        randomInit: randomInit ? try Generator(seed: 0) : nil, imageSize: imageSize, device: device))
     let files = try walkImages(images)
     guard !files.isEmpty else { throw ValidationError("no images under \(images)") }
     let embedder = Embedder(bundle: bundle, batchSize: batchSize, workers: workers ?? threads)
