@@ -120,6 +120,23 @@ import Torch
       let mask = try Tensor(enc.attentionMask.flatMap { $0.map(Int64.init) }, shape: [enc.ids.count, enc.ids[0].count])
       try expectClose(try bundle.encoder.encodeTexts(ids, attentionMask: mask), ref["tao.text.embedding"]!, "TAO checkpoint text embedding")
     }
+    // The newer TAO layout (no `adaptor.*` copy) gives the same model; a copy that disagrees in
+    // shape with its original is an error naming both keys.
+    let tensors = try PyTorchCheckpoint.read(Self.root + "/tao_radio_siglip.pth").tensors
+    let newer = NSTemporaryDirectory() + "radio-newer-\(UUID().uuidString).safetensors"
+    try Safetensors.write(tensors.filter { !$0.key.hasPrefix("model.adaptor.") }.sorted { $0.key < $1.key }, to: newer)
+    let again = try load("c-radio_v3-h", adaptor: "siglip", weightsFromCheckpoint: true)
+    try ModelRegistry.loadCheckpoint(newer, into: again)
+    try noGrad {
+      try expectClose(try again.encoder.encodeImages(inputs["sq48"]!), ref["tao.sq48.embedding"]!, "newer TAO layout image embedding")
+    }
+    var bad = tensors
+    bad["model.adaptor.head_mlp.fc1.weight"] = try Tensor.zeros([3, 3])
+    let badPath = NSTemporaryDirectory() + "radio-bad-\(UUID().uuidString).safetensors"
+    try Safetensors.write(bad.sorted { $0.key < $1.key }, to: badPath)
+    do { try ModelRegistry.loadCheckpoint(badPath, into: again); Issue.record("mismatched copy accepted") } catch {
+      #expect("\(error.localizedDescription)".contains("adaptor.head_mlp.fc1.weight"), "\(error.localizedDescription)")
+    }
     let written = Set(bundle.encoder.checkpointStateDict().map(\.0))
     let tao = Set(try PyTorchCheckpoint.read(Self.root + "/tao_radio_siglip.pth").tensors.keys.map { String($0.dropFirst("model.".count)) })
     #expect(written == tao, "keys only ClipKit writes: \(written.subtracting(tao).sorted().prefix(5)); only TAO: \(tao.subtracting(written).sorted().prefix(5))")
