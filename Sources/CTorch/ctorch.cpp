@@ -802,6 +802,12 @@ ck_error ck_bernoulli(ck_tensor like, const int64_t *shape, int64_t ndim, double
   put(out, at::empty(ints(shape, ndim), T(like).options()).bernoulli_(p));
   CK_END
 }
+ck_error ck_uniform_(ck_tensor t, double from, double to) {
+  CK_BEGIN
+  at::NoGradGuard ng;
+  T(t).uniform_(from, to);
+  CK_END
+}
 ck_error ck_linspace(double start, double end, int64_t steps, int device_type, int device_index, ck_tensor *out) {
   CK_BEGIN
   if (steps < 0) throw std::invalid_argument("linspace: negative steps");

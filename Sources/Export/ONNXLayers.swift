@@ -31,8 +31,9 @@ extension ONNXGraph {
     return op("Add", [op("Mul", [normed, w]), b], hint: key)
   }
 
+  /// A Linear with a LoRA adapter is written merged (W + B·A·scaling): the graph is the plain model.
   public func linear(_ x: String, _ m: Linear, key: String) throws -> String {
-    try linear(x, weight: m.weight, bias: m.bias, key: key)
+    try linear(x, weight: try m.mergedWeight(), bias: m.bias, key: key)
   }
 
   public func layerNorm(_ x: String, _ m: LayerNorm, key: String) throws -> String {

@@ -15,6 +15,8 @@ func loadModel(_ ctx: ActionContext, checkpoint: String?) throws -> CLIPBundle {
   let bundle = try ModelRegistry.load(ModelLoadOptions(type: m.type, pretrainedDir: m.pretrainedDir, adaptorName: m.adaptorName, canonicalize: m.canonicalizeText,
                                       initLogitScale: m.initLogitScale, initLogitBias: m.initLogitBias,
                                       weightsFromCheckpoint: checkpoint != nil, imageSize: m.imageSize, device: ctx.device))
+  // A LoRA checkpoint needs the adapters the spec's peft section describes (export merges them).
+  try injectPEFT(bundle.encoder, ctx.config.peft, quiet: true)
   if let ckpt = checkpoint {
     guard FileManager.default.fileExists(atPath: ckpt) else { throw ActionError.input("checkpoint \(ckpt) does not exist") }
     try ModelRegistry.loadCheckpoint(ckpt, into: bundle)

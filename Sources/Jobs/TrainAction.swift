@@ -45,11 +45,25 @@ func runTrain(_ ctx: ActionContext) throws {
   }
   let initScale = cfg.model.initLogitScale ?? (loss == .siglip ? 2.3026 : 2.6592)
   let initBias = cfg.model.initLogitBias ?? (loss == .siglip ? -10.0 : 0.0)
-  let bundle = try ModelRegistry.load(ModelLoadOptions(type: cfg.model.type, pretrainedDir: cfg.model.pretrainedDir, adaptorName: cfg.model.adaptorName, canonicalize: cfg.model.canonicalizeText,
-                                      initLogitScale: initScale, initLogitBias: initBias,
-                                      randomInit: cfg.model.randomInit ? try Generator(seed: UInt64(max(t.seed, 0))) : nil,
-                                      imageSize: cfg.model.imageSize, device: device))
-  if let pre = t.pretrainedModelPath { try ModelRegistry.loadCheckpoint(pre, into: bundle); print("Loaded weights from \(pre)") }
+  func loadBundle() throws -> CLIPBundle {
+    let b = try ModelRegistry.load(ModelLoadOptions(type: cfg.model.type, pretrainedDir: cfg.model.pretrainedDir, adaptorName: cfg.model.adaptorName,
+                                                    canonicalize: cfg.model.canonicalizeText, initLogitScale: initScale, initLogitBias: initBias,
+                                                    randomInit: cfg.model.randomInit ? try Generator(seed: UInt64(max(t.seed, 0))) : nil,
+                                                    imageSize: cfg.model.imageSize, device: device))
+    if let pre = t.pretrainedModelPath { try ModelRegistry.loadCheckpoint(pre, into: b) }
+    return b
+  }
+  let bundle = try loadBundle()
+  if let pre = t.pretrainedModelPath { print("Loaded weights from \(pre)") }
+  // regularization: a frozen copy of the model as it starts (built before LoRA, as TAO's teacher).
+  let teacher = cfg.regularization.enabled ? try loadBundle() : nil
+  if let teacher {
+    teacher.encoder.module.eval()
+    for (_, p) in teacher.encoder.module.namedParameters() { try p.requiresGrad(false) }
+    let r = cfg.regularization
+    print("Frozen teacher for drift regularisation: \(teacher.encoder.module.parameters().reduce(0) { $0 + $1.count }) parameters; "
+      + "weights emb_mse=\(r.embeddingMseWeight), cosine=\(r.cosineWeight), sim=\(r.similarityWeight)")
+  }
   let adapter = bundle.encoder.module
   bundle.encoder.gradientCheckpointing = t.gradCheckpointing
 
@@ -91,6 +105,8 @@ func runTrain(_ ctx: ActionContext) throws {
   // Parameter groups (§3.4): vision / text / logit × decay / no-decay.
   let frozen = Set([cfg.model.freezeVisionEncoder ? Tower.vision : nil, cfg.model.freezeTextEncoder ? .text : nil].compactMap { $0 })
   for tower in frozen { try setTower(bundle.encoder, tower, trainable: false) }
+  // peft: LoRA / full / frozen per tower (after the freeze flags, which it overrides, as TAO).
+  try injectPEFT(bundle.encoder, cfg.peft)
   let groups = parameterGroups(bundle.encoder, optim: t.optim)
   let optimizer = AdamW(groups: groups, betas: (t.optim.betas[0], t.optim.betas[1]), eps: t.optim.eps)
 
@@ -150,6 +166,7 @@ func runTrain(_ ctx: ActionContext) throws {
   }
   print("Training \(trainPairs.count) pairs, \(stepsPerEpoch) steps/epoch × \(t.numEpochs) epochs, batch \(batch), \(t.precision), loss \(t.lossType)")
   let embedder = Embedder(bundle: bundle, batchSize: cfg.dataset.val.batchSize, workers: cfg.dataset.val.numWorkers)
+  let teacherEmbedder = teacher.map { Embedder(bundle: $0, batchSize: cfg.dataset.val.batchSize, workers: cfg.dataset.val.numWorkers) }
   let (h, w) = bundle.transform.outputSize
   let augmentation = Augmentation(size: (w, h), scale: aug.scale, colorJitter: aug.colorJitter, grayscale: aug.grayscale)
   // As in TAO, SigLIP 2 trains on its Hugging Face processor's preprocessing: dataset.augmentation
@@ -173,6 +190,7 @@ func runTrain(_ ctx: ActionContext) throws {
     adapter.eval()
     defer { bundle.encoder.train(frozen: frozen) }
     let m: (i2t: RetrievalMetrics, t2i: RetrievalMetrics)
+    var drifts: [(String, Double)] = []
     if let group {
       // Each rank embeds its share (DistributedSampler order, unshuffled, padded); the embeddings
       // are gathered back into the set's order, so every rank scores the whole set.
@@ -190,6 +208,18 @@ func runTrain(_ ctx: ActionContext) throws {
       let caps = img.kept.map { val.pairs[$0].caption }
       let txt = try embedder.texts(caps)
       m = try retrievalMetrics(images: img.embeddings, texts: txt.embeddings, count: caps.count, dim: img.dim)
+      if let teacherEmbedder {
+        // TAO's drift metric: 1 − mean cosine to the frozen teacher, per tower and averaged.
+        let ti = try teacherEmbedder.images(img.kept.map { val.pairs[$0].image }, progressLabel: "teacher")
+        let tt = try teacherEmbedder.texts(caps)
+        func drift(_ a: [Float], _ b: [Float]) throws -> Double {
+          let (x, y) = (try Tensor(a, shape: [caps.count, img.dim]), try Tensor(b, shape: [caps.count, img.dim]))
+          return try 1 - ((x * y).sum(dims: [-1]) / (x.norm(dims: [-1]).clamp(min: 1e-8) * y.norm(dims: [-1]).clamp(min: 1e-8))).mean().item()
+        }
+        let (di, dt) = (try drift(img.embeddings, ti.embeddings), try drift(txt.embeddings, tt.embeddings))
+        drifts = [("val/img_drift", di), ("val/txt_drift", dt), ("val/embedding_drift", (di + dt) / 2)]
+        print(String(format: "  val drift from the teacher: image %.6f, text %.6f, mean %.6f", di, dt, (di + dt) / 2))
+      }
     }
     print("  val Image-to-Text: \(m.i2t.line)")
     print("  val Text-to-Image: \(m.t2i.line)")
@@ -201,6 +231,8 @@ func runTrain(_ ctx: ActionContext) throws {
       values += [("val/\(p)_mAP", r.mAP), ("val/\(p)_R@1", r.recallAt1), ("val/\(p)_R@5", r.recallAt5),
                  ("val/\(p)_MedR", r.medianRank), ("val/\(p)_MeanR", r.meanRank), ("val/\(p)_AUC", r.auc)]
     }
+    values += drifts
+    if let d = drifts.last { kpi[d.0] = String(d.1) }
     return (kpi, values)
   }
 
@@ -281,11 +313,17 @@ func runTrain(_ ctx: ActionContext) throws {
         optimizer.groups[g].lr = scheduledLR(base: optimizer.groups[g].baseLR, step: globalStep, warmup: t.optim.warmupSteps,
                                              total: totalSteps, kind: t.optim.scheduler)
       }
+      var terms: DriftTerms? = nil
       let lossValue = try autocast(device, dtype: scaler != nil ? .float16 : .bfloat16, enabled: t.precision != "fp32") { () throws -> Tensor in
         let img = try bundle.encoder.encodeImages(inputs).to(.float32)
         let txt = try bundle.encoder.encodeTexts(ids, attentionMask: mask).to(.float32)
-        return try rankLoss(loss, distImpl: t.siglipLossDistImpl, image: img, text: txt, logitScale: bundle.encoder.logitScale,
-                            logitBias: bundle.encoder.logitBias, group: group)
+        let contrastive = try rankLoss(loss, distImpl: t.siglipLossDistImpl, image: img, text: txt, logitScale: bundle.encoder.logitScale,
+                                       logitBias: bundle.encoder.logitBias, group: group)
+        guard let teacher else { return contrastive }
+        let (ti, tt) = try noGrad { (try teacher.encoder.encodeImages(inputs).to(.float32), try teacher.encoder.encodeTexts(ids, attentionMask: mask).to(.float32)) }
+        let d = try DriftTerms(image: img, text: txt, teacherImage: ti, teacherText: tt, contrastive: contrastive, weights: cfg.regularization)
+        terms = d
+        return d.total
       }
       try optimizer.zeroGrad()
       // With CLIPKIT_LOG_LOSS the (averaged, unscaled, unclipped) gradient norm is logged too, in
@@ -327,7 +365,7 @@ func runTrain(_ ctx: ActionContext) throws {
       let lrs = Dictionary(optimizer.groups.map { ($0.name, $0.lr) }, uniquingKeysWith: { a, _ in a })
       try board?.scalars([("train_loss", l), ("train/vision_lr", lrs["vision_decay"] ?? lrs["vision_no_decay"] ?? 0),
                          ("train/text_lr", lrs["text_decay"] ?? lrs["text_no_decay"] ?? 0), ("train/lr", lrs["text_decay"] ?? lrs["text_no_decay"] ?? 0),
-                         ("train/logit_scale", try bundle.encoder.logitScale.exp().item())], step: globalStep)
+                         ("train/logit_scale", try bundle.encoder.logitScale.exp().item())] + (try terms?.scalars() ?? []), step: globalStep)
       globalStep += 1
       progress.advance()
       if t.checkpointIntervalUnit == "step" && globalStep % t.checkpointInterval == 0 {

@@ -75,6 +75,8 @@ public protocol CLIPEncoder: AnyObject {
   /// Training mode for the trainable towers; a frozen tower stays in eval mode where that changes
   /// its forward (TAO calls eval() on it; Lightning keeps it so).
   func train(frozen: Set<Tower>)
+  /// A tower's transformer blocks, in order (where LoRA goes: TAO's get_encoder_blocks).
+  func encoderBlocks(_ tower: Tower) -> [Module]
 }
 
 extension CLIPEncoder {
@@ -82,6 +84,7 @@ extension CLIPEncoder {
   public var usesTextAttentionMask: Bool { false }
   public func checkpointStateDict() -> [(String, Tensor)] { module.stateDict() }
   public func train(frozen: Set<Tower>) { module.train() }
+  public func encoderBlocks(_ tower: Tower) -> [Module] { [] }
 }
 
 public enum Tower: String, Sendable { case vision, text, logit }
@@ -224,11 +227,21 @@ public enum ModelRegistry {
     } else {
       tensors = try PyTorchCheckpoint.read(path).tensors
     }
+    // TAO's drift-regularisation teacher rides along in its checkpoints; it is not the model.
+    tensors = tensors.filter { !$0.key.hasPrefix("preservation_loss.") }
     // Checkpoint keys are the Lightning module's: "model." + adapter keys.
     if tensors.keys.allSatisfy({ $0.hasPrefix("model.") }) {
       tensors = Dictionary(uniqueKeysWithValues: tensors.map { (String($0.key.dropFirst(6)), $0.value) })
     }
     tensors = try bundle.encoder.adapterKeys(tensors)
+    // LoRA checkpoints from before `scaling` was persisted: every adapter takes the configured
+    // alpha/rank, as TAO does (with its warning).
+    let scalings = bundle.encoder.module.namedSlots().filter { $0.0.hasSuffix(".scaling") && $0.1.tensor != nil }
+    if !scalings.isEmpty && scalings.allSatisfy({ tensors[$0.0] == nil }) {
+      for (k, slot) in scalings { tensors[k] = slot.tensor! }
+      FileHandle.standardError.write(Data(("warning: loading a legacy LoRA checkpoint without persisted scaling for \(scalings.count) adapter(s); "
+        + "using scaling derived from the current PEFT rank and alpha. These values must match the original training config.\n").utf8))
+    }
     // Non-persistent buffers some writers keep (HF position_ids) are not weights.
     try bundle.encoder.module.load(stateDict: tensors.filter { !$0.key.hasSuffix("position_ids") }, source: path)
   }

@@ -132,15 +132,15 @@ public struct KeyPolicy: Sendable {
       add("gen_trt_engine.tensorrt.\(k)", .honoured)
     }
 
-    let peft = "LoRA fine-tuning (peft) is not supported yet"
-    for k in ["enabled", "method", "train_logit_calibration"] { add("peft.\(k)", .refused, peft, modelActions) }
+    let peft = "TAO's per-tower LoRA: train injects it; evaluate/inference/export rebuild the adapters of a LoRA checkpoint (export merges them)"
+    for k in ["enabled", "method", "train_logit_calibration"] { add("peft.\(k)", .honoured, peft) }
     for tower in ["vision", "text"] {
       for k in ["mode", "enabled", "target_modules", "num_last_blocks", "rank", "alpha", "dropout"] {
-        add("peft.\(tower).\(k)", .refused, peft, modelActions)
+        add("peft.\(tower).\(k)", .honoured, peft)
       }
     }
     for k in ["enabled", "embedding_mse_weight", "cosine_weight", "similarity_weight"] {
-      add("regularization.\(k)", .refused, "drift regularisation is not supported yet", trainOnly)
+      add("regularization.\(k)", .honoured, "drift from a frozen copy of the starting model (train); validation reports it")
     }
     return t
   }

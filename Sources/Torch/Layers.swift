@@ -51,17 +51,57 @@ public struct Initialization: Sendable {
 public final class Linear: Module {
   @Param("weight") public var weight: Tensor
   @Param("bias") public var bias: Tensor?
+  // LoRA (TAO's LoRALinear, in place): W·x + B(A(dropout(x)))·scaling with W frozen; checkpoint
+  // keys `original.weight`/`original.bias`, `lora_A` (r×in), `lora_B` (out×r), `scaling` (0-d).
+  @Param("lora_A") public var loraA: Tensor?
+  @Param("lora_B") public var loraB: Tensor?
+  @Buffer("scaling") public var scaling: Tensor?
+  public private(set) var loraDropout = 0.0
 
   public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, initialize: Initialization = .random) throws {
     super.init()
     let bound = 1 / Double(inFeatures).squareRoot()
     weight = try initialize.uniform([outFeatures, inFeatures], bound: bound)
     self.bias = bias ? try initialize.uniform([outFeatures], bound: bound) : nil
+    loraA = nil
+    loraB = nil
+    scaling = nil
   }
   public convenience init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, generator: Generator?) throws {
     try self.init(inFeatures, outFeatures, bias: bias, initialize: .random(generator))
   }
-  public func callAsFunction(_ x: Tensor) throws -> Tensor { try F.linear(x, weight, bias) }
+  public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    let y = try F.linear(x, weight, bias)
+    guard let loraA, let loraB, let scaling else { return y }
+    let h = try F.linear(try F.linear(try F.dropout(x, p: loraDropout, training: isTraining), loraA), loraB)
+    return try y + h * scaling
+  }
+
+  public var hasLoRA: Bool { loraA != nil }
+
+  /// Wraps this layer as TAO's LoRALinear: the weight and bias frozen under `original.`, A drawn
+  /// kaiming-uniform (a=√5: U(±1/√in)) from the default generator as torch.nn.init does, B zeros,
+  /// scaling alpha/rank as a persisted float32 buffer.
+  public func enableLoRA(rank: Int, alpha: Double, dropout: Double) throws {
+    guard !hasLoRA else { return }
+    let (out, inp) = (weight.size(0), weight.size(1))
+    _weight.key = "original.weight"
+    _bias.key = "original.bias"
+    try weight.requiresGrad(false)
+    try bias?.requiresGrad(false)
+    let a = try Tensor.empty([rank, inp], dtype: weight.dtype, device: weight.device)
+    try a.uniform_(-1 / Double(inp).squareRoot(), 1 / Double(inp).squareRoot())
+    loraA = try a.requiresGrad(true)
+    loraB = try Tensor.zeros([out, rank], dtype: weight.dtype, device: weight.device).requiresGrad(true)
+    scaling = try Tensor.scalar(Float(alpha / Double(rank))).moved(to: weight.device)
+    loraDropout = dropout
+  }
+
+  /// W + (B·A)·scaling: the plain layer's weight (export merges the adapter so).
+  public func mergedWeight() throws -> Tensor {
+    guard let loraA, let loraB, let scaling else { return weight }
+    return try noGrad { try weight + loraB.matmul(loraA) * scaling }
+  }
 }
 
 public final class LayerNorm: Module {

@@ -47,7 +47,8 @@ extension Optional: TensorSlotValue where Wrapped == Tensor {
 ///   @Param("weight") var weight: Tensor
 @propertyWrapper
 public final class Param<Value: TensorSlotValue>: TensorSlot {
-  public let key: String
+  /// Changes only when a layer takes another layout (LoRA moves a Linear's weight under `original.`).
+  public internal(set) var key: String
   private var storage: Value?
   public var wrappedValue: Value {
     get {

@@ -84,6 +84,8 @@ extension Tensor {
     try random(0, shape, dtype, device, generator)
   }
   /// Standard normal samples.
+  /// In place: uniform values in [from, to) from the default generator (`Tensor.uniform_`).
+  public func uniform_(_ from: Double, _ to: Double) throws { try check("uniform_", ck_uniform_(handle, from, to)) }
   /// A tensor of `shape` with `like`'s dtype and device, each element 1 with probability p
   /// (`torch.empty(...).bernoulli_(p)`, the default generator).
   public static func bernoulli(like: Tensor, _ shape: [Int], p: Double) throws -> Tensor {

@@ -200,6 +200,8 @@ ck_error ck_interpolate(ck_tensor x, int64_t out_h, int64_t out_w, int mode, int
 ck_error ck_grid_sample(ck_tensor x, ck_tensor grid, int mode, int padding, int align_corners, ck_tensor *out);
 // torch.empty(shape, like x's dtype/device).bernoulli_(p): timm's DropPath draw.
 ck_error ck_bernoulli(ck_tensor like, const int64_t *shape, int64_t ndim, double p, ck_tensor *out);
+// In place: t.uniform_(from, to) from the default generator (torch.nn.init's draws).
+ck_error ck_uniform_(ck_tensor t, double from, double to);
 // torch.linspace(start, end, steps) in float32 on the device.
 ck_error ck_linspace(double start, double end, int64_t steps, int device_type, int device_index, ck_tensor *out);
 ck_error ck_interpolate_scaled(ck_tensor x, int64_t out_h, int64_t out_w, int mode, int align_corners,

@@ -54,6 +54,13 @@ public final class OpenCLIPAdapter: Module, CLIPEncoder {
     return out
   }
 
+  public func encoderBlocks(_ tower: Tower) -> [Module] {
+    switch tower {
+    case .vision: return model.visual?.transformer.blocks ?? []
+    case .text: return model.transformer.blocks
+    case .logit: return []
+    }
+  }
   /// TAO: `visual.*` is the vision tower; the logit parameters their own; the rest is text.
   public func tower(of parameter: String) -> Tower {
     parameter.hasPrefix("backbone.model.visual.") ? .vision : parameter.hasPrefix("logit_") || parameter.hasPrefix("backbone.model.logit_") ? .logit : .text

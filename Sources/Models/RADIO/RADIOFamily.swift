@@ -56,6 +56,14 @@ public final class RADIOAdapter: Module, CLIPEncoder {
     return try radio.adaptor.textFeatures(try ids.upload(to: device), attentionMask: mask).l2Normalized()
   }
 
+  public func encoderBlocks(_ tower: Tower) -> [Module] {
+    switch tower {
+    case .vision: return radio.vit.blocks
+    case .text: return radio.adaptor.siglipText?.encoder.layers ?? radio.adaptor.openCLIPText?.transformer.blocks ?? []
+    case .logit: return []
+    }
+  }
+
   /// TAO: the adaptor's text model is the text tower; everything else of RADIO (ViT and heads)
   /// the vision tower.
   public func tower(of parameter: String) -> Tower {

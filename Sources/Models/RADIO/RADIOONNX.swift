@@ -10,7 +10,7 @@ extension TimmBlock {
   func onnx(_ g: ONNXGraph, _ x: String, key: String) throws -> String {
     let c = attn.proj.weight.size(0)
     let n = try g.layerNorm(x, norm1, key: key + ".norm1")
-    let w = try attn.qkv.weight.chunk(3), b = try attn.qkv.bias.map { try $0.chunk(3) }
+    let w = try attn.qkv.mergedWeight().chunk(3), b = try attn.qkv.bias.map { try $0.chunk(3) }
     func part(_ i: Int, _ name: String) throws -> String { try g.linear(n, weight: w[i], bias: b?[i], key: key + ".attn.qkv_" + name) }
     var a = try g.linear(g.attention(q: try part(0, "q"), k: try part(1, "k"), v: try part(2, "v"), heads: attn.heads, dim: c),
                          attn.proj, key: key + ".attn.proj")

@@ -53,9 +53,11 @@ final class SiglipMLP: Module {
 
 /// Multi-head attention with separate q/k/v/out projections (SiglipAttention).
 final class SiglipAttention: Module {
-  @Child("q_proj") var q: Linear
+  // transformers registers k, v, q, out in this order; LoRA injection walks them so, drawing its
+  // initial weights in the same order as TAO.
   @Child("k_proj") var k: Linear
   @Child("v_proj") var v: Linear
+  @Child("q_proj") var q: Linear
   @Child("out_proj") var out: Linear
   let heads: Int
 

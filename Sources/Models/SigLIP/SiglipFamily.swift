@@ -52,6 +52,13 @@ public final class SiglipAdapter: Module, CLIPEncoder {
     let device = logitScale.device
     return try inner.textFeatures(ids.upload(to: device), attentionMask: attentionMask?.upload(to: device)).l2Normalized()
   }
+  public func encoderBlocks(_ tower: Tower) -> [Module] {
+    switch tower {
+    case .vision: return inner.vision.encoder.layers
+    case .text: return inner.text.encoder.layers
+    case .logit: return []
+    }
+  }
   public func tower(of parameter: String) -> Tower {
     parameter.hasPrefix("backbone.inner.vision_model.") ? .vision : parameter.hasPrefix("backbone.inner.text_model.") ? .text : .logit
   }
