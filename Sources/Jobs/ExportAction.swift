@@ -36,7 +36,8 @@ func runExport(_ ctx: ActionContext) throws {
   let targets = separate ? [base + "_vision" + ext, base + "_text" + ext] : [onnxFile]
   // Nothing is overwritten: not the graphs, nor the sidecars a previous export left.
   let weights = targets.map { ($0 as NSString).deletingPathExtension + "_weights.bin" }  // past 1.9 GiB
-  for t in targets + weights + [base + "_config.yaml", base + "_tokenizer"] where FileManager.default.fileExists(atPath: t) {
+  for t in targets + weights + [base + "_config.yaml", base + "_tokenizer"] + (cfg.adapterDir.map { [$0 + "/adapter_model.safetensors"] } ?? [])
+  where FileManager.default.fileExists(atPath: t) {
     throw ExportError.exists(t)
   }
   let dir = onnxFile.parentPath
@@ -100,6 +101,7 @@ func runExport(_ ctx: ActionContext) throws {
   let tokDir = base + "_tokenizer"
   try writeTokenizerSidecar(from: bundle.tokenizerDirectory, to: tokDir, maxLength: l)
   print("Wrote \(base)_config.yaml and \(tokDir)/")
+  if let adapterDir = cfg.adapterDir { try writePeftAdapter(bundle, ctx.config.peft, to: adapterDir) }
   try ctx.status.write(.success, message: "Export finished successfully.",
                        kpi: ["onnx_files": graphs.map(\.0), "logit_scale": exp(rawScale), "logit_bias": rawBias])
 }

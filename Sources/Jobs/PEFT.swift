@@ -72,8 +72,9 @@ func injectPEFT(_ encoder: CLIPEncoder, _ peft: PEFTConfig, quiet: Bool = false)
       }
       let count = encoder.module.namedParameters().filter { encoder.tower(of: $0.0) == t && $0.1.requiresGrad }.reduce(0) { $0 + $1.1.count }
       if count == 0 {
-        throw ActionError.input("PEFT \(name) mode='lora' injected zero modules (no LoRA adapters): target_modules \(cfg.targetModules) matched no "
-          + "nn.Linear modules. Available leaves: \(leaves.sorted()). Check target_modules and num_last_blocks for this backbone.")
+        func py(_ l: [String]) -> String { "[" + l.map { "'\($0)'" }.joined(separator: ", ") + "]" }
+        throw ActionError.input("PEFT \(name) mode='lora' injected zero modules (no LoRA adapters): target_modules \(py(cfg.targetModules)) matched no "
+          + "nn.Linear modules. Available leaves: \(py(leaves.sorted())). Check target_modules and num_last_blocks for this backbone.")
       }
     default: break
     }
@@ -140,4 +141,48 @@ struct DriftTerms {
     [("train/contrastive_loss", try contrastive.item()), ("train/emb_mse_loss", try embeddingMSE.item()),
      ("train/cosine_loss", try cosine.item()), ("train/sim_loss", try similarity.item())]
   }
+}
+
+/// `export.adapter_dir`: the LoRA adapters alone in Hugging Face peft's format — `adapter_config.json`
+/// and `adapter_model.safetensors` with peft's keys (`base_model.model.<module>.lora_A.weight`,
+/// `…lora_B.weight`; A is rank×in, B out×rank as in TAO) — so that
+/// `peft.PeftModel.from_pretrained(transformers_model, dir)` rebuilds the tuned model. target_modules
+/// is a regex of exactly the adapted modules; a second tower with other rank/alpha goes into
+/// rank_pattern/alpha_pattern. The trained logit calibration is not a transformers module: it is in
+/// the export's `_config.yaml`.
+func writePeftAdapter(_ bundle: CLIPBundle, _ peft: PEFTConfig, to dir: String) throws {
+  let enc = bundle.encoder
+  let adapted = linearLeaves(enc.module).filter { $0.1.hasLoRA }
+  guard !adapted.isEmpty else { throw ActionError.input("export.adapter_dir: the model has no LoRA adapters (set peft.enabled and a tower's mode: lora)") }
+  var tensors: [(String, Tensor)] = []
+  var paths: [(Tower, String)] = []
+  for (key, m) in adapted {
+    guard let path = enc.transformersPath(key) else {
+      throw ActionError.input("export.adapter_dir: peft's format addresses a transformers model; \(bundle.family) is not one (the merged ONNX export still applies)")
+    }
+    tensors.append(("base_model.model.\(path).lora_A.weight", try m.loraA!.detach().contiguous()))
+    tensors.append(("base_model.model.\(path).lora_B.weight", try m.loraB!.detach().contiguous()))
+    paths.append((enc.tower(of: key + ".lora_A"), path))
+  }
+  func escaped(_ p: String) -> String { p.replacingOccurrences(of: ".", with: "\\.") }
+  let towers: [Tower: LoRATargetConfig] = [.vision: peft.vision, .text: peft.text]
+  let primary = paths[0].0
+  let main = towers[primary]!
+  var rankPattern: [String: Int] = [:], alphaPattern: [String: Int] = [:]
+  for (t, p) in paths where t != primary {
+    let c = towers[t]!
+    if c.rank != main.rank { rankPattern["^" + escaped(p) + "$"] = c.rank }
+    if c.alpha != main.alpha { alphaPattern["^" + escaped(p) + "$"] = c.alpha }
+  }
+  let config: [String: Any] = [
+    "peft_type": "LORA", "task_type": NSNull(), "base_model_name_or_path": bundle.source, "revision": NSNull(),
+    "r": main.rank, "lora_alpha": main.alpha, "lora_dropout": main.dropout, "bias": "none", "fan_in_fan_out": false,
+    "init_lora_weights": true, "inference_mode": true, "modules_to_save": NSNull(), "layers_to_transform": NSNull(),
+    "layers_pattern": NSNull(), "use_rslora": false, "use_dora": false, "rank_pattern": rankPattern, "alpha_pattern": alphaPattern,
+    "target_modules": "^(?:" + paths.map { escaped($0.1) }.joined(separator: "|") + ")$",
+  ]
+  try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+  try Safetensors.write(tensors, metadata: ["format": "pt"], to: dir + "/adapter_model.safetensors")
+  try AtomicFile.write(dir + "/adapter_config.json", data: try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]))
+  print("Wrote the \(adapted.count) LoRA adapters in peft's format to \(dir)/")
 }

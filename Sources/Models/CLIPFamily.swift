@@ -77,6 +77,9 @@ public protocol CLIPEncoder: AnyObject {
   func train(frozen: Set<Tower>)
   /// A tower's transformer blocks, in order (where LoRA goes: TAO's get_encoder_blocks).
   func encoderBlocks(_ tower: Tower) -> [Module]
+  /// The Hugging Face transformers module path of a module key (peft's adapter keys), or nil
+  /// for families that are not transformers models.
+  func transformersPath(_ key: String) -> String?
 }
 
 extension CLIPEncoder {
@@ -85,6 +88,7 @@ extension CLIPEncoder {
   public func checkpointStateDict() -> [(String, Tensor)] { module.stateDict() }
   public func train(frozen: Set<Tower>) { module.train() }
   public func encoderBlocks(_ tower: Tower) -> [Module] { [] }
+  public func transformersPath(_ key: String) -> String? { nil }
 }
 
 public enum Tower: String, Sendable { case vision, text, logit }

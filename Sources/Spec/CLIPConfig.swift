@@ -230,10 +230,12 @@ public struct ExportConfig: Codable, Sendable {
   public var inputChannel: Int
   public var verbose: Bool
   public var resultsDir: String?
+  /// ClipKit extension: the LoRA adapters alone, in Hugging Face peft's format.
+  public var adapterDir: String?
   enum CodingKeys: String, CodingKey {
     case checkpoint, onnxFile = "onnx_file", encoderType = "encoder_type", opsetVersion = "opset_version",
       batchSize = "batch_size", inputHeight = "input_height", inputWidth = "input_width", gpuId = "gpu_id",
-      onCpu = "on_cpu", inputChannel = "input_channel", verbose, resultsDir = "results_dir"
+      onCpu = "on_cpu", inputChannel = "input_channel", verbose, resultsDir = "results_dir", adapterDir = "adapter_dir"
   }
 }
 

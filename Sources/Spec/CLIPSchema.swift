@@ -120,6 +120,7 @@ public enum CLIPSchema {
     int("opset_version", 17, min: 11), int("batch_size", -1), int("input_height", 256, min: 32),
     int("input_width", 256, min: 32), int("gpu_id", 0), bool("on_cpu", false), int("input_channel", 3, min: 1),
     bool("verbose", false), str("results_dir", nil),
+    str("adapter_dir", nil, "ClipKit extension: also write the LoRA adapters alone in Hugging Face peft's format"),
   ])
   static let tensorrt = SpecSection([
     int("workspace_size", 1024, min: 0), int("min_batch_size", 1, min: 1), int("opt_batch_size", 1, min: 1),

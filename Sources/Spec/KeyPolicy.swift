@@ -123,6 +123,7 @@ public struct KeyPolicy: Sendable {
     add("export.input_channel", .honoured, "3; anything else is refused")
     add("export.verbose", .honoured, "lists the graph's nodes")
     add("export.gpu_id", .honoured, "\(placement); the graph is written from the weights, so the ONNX is the same on any device")
+    add("export.adapter_dir", .honoured, "ClipKit extension: the LoRA adapters alone in peft's format (adapter_config.json + adapter_model.safetensors), for transformers + peft")
     add("export.on_cpu", .honoured, "loads the model on CPU; the ONNX is the same on any device")
 
     for k in ["results_dir", "gpu_id", "onnx_file", "trt_engine", "timing_cache", "batch_size", "verbose"] {

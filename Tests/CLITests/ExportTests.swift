@@ -1,4 +1,6 @@
 @testable import Export
+@testable import Jobs
+import Spec
 import Models
 import Foundation
 import Retrieval
@@ -621,5 +623,67 @@ func minCosine(_ a: Tensor, _ b: Tensor) throws -> Double {
       #expect(try maxAbsDiff(out[k]!, try want.l2Normalized()) < 1e-4, "\(k) onnxruntime")
       #expect(try maxAbsDiff(mine[k]!, try want.l2Normalized()) < 1e-4, "\(k) executor")
     }
+  }
+}
+
+/// A LoRA checkpoint (vision r 4 on both blocks, text r 2 on q/v of the last block) exported: the
+/// ONNX graph is the plain model with the adapters merged, equal on onnxruntime to the eager
+/// un-merged model; `export.adapter_dir` holds the adapters alone in peft's layout. (Loading that
+/// folder with peft.PeftModel.from_pretrained onto transformers' SiglipModel is checked by
+/// tools/check_peft_adapter.py, which needs torch + peft: 1.5e-7 from the merged graph.)
+@Suite struct LoRAExport {
+  @Test(.enabled(if: ortPython != nil || ortRequired)) func mergedGraphAndPeftAdapter() throws {
+    let fixtures = repoRoot + "/Tests/ModelTests/Fixtures"
+    let dir = NSTemporaryDirectory() + "clipkit-lora-export-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try """
+      results_dir: \(dir)/results
+      model: {type: siglip2-so400m-patch16-256, pretrained_dir: \(fixtures)/tiny_siglip}
+      train:
+        num_epochs: 3
+        checkpoint_interval: 3
+        precision: fp32
+        optim: {vision_lr: 1.0e-2, text_lr: 1.0e-2, warmup_steps: 1}
+      dataset:
+        train:
+          datasets:
+            - image_dir: \(fixtures)/images
+          batch_size: 4
+      peft:
+        enabled: true
+        vision: {mode: lora, rank: 4, alpha: 8, num_last_blocks: 2}
+        text: {mode: lora, rank: 2, alpha: 4, num_last_blocks: 1, target_modules: [q_proj, v_proj]}
+      export:
+        checkpoint: \(dir)/results/train/epoch_3.pth
+        onnx_file: \(dir)/export/m.onnx
+        input_height: 32
+        input_width: 32
+        adapter_dir: \(dir)/adapter
+      """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    for action in ["train", "export"] {
+      let r = try clipkit([action, "-e", dir + "/spec.yaml"])
+      #expect(r.code == 0, "\(action): \(r.err)")
+    }
+    // The eager model: the spec's adapters rebuilt, the checkpoint loaded, not merged.
+    let bundle = try ModelRegistry.load(ModelLoadOptions(type: "x", pretrainedDir: fixtures + "/tiny_siglip", weightsFromCheckpoint: true))
+    try injectPEFT(bundle.encoder, try Spec.load(file: dir + "/spec.yaml").config().peft, quiet: true)
+    try ModelRegistry.loadCheckpoint(dir + "/results/train/epoch_3.pth", into: bundle)
+    let ref = try Safetensors.read(fixtures + "/tiny_siglip/reference.safetensors").dictionary
+    let (px, ids) = (ref["pixel_values"]!, ref["input_ids"]!)
+    let (img, txt) = try noGrad { (try bundle.encoder.encodeImages(px), try bundle.encoder.encodeTexts(ids, attentionMask: nil)) }
+    let (o, _) = try runOnnxRuntime(dir + "/export/m.onnx", [("image", px), ("input_ids", ids), ("attention_mask", try Tensor.ones(ids.shape, dtype: .int64))])
+    #expect(try maxAbsDiff(o["image_embedding"]!, img) < 1e-4 && maxAbsDiff(o["text_embedding"]!, txt) < 1e-4)
+    let plain = try ModelRegistry.load(ModelLoadOptions(type: "x", pretrainedDir: fixtures + "/tiny_siglip"))
+    #expect(try maxAbsDiff(noGrad { try plain.encoder.encodeImages(px) }, img) > 1e-3, "the adapters changed the model")
+    // peft's layout: 10 adapted modules, A rank×in and B out×rank, one regex of exactly them.
+    let adapter = try Safetensors.read(dir + "/adapter/adapter_model.safetensors").dictionary
+    #expect(adapter.count == 20)
+    #expect(adapter["base_model.model.vision_model.encoder.layers.0.self_attn.q_proj.lora_A.weight"]?.shape == [4, 64])
+    #expect(adapter["base_model.model.text_model.encoder.layers.1.self_attn.v_proj.lora_B.weight"]?.shape == [64, 2])
+    #expect(adapter["base_model.model.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight"] == nil)
+    let cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/adapter/adapter_config.json"))) as! [String: Any]
+    #expect(cfg["peft_type"] as? String == "LORA" && (cfg["target_modules"] as? String)?.hasPrefix("^(?:") == true)
+    let ranks = (cfg["rank_pattern"] as? [String: Int] ?? [:]).values.sorted() + [cfg["r"] as! Int]
+    #expect(Set(ranks) == [2, 4])
   }
 }

@@ -124,6 +124,27 @@ import Torch
     #expect(ev.0 == 0, "\(ev.2)")
   }
 
+  /// TAO's PEFT refusals, with its wording, before anything trains.
+  @Test func peftRefusesWhatTAORefuses() throws {
+    let results = NSTemporaryDirectory() + "clipkit-peft-\(UUID().uuidString)"
+    let cases: [([String], String)] = [
+      (["peft.vision.mode=lora", "peft.vision.target_modules=[qkv]", "peft.vision.num_last_blocks=2"],
+       "target_modules ['qkv'] matched no nn.Linear modules. Available leaves: ['fc1', 'fc2', 'k_proj', 'out_proj', 'q_proj', 'v_proj']"),
+      (["peft.vision.mode=lora"], "PEFT vision.num_last_blocks must be between 0 (all blocks) and 2, got 3."),
+      (["peft.train_logit_calibration=false"], "PEFT is enabled but no tower parameters are trainable"),
+      (["peft.text.mode=lora", "peft.text.enabled=false"], "PEFT text.mode='lora' conflicts with legacy text.enabled=False"),
+    ]
+    for (extra, fragment) in cases {
+      let (code, _, err) = try run(["train", "-e", try spec(results, epochs: 1), "peft.enabled=true"] + extra, env: [:])
+      #expect(code != 0 && err.contains(fragment), "\(extra): \(err)")
+    }
+    // open_clip towers use nn.MultiheadAttention: TAO refuses LoRA there.
+    let model = "type: ViT-L-14-SigLIP-CLIPA-224\n  pretrained_dir: TINY/tiny_nvclip\n  image_size: 56"
+    let (code, _, err) = try run(["train", "-e", try spec(results, epochs: 1, model: model), "peft.enabled=true", "peft.vision.mode=lora",
+                                  "peft.vision.num_last_blocks=1"], env: [:])
+    #expect(code != 0 && err.contains("not supported for nn.MultiheadAttention-based towers (OpenCLIP)"), "\(err)")
+  }
+
   @Test func openCLIPFirst20StepsMatchOpenCLIP() throws {
     // tiny_nvclip through TAO's OpenCLIP recipe (tools/fixtures/openclip_fixtures.py train_reference).
     let ref = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixtures + "/tiny_nvclip_train_reference.json"))) as! [String: Any]

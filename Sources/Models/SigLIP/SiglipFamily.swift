@@ -52,6 +52,10 @@ public final class SiglipAdapter: Module, CLIPEncoder {
     let device = logitScale.device
     return try inner.textFeatures(ids.upload(to: device), attentionMask: attentionMask?.upload(to: device)).l2Normalized()
   }
+  /// The adapter wraps transformers' SiglipModel under `backbone.inner.`.
+  public func transformersPath(_ key: String) -> String? {
+    key.hasPrefix("backbone.inner.") ? String(key.dropFirst("backbone.inner.".count)) : nil
+  }
   public func encoderBlocks(_ tower: Tower) -> [Module] {
     switch tower {
     case .vision: return inner.vision.encoder.layers
