@@ -1,5 +1,7 @@
 import Foundation
+@testable import Jobs
 import Models
+import Spec
 import Retrieval
 import Testing
 import Torch
@@ -213,5 +215,36 @@ import Torch
     let rest = losses(resumed.out)
     #expect(rest.count == 12)
     for (g, e) in zip(rest, got.suffix(12)) { #expect(abs(g - e) <= 1e-6 * max(1, abs(e)), "resumed \(g) vs uninterrupted \(e)") }
+  }
+
+  /// LoRA on RADIO's attention leaves (`qkv`, `proj`) of every ViT block, text frozen: it trains,
+  /// and the merged export equals the eager LoRA model on onnxruntime.
+  @Test func loraOnTheViT() throws {
+    let dir = NSTemporaryDirectory() + "clipkit-radio-lora-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let env = try caches(dir)
+    try data(dir)
+    try spec(dir).write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    let peft = ["peft.enabled=true", "peft.vision.mode=lora", "peft.vision.target_modules=[qkv,proj]", "peft.vision.num_last_blocks=0",
+                "train.precision=fp32", "train.optim.vision_lr=1.0e-2", "train.optim.warmup_steps=1", "model.image_size=64",
+                "export.input_height=64", "export.input_width=64"]
+    let r = try clipkit(["train", "-e", dir + "/spec.yaml"] + peft, env: env)
+    #expect(r.code == 0 && r.out.contains("4 LoRA modules adapted"), "\(r.err) \(r.out)")
+    let keys = try PyTorchCheckpoint.read(dir + "/results/clip_experiment/train/epoch_2.pth").tensors.keys
+    #expect(keys.contains("model.radio_model.model.blocks.1.attn.qkv.lora_A") && keys.contains("model.radio_model.model.blocks.1.attn.qkv.original.weight"))
+    let e = try clipkit(["export", "-e", dir + "/spec.yaml"] + peft, env: env)
+    #expect(e.code == 0, "\(e.err)")
+    guard ortPython != nil || ortRequired else { return }
+    setenv("HF_HUB_CACHE", env["HF_HUB_CACHE"]!, 1)
+    setenv("TORCH_HOME", env["TORCH_HOME"]!, 1)
+    let bundle = try ModelRegistry.load(ModelLoadOptions(type: "c-radio_v3-h", adaptorName: "siglip", weightsFromCheckpoint: true, imageSize: 64))
+    try injectPEFT(bundle.encoder, try peft.reduce(try Spec.load(file: dir + "/spec.yaml")) { try $0.overriding($1) }.config().peft, quiet: true)
+    try ModelRegistry.loadCheckpoint(dir + "/results/clip_experiment/train/epoch_2.pth", into: bundle)
+    let px = try Tensor.randn([2, 3, 64, 64], generator: try Generator(seed: 3))
+    let img = try noGrad { try bundle.encoder.encodeImages(px) }
+    let ids = try Tensor([Int64](repeating: 5, count: 128), shape: [2, 64])
+    let (o, _) = try runOnnxRuntime(dir + "/results/clip_experiment/export/clip_model.onnx",
+                                    [("image", px), ("input_ids", ids), ("attention_mask", try Tensor.ones([2, 64], dtype: .int64))])
+    #expect(try maxAbsDiff(o["image_embedding"]!, img) < 1e-4)
   }
 }
