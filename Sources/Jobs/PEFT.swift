@@ -7,11 +7,11 @@ import Torch
 /// LoRA wraps the `target_modules` Linear leaves of the last `num_last_blocks` blocks in place
 /// (Linear.enableLoRA); logit scale/bias train with `train_logit_calibration`. Every refusal TAO
 /// makes is made here, with its wording, before anything changes.
-struct PEFTStats {
-  var modes: [Tower: String]
-  var trainable: [Tower: Int]
-  var total = 0, trainableTotal = 0, loraParameters = 0
-  var injected: [String] = []
+public struct PEFTStats {
+  public var modes: [Tower: String]
+  public var trainable: [Tower: Int]
+  public var total = 0, trainableTotal = 0, loraParameters = 0
+  public var injected: [String] = []
 }
 
 /// `legacy` (or no mode) follows the old `enabled` flag; a mode that contradicts it is an error.
@@ -33,7 +33,7 @@ func resolvePEFTMode(_ t: LoRATargetConfig, tower: String) throws -> String {
 /// Applies `peft` to the encoder (nothing when peft.enabled is false). `quiet` for actions that
 /// only rebuild the architecture of a LoRA checkpoint.
 @discardableResult
-func injectPEFT(_ encoder: CLIPEncoder, _ peft: PEFTConfig, quiet: Bool = false) throws -> PEFTStats? {
+public func injectPEFT(_ encoder: CLIPEncoder, _ peft: PEFTConfig, quiet: Bool = false) throws -> PEFTStats? {
   guard peft.enabled else { return nil }
   let towers: [(Tower, String, LoRATargetConfig)] = [(.vision, "vision", peft.vision), (.text, "text", peft.text)]
   var modes: [Tower: String] = [:]

@@ -70,7 +70,13 @@ func benchDevice(_ name: String) throws -> Device {
 
 /// Peak GPU memory of the run, for the summary ("" on CPU).
 func benchPeakMemory(_ d: Device) -> String {
-  guard case .cuda(let i) = d, let m = try? CUDA.memory(i) else { return "" }
+  guard case .cuda(let i) = d, let m = try? CUDA.memory(i) else {
+    // On CPU: the process's peak resident set (VmHWM).
+    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return "" }
+    return String(format: ", peak RSS %.2f GiB", kb / 1_048_576)
+  }
   return String(format: ", peak memory %.2f GiB", Double(m.peakAllocated) / 1_073_741_824)
 }
 
@@ -147,6 +153,8 @@ struct BenchTrain: ParsableCommand {
   @Option(help: "fp32, bf16 or fp16 (autocast; fp16 with loss scaling).") var precision = "fp32"
   @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
   @Option(help: "Peak dense TFLOP/s of the device at this precision, for MFU (H100/H200 SXM bf16: 989).") var peakTflops: Double?
+  @Option(help: "LoRA rank: TAO's peft with both towers in lora mode (q/k/v/out) instead of a full fine-tune.") var loraRank: Int?
+  @Option(help: "With --lora-rank: the last N blocks of each tower (0: all).") var loraBlocks = 3
 
   func run() throws {
     let device = try benchDevice(self.device)
@@ -154,6 +162,13 @@ struct BenchTrain: ParsableCommand {
     Torch.threads = threads
     let bundle = try ModelRegistry.load(ModelLoadOptions(type: "bench", pretrainedDir: model, canonicalize: false, initLogitScale: 2.3026,
                                         initLogitBias: -10, randomInit: try Generator(seed: 0), device: device))
+    if let r = loraRank {
+      var spec = try Spec.load(yaml: "")
+      for o in ["peft.enabled=true", "peft.vision.mode=lora", "peft.text.mode=lora", "peft.vision.rank=\(r)", "peft.text.rank=\(r)",
+                "peft.vision.alpha=\(2 * r)", "peft.text.alpha=\(2 * r)", "peft.vision.num_last_blocks=\(loraBlocks)",
+                "peft.text.num_last_blocks=\(loraBlocks)"] { spec = try spec.overriding(o) }
+      try injectPEFT(bundle.encoder, try spec.config().peft)
+    }
     let adapter = bundle.encoder.module
     adapter.train()
     let groups = parameterGroups(bundle.encoder, optim: try Spec.load(yaml: "").config().train.optim)
