@@ -74,7 +74,7 @@ func benchPeakMemory(_ d: Device) -> String {
     // On CPU: the process's peak resident set (VmHWM).
     let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
     guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-          let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return "" }
+          let kb = Double(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") else { return "" }
     return String(format: ", peak RSS %.2f GiB", kb / 1_048_576)
   }
   return String(format: ", peak memory %.2f GiB", Double(m.peakAllocated) / 1_073_741_824)
