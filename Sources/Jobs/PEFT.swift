@@ -35,6 +35,7 @@ func resolvePEFTMode(_ t: LoRATargetConfig, tower: String) throws -> String {
 @discardableResult
 public func injectPEFT(_ encoder: CLIPEncoder, _ peft: PEFTConfig, quiet: Bool = false) throws -> PEFTStats? {
   guard peft.enabled else { return nil }
+  guard peft.method == "lora" else { throw ActionError.input("peft.method '\(peft.method)': only lora is available (as in TAO)") }
   let towers: [(Tower, String, LoRATargetConfig)] = [(.vision, "vision", peft.vision), (.text, "text", peft.text)]
   var modes: [Tower: String] = [:]
   for (t, name, cfg) in towers { modes[t] = try resolvePEFTMode(cfg, tower: name) }

@@ -685,5 +685,15 @@ func minCosine(_ a: Tensor, _ b: Tensor) throws -> Double {
     #expect(cfg["peft_type"] as? String == "LORA" && (cfg["target_modules"] as? String)?.hasPrefix("^(?:") == true)
     let ranks = (cfg["rank_pattern"] as? [String: Int] ?? [:]).values.sorted() + [cfg["r"] as! Int]
     #expect(Set(ranks) == [2, 4])
+
+    // TAO's older LoRA checkpoints (no `scaling`) and ones carrying its teacher load the same model.
+    var tensors = try PyTorchCheckpoint.read(dir + "/results/train/epoch_3.pth").tensors.filter { !$0.key.hasSuffix(".scaling") }
+    tensors["preservation_loss.teacher.backbone.inner.logit_scale"] = try Tensor.zeros([1])
+    let legacy = dir + "/legacy.safetensors"
+    try Safetensors.write(tensors.sorted { $0.key < $1.key }, to: legacy)
+    let again = try ModelRegistry.load(ModelLoadOptions(type: "x", pretrainedDir: fixtures + "/tiny_siglip", weightsFromCheckpoint: true))
+    try injectPEFT(again.encoder, try Spec.load(file: dir + "/spec.yaml").config().peft, quiet: true)
+    try ModelRegistry.loadCheckpoint(legacy, into: again)
+    #expect(try maxAbsDiff(noGrad { try again.encoder.encodeImages(px) }, img) == 0)
   }
 }

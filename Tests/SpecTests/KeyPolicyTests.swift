@@ -52,9 +52,6 @@ import Testing
   /// with one message naming the key.
   @Test func nonDefaultValuesOfRefusedKeysAreRefusedByName() throws {
     let cases: [(String, String, String)] = [
-      ("peft.enabled=true", "train", "peft.enabled"),
-      ("peft.vision.rank=4", "evaluate", "peft.vision.rank"),
-      ("regularization.enabled=true", "train", "regularization.enabled"),
       ("train.triplet_loss_weight=0.5", "train", "train.triplet_loss_weight"),
       ("train.triplet_margin=0.3", "train", "train.triplet_margin"),
       ("train.siglip_loss_mask_mode=attribute_match_ignore", "train", "train.siglip_loss_mask_mode"),
