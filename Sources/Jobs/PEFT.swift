@@ -117,6 +117,11 @@ func usesPackedAttention(_ m: Module) -> Bool {
   m.namedSlots().contains { $0.0.hasSuffix("in_proj_weight") }
 }
 
+/// F.cosine_similarity along the last axis: x·y / (max(‖x‖, eps)·max(‖y‖, eps)), eps 1e-8.
+func cosineSimilarity(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+  try (a * b).sum(dims: [-1]) / (try a.norm(dims: [-1]).clamp(min: 1e-8) * b.norm(dims: [-1]).clamp(min: 1e-8))
+}
+
 /// TAO's preservation loss (`regularization`): the student's normalised embeddings against a
 /// frozen teacher's — embedding MSE (mean of the two towers'), 1 − cosine (mean of the two), and
 /// the MSE between the image×text similarity matrices — weighted and added to the contrastive loss.
@@ -125,14 +130,9 @@ struct DriftTerms {
 
   init(image: Tensor, text: Tensor, teacherImage ti: Tensor, teacherText tt: Tensor, contrastive: Tensor, weights w: RegularizationConfig) throws {
     func mse(_ a: Tensor, _ b: Tensor) throws -> Tensor { try ((a - b) * (a - b)).mean() }
-    // F.cosine_similarity: x·y / (max(‖x‖, eps)·max(‖y‖, eps)), eps 1e-8.
-    func cos(_ a: Tensor, _ b: Tensor) throws -> Tensor {
-      let dot = try (a * b).sum(dims: [-1])
-      return try dot / (try a.norm(dims: [-1]).clamp(min: 1e-8) * b.norm(dims: [-1]).clamp(min: 1e-8))
-    }
     self.contrastive = contrastive
     embeddingMSE = try (try mse(image, ti) + mse(text, tt)) / 2
-    cosine = try ((try cos(image, ti).mean().neg() + 1) + (try cos(text, tt).mean().neg() + 1)) / 2
+    cosine = try ((try cosineSimilarity(image, ti).mean().neg() + 1) + (try cosineSimilarity(text, tt).mean().neg() + 1)) / 2
     similarity = try mse(image.matmul(text.transpose(0, 1)), ti.matmul(tt.transpose(0, 1)))
     total = try contrastive + embeddingMSE * w.embeddingMseWeight + cosine * w.cosineWeight + similarity * w.similarityWeight
   }

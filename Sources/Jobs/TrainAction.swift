@@ -214,7 +214,7 @@ func runTrain(_ ctx: ActionContext) throws {
         let tt = try teacherEmbedder.texts(caps)
         func drift(_ a: [Float], _ b: [Float]) throws -> Double {
           let (x, y) = (try Tensor(a, shape: [caps.count, img.dim]), try Tensor(b, shape: [caps.count, img.dim]))
-          return try 1 - ((x * y).sum(dims: [-1]) / (x.norm(dims: [-1]).clamp(min: 1e-8) * y.norm(dims: [-1]).clamp(min: 1e-8))).mean().item()
+          return try 1 - cosineSimilarity(x, y).mean().item()
         }
         let (di, dt) = (try drift(img.embeddings, ti.embeddings), try drift(txt.embeddings, tt.embeddings))
         drifts = [("val/img_drift", di), ("val/txt_drift", dt), ("val/embedding_drift", (di + dt) / 2)]

@@ -187,10 +187,7 @@ extension CLIPBundle {
     if !FileManager.default.fileExists(atPath: tokenizerDir + "/tokenizer.json") && FileManager.default.fileExists(atPath: bpe) {
       // open_clip's SimpleTokenizer vocabulary (an open_clip text tower's export).
       let clip = try CLIPBPETokenizer(bpePath: bpe, contextLength: l)
-      tokenize = { texts in
-        let ids = clip(texts)
-        return BatchEncoding(ids: ids, attentionMask: ids.map { $0.map { $0 == 0 ? 0 : 1 } })
-      }
+      tokenize = { BatchEncoding(zeroPadded: clip($0)) }
     } else {
       let tokenizer = try Tokenizer(directory: tokenizerDir)
       tokenize = { try tokenizer($0, maxLength: l, padding: .maxLength, truncation: true) }

@@ -15,6 +15,10 @@ public struct BatchEncoding: Sendable, Equatable {
     self.ids = ids
     self.attentionMask = attentionMask
   }
+  /// Ids padded with 0 (open_clip's SimpleTokenizer): the mask is 1 wherever the id is not 0.
+  public init(zeroPadded ids: [[Int]]) {
+    self.init(ids: ids, attentionMask: ids.map { $0.map { $0 == 0 ? 0 : 1 } })
+  }
 }
 
 public enum Padding: Sendable { case none, longest, maxLength }

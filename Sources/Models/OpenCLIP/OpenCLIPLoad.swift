@@ -196,10 +196,7 @@ public enum OpenCLIPFamily: CLIPFamily {
       // open_clip's own SimpleTokenizer (OpenAI CLIP BPE: lowercased, <start>/<end>, zero padding).
       let simple = try CLIPBPETokenizer(bpePath: bpe, contextLength: ctx)
       tokDir = pretrainedDir!
-      tokenize = { texts in
-        let ids = simple(texts)
-        return BatchEncoding(ids: ids, attentionMask: ids.map { $0.map { $0 == 0 ? 0 : 1 } })
-      }
+      tokenize = { BatchEncoding(zeroPadded: simple($0)) }
     } else {
       tokDir = try tokenizerDirectory(pretrainedDir, name: cfg.text.hfTokenizerName)
       let tokenizer = try Tokenizer(directory: tokDir)

@@ -200,10 +200,7 @@ public enum RADIOFamily: CLIPFamily {
       let (clip, dirUsed) = try clipTokenizer(near: dir, context: context)
       tokenizerDir = dirUsed
       textMask = false  // TAO passes input_ids only
-      tokenize = { texts in
-        let ids = clip(texts)
-        return BatchEncoding(ids: ids, attentionMask: ids.map { $0.map { $0 == 0 ? 0 : 1 } })
-      }
+      tokenize = { BatchEncoding(zeroPadded: clip($0)) }
     default:
       throw ModelError.config(file: path, reason: "teacher '\(name)' is a \(teacher.type) teacher without a text tower; RADIO-CLIP needs a siglip2 or open_clip adaptor (model.adaptor_name siglip or clip)")
     }
