@@ -116,6 +116,10 @@ func runTrain(_ ctx: ActionContext) throws {
     throw ActionError.input("train.num_epochs=\(t.numEpochs) × \(stepsPerEpoch) steps per epoch is more steps than a 64-bit counter holds")
   }
   var startEpoch = 0, globalStep = 0
+  // Each step reseeds the global generators from (seed, step) before its forward (dropout, drop
+  // path and RADIO's crops draw from them); an unseeded run draws its base once and keeps it in
+  // its checkpoints.
+  var seedBase = t.seed >= 0 ? UInt64(t.seed) : UInt64.random(in: 0...UInt64(UInt32.max))
   // Temporary files of a run that was killed while writing are never under a final name; drop them.
   for f in (isMain ? (try? FileManager.default.contentsOfDirectory(atPath: ctx.resultsDir)) ?? [] : []) where f.hasPrefix(".") && f.contains(".tmp-") {
     try? FileManager.default.removeItem(atPath: ctx.resultsDir + "/" + f)
@@ -133,8 +137,9 @@ func runTrain(_ ctx: ActionContext) throws {
   }
   if let resume = resumePath {
     guard resume.hasSuffix(".pth") else { throw ActionError.input("train.resume_training_checkpoint_path must be a .pth file: \(resume)") }
-    let saved: Int
-    (globalStep, saved) = try resumeFrom(resume, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler, device: device)
+    let (step, saved, savedSeed) = try resumeFrom(resume, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler)
+    globalStep = step
+    if t.seed < 0, let savedSeed { seedBase = savedSeed }
     // Steps per epoch depend on the number of ranks: a run continues only with the layout it had.
     guard saved == world else {
       throw ActionError.input("\(resume) was saved by a run of \(saved) rank\(saved == 1 ? "" : "s") and this run has \(world): "
@@ -313,6 +318,7 @@ func runTrain(_ ctx: ActionContext) throws {
         optimizer.groups[g].lr = scheduledLR(base: optimizer.groups[g].baseLR, step: globalStep, warmup: t.optim.warmupSteps,
                                              total: totalSteps, kind: t.optim.scheduler)
       }
+      try Torch.manualSeed(stepSeed(seedBase, step: globalStep))
       var terms: DriftTerms? = nil
       let lossValue = try autocast(device, dtype: scaler != nil ? .float16 : .bfloat16, enabled: t.precision != "fp32") { () throws -> Tensor in
         let img = try bundle.encoder.encodeImages(inputs).to(.float32)
@@ -371,7 +377,7 @@ func runTrain(_ ctx: ActionContext) throws {
       if t.checkpointIntervalUnit == "step" && globalStep % t.checkpointInterval == 0 {
         let path = ctx.resultsDir + "/step_\(globalStep).pth"
         if isMain {
-          try saveCheckpoint(path, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep, worldSize: world, device: device)
+          try saveCheckpoint(path, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep, worldSize: world, seed: seedBase)
           try linkLatest(ctx.resultsDir, to: "step_\(globalStep).pth")
         }
         try group?.barrier()
@@ -407,7 +413,7 @@ func runTrain(_ ctx: ActionContext) throws {
     if t.checkpointIntervalUnit == "epoch" && (epoch + 1) % t.checkpointInterval == 0 || epoch + 1 == t.numEpochs {
       let path = ctx.resultsDir + "/epoch_\(epoch + 1).pth"
       if isMain {
-        try saveCheckpoint(path, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep, worldSize: world, device: device)
+        try saveCheckpoint(path, encoder: bundle.encoder, optimizer: optimizer, scaler: scaler, epoch: epoch, globalStep: globalStep, worldSize: world, seed: seedBase)
         try linkLatest(ctx.resultsDir, to: "epoch_\(epoch + 1).pth")
         print("  saved \(path)")
       }

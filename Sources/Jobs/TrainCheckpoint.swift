@@ -9,7 +9,7 @@ import Training
 /// Writes `state_dict` (TAO keys), `optimizer_states` (torch AdamW's state and param groups),
 /// `epoch`, `global_step` and, for fp16, the loss scaler's state.
 func saveCheckpoint(_ path: String, encoder: CLIPEncoder, optimizer: AdamW, scaler: GradScaler?, epoch: Int, globalStep: Int, worldSize: Int = 1,
-                    device: Device = .cpu) throws {
+                    seed: UInt64) throws {
   let sd = encoder.checkpointStateDict().map { (PickleOut.string("model." + $0.0), PickleOut.tensor($0.1)) }
   var names: [String] = []
   var groups: [PickleOut] = []
@@ -40,9 +40,8 @@ func saveCheckpoint(_ path: String, encoder: CLIPEncoder, optimizer: AdamW, scal
     (.string("clipkit_param_names"), .list(names.map { .string($0) })),
     // Data-parallel ranks that trained it: steps per epoch depend on it.
     (.string("clipkit_world_size"), .int(worldSize)),
-    // The default generators' states (random position crops, drop path, dropout draw from them),
-    // so that a resumed run draws what the uninterrupted one would have.
-    (.string("clipkit_rng_state"), .tensor(try Torch.generatorState(.cpu))),
+    // The base of the per-step seeds (train.seed, or the one drawn for an unseeded run).
+    (.string("clipkit_seed"), .int(Int(bitPattern: UInt(seed)))),
   ] + (scaler.map { sc in
     // Lightning's key for the AMP scaler (GradScaler.state_dict()).
     [(PickleOut.string("native_amp_scaling_state"), PickleOut.dict([
@@ -50,7 +49,7 @@ func saveCheckpoint(_ path: String, encoder: CLIPEncoder, optimizer: AdamW, scal
       (.string("backoff_factor"), .float(sc.backoffFactor)), (.string("growth_interval"), .int(sc.growthInterval)),
       (.string("_growth_tracker"), .int(sc.growthTracker)),
     ], ordered: true))]
-  } ?? []) + (device.isCUDA ? [(PickleOut.string("clipkit_cuda_rng_state"), PickleOut.tensor(try Torch.generatorState(device)))] : []),
+  } ?? []),
   ordered: false)
   try PyTorchCheckpointWriter.write(root, to: path)
 }
@@ -64,9 +63,9 @@ func linkLatest(_ dir: String, to name: String) throws {
   }
 }
 
-/// Restores weights, optimiser moments and the step counter; returns the global step reached and
-/// the number of ranks that trained it (1 for checkpoints that do not say).
-func resumeFrom(_ path: String, encoder: CLIPEncoder, optimizer: AdamW, scaler: GradScaler?, device: Device = .cpu) throws -> (step: Int, worldSize: Int) {
+/// Restores weights, optimiser moments and the step counter; returns the global step reached, the
+/// number of ranks that trained it (1 for checkpoints that do not say) and the run's seed base.
+func resumeFrom(_ path: String, encoder: CLIPEncoder, optimizer: AdamW, scaler: GradScaler?) throws -> (step: Int, worldSize: Int, seed: UInt64?) {
   let ckpt = try PyTorchCheckpoint.read(path)
   var tensors = try ckpt.tensors
   tensors = Dictionary(uniqueKeysWithValues: tensors.map { ($0.key.hasPrefix("model.") ? String($0.key.dropFirst(6)) : $0.key, $0.value) })
@@ -91,10 +90,11 @@ func resumeFrom(_ path: String, encoder: CLIPEncoder, optimizer: AdamW, scaler: 
   if let scaler, case .dict(let st)? = top["native_amp_scaling_state"], let scale = st["scale"]?.doubleValue {
     scaler.restore(scale: scale, growthTracker: st["_growth_tracker"]?.intValue ?? 0)
   }
-  // The generators continue where the run stopped (checkpoints of other writers restart them from the seed).
-  if case .tensor(let s)? = top["clipkit_rng_state"] { try Torch.setGeneratorState(s, device: .cpu) }
-  if device.isCUDA, case .tensor(let s)? = top["clipkit_cuda_rng_state"] { try Torch.setGeneratorState(s, device: device) }
   let world = top["clipkit_world_size"]?.intValue ?? 1
   guard world >= 1 else { throw ActionError.input("\(path): clipkit_world_size \(world) is not a number of ranks") }
-  return (step, world)
+  return (step, world, top["clipkit_seed"]?.intValue.map { UInt64(bitPattern: Int64($0)) })
 }
+
+/// The seed of step `step`'s random draws: a resumed run, or one whose previous steps drew more or
+/// less, draws exactly what the uninterrupted run did. (torch's CPU generator keeps the low 32 bits.)
+func stepSeed(_ base: UInt64, step: Int) -> UInt64 { base &* 1_000_003 &+ UInt64(step) }

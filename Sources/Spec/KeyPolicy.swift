@@ -79,7 +79,7 @@ public struct KeyPolicy: Sendable {
     add("train.num_gpus", .honoured, "ranks per node: on a machine with that many GPUs the node starts them itself (NCCL, as Lightning); under torchrun's variables each process is one rank (Gloo on CPU); CPU ranks only through an explicit launch")
     add("train.gpu_ids", .honoured, "one id: \(placement)")
     add("train.num_nodes", .honoured, "with NODE_RANK, MASTER_ADDR, MASTER_PORT on each node (as Lightning; each node starts its num_gpus ranks), or torchrun's variables")
-    add("train.seed", .honoured, "model initialisation and torch's global generator; < 0 leaves them unseeded")
+    add("train.seed", .honoured, "model initialisation and torch's global generator (reseeded per step from seed and step); < 0 leaves them unseeded")
     add("train.cudnn.benchmark", .honoured, "set in libtorch's global context (affects cuDNN only)")
     add("train.cudnn.deterministic", .honoured, "torch.use_deterministic_algorithms(warn_only) and CUBLAS_WORKSPACE_CONFIG, as TAO")
     for k in ["num_epochs", "checkpoint_interval", "checkpoint_interval_unit", "validation_interval", "val_check_interval",

@@ -60,6 +60,10 @@ import Torch
     let resumed = losses(out)
     #expect(resumed.count == expected.count)
     for (g, e) in zip(resumed, expected) { #expect(abs(g - e) <= 1e-6 * max(1, abs(e)), "\(g) vs \(e)") }
+    if zip(resumed, expected).contains(where: { abs($0 - $1) > 1e-6 * max(1, abs($1)) }) {
+      // The resumed run's steps with their gradient norms, to tell a data, weight or draw difference apart.
+      Issue.record("resumed run:\n\(out.split(separator: "\n").filter { $0.hasPrefix("step ") || $0.hasPrefix("Resumed") }.joined(separator: "\n"))")
+    }
     return out
   }
 
