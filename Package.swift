@@ -56,6 +56,9 @@ let package = Package(
     .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+    // Remote shards: SigV4 (HMAC/SHA-256) and streamed HTTP(S) with ranged retries.
+    .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
   ],
   targets: [
     .target(name: "CTorch", cxxSettings: torchCxx, linkerSettings: torchLink),
@@ -78,7 +81,8 @@ let package = Package(
     .target(name: "Models", dependencies: ["Torch", "Tokenizers", "Imaging", "Export", "Deploy"]),
     .target(name: "Retrieval", dependencies: ["CH5", "Paths"]),
     .target(name: "Training", dependencies: ["Torch"]),
-    .target(name: "Data", dependencies: ["Paths"]),
+    .target(name: "Data", dependencies: ["Paths", .product(name: "Crypto", package: "swift-crypto"),
+                                         .product(name: "AsyncHTTPClient", package: "async-http-client")]),
     .target(name: "Deploy", dependencies: ["Paths"]),
     .target(name: "Jobs", dependencies: ["Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Deploy", "Export", "Paths"]),
     .target(name: "FuzzTargets", dependencies: ["Data", "Export", "Imaging", "Spec", "Tokenizers", "Torch"]),

@@ -13,7 +13,7 @@ public enum ImageSource: Sendable, Equatable {
   public var name: String {
     switch self {
     case .file(let p): return p
-    case .member(let s, _, _, let n): return "\(s):\(n)"
+    case .member(let s, _, _, let n): return "\(ShardLocation.display(s)):\(n)"
     }
   }
 
@@ -22,6 +22,8 @@ public enum ImageSource: Sendable, Equatable {
     case .file(let p):
       guard let d = FileManager.default.contents(atPath: p) else { throw DataError.input("\(p): cannot read file") }
       return [UInt8](d)
+    case .member(let shard, let offset, let size, let name) where ShardLocation.isRemote(shard):
+      return try RemoteReads.shared.read(shard: shard, offset: offset, size: size, name: name)
     case .member(let shard, let offset, let size, let name):
       guard let h = FileHandle(forReadingAtPath: shard) else { throw DataError.input("\(shard): cannot open shard") }
       defer { try? h.close() }
@@ -48,6 +50,9 @@ public struct PairSet: Sendable {
   public var brokenShards: [String] = []
   /// What is wrong with each broken shard (truncated, a corrupt header, …), by path.
   public var damage: [String: String] = [:]
+  /// Shards that could not be opened at all (a missing key, a refused request, …): no sample of
+  /// theirs is known. Their reasons are in `damage` too.
+  public var unopened: [String] = []
 }
 
 /// One dataset entry of the custom layout (TAO's DataPath).

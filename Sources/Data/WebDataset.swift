@@ -11,7 +11,8 @@ public enum WebDataset {
   static let captionExts: Set<String> = ["txt", "text"]
 
   /// Shard paths from `root_dir` (searched recursively) or a shard list file (relative lines
-  /// resolve against root_dir when given, else the list file's folder; `{000..099}` ranges expand).
+  /// resolve against root_dir when given, else the list file's folder; `{000..099}` ranges expand;
+  /// `s3://`, `http(s)://` and `pipe:` lines are kept as written, in list order).
   public static func shards(rootDir: String?, listFile: String?) throws -> [String] {
     if let list = listFile {
       guard let text = try? String(contentsOfFile: list, encoding: .utf8) else {
@@ -22,8 +23,15 @@ public enum WebDataset {
       for line in text.components(separatedBy: .newlines) {
         let l = line.trimmingCharacters(in: .whitespaces)
         if l.isEmpty || l.hasPrefix("#") { continue }
-        if l.contains("://") && !l.hasPrefix("file://") {
-          throw DataError.input("shard \(l): remote shards (s3://, http://) are not read by this build; copy them locally")
+        if ShardLocation.isRemote(l) {
+          // Braces expand in the path, never in a query (endpoint=…) or a pipe: command's options.
+          let q = l.hasPrefix("pipe:") ? l.endIndex : (l.firstIndex(of: "?") ?? l.endIndex)
+          for e in try expandBraces(String(l[..<q])) {
+            let name = e + l[q...]
+            _ = try ShardLocation.parse(name)  // a malformed URL is named now, before any training
+            out.append(name)
+          }
+          continue
         }
         for e in try expandBraces(l.hasPrefix("file://") ? String(l.dropFirst(7)) : l) {
           out.append(e.hasPrefix("/") ? e : (base as NSString).appendingPathComponent(e))
@@ -109,19 +117,41 @@ public enum WebDataset {
     return out
   }
 
-  /// Scans shards into pairs; captions are read now (small), image bytes later by offset.
-  public static func index(_ shards: [String]) -> PairSet {
-    // Shards are scanned in parallel (headers only: seek-bound) and joined in list order.
-    nonisolated(unsafe) let parts = UnsafeMutableBufferPointer<PairSet>.allocate(capacity: shards.count)  // one slot per thread
+  /// Scans shards into pairs; captions are read now (small), image bytes later by offset. Local
+  /// shards are scanned headers-only (seek-bound) on as many threads as cores; remote ones are
+  /// streamed once (their bodies pass by unkept) on 8 threads. `done` is called after each shard.
+  public static func index(_ shards: [String], done: (@Sendable () -> Void)? = nil) -> PairSet {
+    nonisolated(unsafe) let parts = UnsafeMutableBufferPointer<PairSet>.allocate(capacity: shards.count)  // one slot per shard
     parts.initialize(repeating: PairSet())
     defer { parts.deinitialize(); parts.deallocate() }
-    DispatchQueue.concurrentPerform(iterations: shards.count) { parts[$0] = indexShard(shards[$0]) }
+    let remote = shards.contains(where: ShardLocation.isRemote)
+    let threads = min(shards.count, remote ? 8 : ProcessInfo.processInfo.activeProcessorCount)
+    let next = NSLock()
+    nonisolated(unsafe) var taken = 0
+    let group = DispatchGroup()
+    for _ in 0..<threads {
+      group.enter()
+      Thread {
+        while true {
+          next.lock()
+          let i = taken
+          taken += 1
+          next.unlock()
+          guard i < shards.count else { break }
+          parts[i] = indexShard(shards[i])
+          done?()
+        }
+        group.leave()
+      }.start()
+    }
+    group.wait()
     var out = PairSet()
     for p in parts {
       out.pairs += p.pairs
       out.skippedCaptions += p.skippedCaptions
       out.brokenShards += p.brokenShards
       out.damage.merge(p.damage) { a, _ in a }
+      out.unopened += p.unopened
     }
     return out
   }
@@ -152,53 +182,107 @@ public enum WebDataset {
     return v
   }
 
+  /// Where a scan reads a shard: a local file (seeks over image bodies, its size known) or a
+  /// remote stream (reads over them).
+  final class TarSource {
+    let file: FileHandle?
+    let stream: ShardByteStream?
+    /// The file's size; nil for streams (their end shows when a read comes up short).
+    let size: UInt64?
+    private(set) var offset: UInt64 = 0
+    init(file: FileHandle) {
+      self.file = file
+      stream = nil
+      size = (try? file.seekToEnd()) ?? 0
+      try? file.seek(toOffset: 0)
+    }
+    init(stream: ShardByteStream) { (file, self.stream, size) = (nil, stream, nil) }
+
+    /// Up to `n` bytes at the current offset (fewer at the end).
+    func read(_ n: Int) throws -> [UInt8] {
+      let out: [UInt8]
+      if let file { out = [UInt8]((try? file.read(upToCount: n)) ?? Data()) } else { out = try stream!.readFully(n) }
+      offset += UInt64(out.count)
+      return out
+    }
+    /// Moves forward to `to`; false if the shard ends first.
+    func skip(to: UInt64) throws -> Bool {
+      guard to > offset else { return true }
+      if let file {
+        guard let size, to <= size else { return false }
+        try file.seek(toOffset: to)
+        offset = to
+        return true
+      }
+      let ok = try stream!.skip(to - offset)
+      offset = ok ? to : stream!.position
+      return ok
+    }
+  }
+
   static func indexShard(_ shard: String) -> PairSet {
     var out = PairSet()
-    do {
+    let display = ShardLocation.display(shard)
+    let source: TarSource
+    if ShardLocation.isRemote(shard) {
+      do { source = TarSource(stream: try ShardStreams.open(shard)) } catch {
+        out.unopened.append(display); out.damage[display] = "\(error)".replacingOccurrences(of: "shard \(display): ", with: "")
+        return out
+      }
+    } else {
       guard let h = FileHandle(forReadingAtPath: shard) else {
-        out.brokenShards.append(shard); out.damage[shard] = "cannot be opened"; return out
+        out.brokenShards.append(display); out.damage[display] = "cannot be opened"; return out
       }
-      defer { try? h.close() }
-      // A header's size is untrusted: members past the end of the file end the shard (below).
-      let fileSize = (try? h.seekToEnd()) ?? 0
-      try? h.seek(toOffset: 0)
-      var offset: UInt64 = 0
-      var longName: String? = nil
-      var currentKey: String? = nil
-      var fields: [String: (UInt64, Int, String)] = [:]
-      var caption: String? = nil
-      var broken = false
-      func damaged(_ why: String) { broken = true; out.damage[shard] = why }
-      func readMember(_ size: Int) -> Data? {  // at the handle, right after its header
-        guard let d = try? h.read(upToCount: size), d.count == size else {
-          damaged("truncated (a member runs past the end of the file at byte \(fileSize))")
-          return nil
+      source = TarSource(file: h)
+    }
+    defer { source.file.map { try? $0.close() }; source.stream?.close() }
+    scan(source, shard: shard, display: display, into: &out)
+    return out
+  }
+
+  /// Groups a tar's members into samples (captions read now, image bodies located by offset).
+  static func scan(_ h: TarSource, shard: String, display: String, into out: inout PairSet) {
+    var longName: String? = nil
+    var currentKey: String? = nil
+    var fields: [String: (UInt64, Int, String)] = [:]
+    var caption: String? = nil
+    var broken = false
+    let ends = h.size.map { " at byte \($0)" } ?? ""
+    func damaged(_ why: String) { broken = true; out.damage[display] = why }
+    func readMember(_ size: Int) -> [UInt8]? {  // right after its header
+      guard let d = try? h.read(size), d.count == size else {
+        damaged("truncated (a member runs past the end of the file\(ends))")
+        return nil
+      }
+      return d
+    }
+    func flush() {
+      if let cap = caption, let img = fields.first(where: { imageExts.contains($0.key) }) {
+        let c = cap.trimmingCharacters(in: .whitespacesAndNewlines)
+        if c.isEmpty { out.skippedCaptions += 1 } else {
+          out.pairs.append(Pair(image: .member(shard: shard, offset: img.value.0, size: img.value.1, name: img.value.2), caption: c))
         }
-        return d
+      } else if currentKey != nil && (caption != nil || !fields.isEmpty) {
+        out.skippedCaptions += 1
       }
-      func flush() {
-        if let cap = caption, let img = fields.first(where: { imageExts.contains($0.key) }) {
-          let c = cap.trimmingCharacters(in: .whitespacesAndNewlines)
-          if c.isEmpty { out.skippedCaptions += 1 } else {
-            out.pairs.append(Pair(image: .member(shard: shard, offset: img.value.0, size: img.value.1, name: img.value.2), caption: c))
-          }
-        } else if currentKey != nil && (caption != nil || !fields.isEmpty) {
-          out.skippedCaptions += 1
-        }
-        fields = [:]; caption = nil
-      }
+      fields = [:]; caption = nil
+    }
+    var next: UInt64 = 0  // the next header's offset
+    do {
       while true {
-        guard let header = try? h.read(upToCount: 512), header.count == 512 else {
-          if (try? h.offset()).map({ $0 != offset }) ?? true { damaged("truncated (it ends inside a tar header at byte \(offset))") }
+        let at = next
+        let header = try h.read(512)
+        guard header.count == 512 else {
+          if !header.isEmpty || h.size.map({ $0 != at }) == true { damaged("truncated (it ends inside a tar header at byte \(at))") }
           break
         }
-        let b = [UInt8](header)
+        let b = header
         if b.allSatisfy({ $0 == 0 }) { break }  // end of archive
         func str(_ r: Range<Int>) -> String { String(decoding: b[r].prefix { $0 != 0 }, as: UTF8.self) }
         // A corrupt size (a sign, a non-octal digit, a negative base-256 value) ends the shard
         // here, as truncation does: the samples before it are kept.
         guard let size = memberSize(b[124..<136]) else {
-          damaged("corrupt (the tar header at byte \(offset) has an invalid size field '\(String(decoding: b[124..<136].map { $0 < 0x20 || $0 > 0x7E ? UInt8(ascii: "?") : $0 }, as: UTF8.self))')")
+          damaged("corrupt (the tar header at byte \(at) has an invalid size field '\(String(decoding: b[124..<136].map { $0 < 0x20 || $0 > 0x7E ? UInt8(ascii: "?") : $0 }, as: UTF8.self))')")
           break
         }
         let type = b[156]
@@ -207,48 +291,58 @@ public enum WebDataset {
           let prefix = str(345..<500)
           if !prefix.isEmpty { name = prefix + "/" + name }
         }
-        let dataStart = offset + 512
-        // A member past the end of the file ends the shard before any seek: offsets near
+        let dataStart = at + 512
+        // A member past the end of a file ends the shard before any seek: offsets near
         // UInt64.max would trap in Foundation's conversion to off_t.
-        guard UInt64(size) <= fileSize - min(dataStart, fileSize) else {
-          damaged("truncated (the member at byte \(offset) claims \(size) bytes; the file ends at byte \(fileSize))")
+        if let fileSize = h.size, UInt64(size) > fileSize - min(dataStart, fileSize) {
+          damaged("truncated (the member at byte \(at) claims \(size) bytes; the file ends at byte \(fileSize))")
           break
         }
         let padded = (UInt64(size) + 511) / 512 * 512
-        offset = dataStart + padded
+        guard dataStart <= UInt64.max - padded else { damaged("corrupt (the member at byte \(at) claims \(size) bytes)"); break }
+        next = dataStart + padded
         if type == UInt8(ascii: "L") {  // GNU long name for the next member
           guard let d = readMember(size) else { break }
           longName = String(decoding: d.prefix { $0 != 0 }, as: UTF8.self)
-          try? h.seek(toOffset: offset)
+          guard try h.skip(to: next) else { damaged("truncated (a member runs past the end of the file\(ends))"); break }
           continue
         }
         longName = nil
-        guard type == UInt8(ascii: "0") || type == 0 else { try? h.seek(toOffset: offset); continue }
         let base = name.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? name
         let dir = name.parentPath
-        guard let dot = base.firstIndex(of: ".") else { try? h.seek(toOffset: offset); continue }
-        let key = (dir.isEmpty ? "" : dir + "/") + base[..<dot]
-        let ext = base[base.index(after: dot)...].lowercased()
-        if key != currentKey || fields[ext] != nil || (captionExts.contains(ext) && caption != nil) {
-          flush()
-          currentKey = key
+        if (type == UInt8(ascii: "0") || type == 0), let dot = base.firstIndex(of: ".") {
+          let key = (dir.isEmpty ? "" : dir + "/") + base[..<dot]
+          let ext = base[base.index(after: dot)...].lowercased()
+          if key != currentKey || fields[ext] != nil || (captionExts.contains(ext) && caption != nil) {
+            flush()
+            currentKey = key
+          }
+          if captionExts.contains(ext) {
+            guard let d = readMember(size) else { break }
+            caption = String(decoding: d, as: UTF8.self)
+          } else {
+            fields[ext] = (dataStart, size, name)
+          }
         }
-        if captionExts.contains(ext) {
-          guard let d = readMember(size) else { break }
-          caption = String(decoding: d, as: UTF8.self)
-        } else {
-          fields[ext] = (dataStart, size, name)
+        // A member whose data runs past the end makes the shard truncated: its sample is dropped.
+        guard try h.skip(to: next) else {
+          damaged("truncated (a member runs past the end of the file\(ends))")
+          fields = [:]; caption = nil
+          break
         }
-        try? h.seek(toOffset: offset)
       }
-      // A member whose data runs past the end makes the shard truncated: drop that sample.
-      if offset > fileSize {
-        if !broken { damaged("truncated (a member runs past the end of the file at byte \(fileSize))") }
-        fields = [:]; caption = nil
+    } catch {
+      let why = String(describing: error).replacingOccurrences(of: "shard \(display): ", with: "")
+      if h.offset == 0 {
+        // Nothing came (a missing key, a refused request): the shard is skipped whole.
+        out.unopened.append(display)
+        out.damage[display] = why
+        return
       }
-      if broken { out.brokenShards.append(shard) }
-      flush()
+      damaged("unreadable at byte \(h.offset): \(why)")
+      fields = [:]; caption = nil
     }
-    return out
+    if broken { out.brokenShards.append(display) }
+    flush()
   }
 }

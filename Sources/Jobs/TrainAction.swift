@@ -68,12 +68,18 @@ func runTrain(_ ctx: ActionContext) throws {
   bundle.encoder.gradientCheckpointing = t.gradCheckpointing
 
   let trainSet: PairSet
+  var missingSamples = 0  // estimated samples of shards that could not be opened
   let isWDS = cfg.dataset.train.type == "wds"
   if isWDS {
     let w = cfg.dataset.train.wds
     let shards = try WebDataset.shards(rootDir: w?.rootDir, listFile: w?.shardListFile)
     guard !shards.isEmpty else { throw ActionError.input("no .tar shards found for dataset.train.wds") }
-    trainSet = WebDataset.index(shards)
+    let remote = shards.filter(ShardLocation.isRemote).count
+    // Remote shards are streamed once to index them; that pass shows progress.
+    nonisolated(unsafe) let indexing = remote > 0 ? Progress("indexing \(remote) remote shard\(remote == 1 ? "" : "s")", total: shards.count, unit: "shard") : nil
+    let lock = NSLock()
+    let done: (@Sendable () -> Void)? = indexing == nil ? nil : { @Sendable () -> Void in lock.withLock { indexing?.advance() }; return }
+    trainSet = WebDataset.index(shards, done: done)
     print("Indexed \(shards.count) shard\(shards.count == 1 ? "" : "s"): \(trainSet.pairs.count) samples")
     // TAO streams shards and only estimates an epoch as shards × samples_per_shard; the index
     // gives the exact count, which sets the epoch length and resume position here.
@@ -84,6 +90,18 @@ func runTrain(_ ctx: ActionContext) throws {
     }
     for s in trainSet.brokenShards {
       warn("shard \(s) is \(trainSet.damage[s] ?? "truncated or unreadable"); its samples before the damage are used, the rest are skipped")
+    }
+    for s in trainSet.unopened { warn("shard \(s) is skipped: \(trainSet.damage[s] ?? "it cannot be read")") }
+    if !trainSet.unopened.isEmpty {
+      // A shard that could not be opened counts as many unreadable samples as a readable shard
+      // holds on average, in the same 10 % limit as unreadable images.
+      let readable = shards.count - trainSet.unopened.count
+      missingSamples = readable > 0 ? max(1, trainSet.pairs.count * trainSet.unopened.count / readable)
+        : trainSet.unopened.count * min(max(w?.samplesPerShard ?? 10000, 1), 1 << 40)
+      if missingSamples * 10 > trainSet.pairs.count + missingSamples {
+        throw ActionError.input("\(trainSet.unopened.count) of the \(shards.count) shards could not be read (about \(missingSamples) samples, "
+          + "more than 10 % of the data): " + trainSet.unopened.prefix(3).map { "\($0) (\(trainSet.damage[$0] ?? "unreadable"))" }.joined(separator: ", "))
+      }
     }
   } else {
     guard !cfg.dataset.train.datasets.isEmpty else { throw ActionError.input("dataset.train.datasets is empty") }
@@ -182,7 +200,7 @@ func runTrain(_ ctx: ActionContext) throws {
   }
   // TensorBoard logs where TAO's Lightning logger puts them.
   let board = isMain ? try TensorBoardWriter(directory: ctx.resultsDir + "/lightning_logs/version_1") : nil
-  var badSamples = 0, readSamples = 0
+  var badSamples = missingSamples, readSamples = missingSamples
   var skippedSteps = 0  // fp16 steps whose gradients overflowed
   var stepSeconds = 0.0  // forward, backward, gradient averaging and optimizer (not data waits)
   let runStart = Date()
@@ -273,6 +291,11 @@ func runTrain(_ ctx: ActionContext) throws {
       mine = shard(order, rank: rank, worldSize: world)
     }
     let batches = (0..<stepsPerEpoch).map { Array(mine[($0 * batch)..<(($0 + 1) * batch)]) }
+    if isWDS {
+      // Remote shards are streamed in read order: the epoch's reads (after a resume's skipped steps) are announced.
+      let first = (epoch == startEpoch ? globalStep - epoch * stepsPerEpoch : 0) * batch
+      RemoteReads.shared.plan(mine[min(first, mine.count)..<stepsPerEpoch * batch].map { trainPairs[$0].image })
+    }
     let progress = Progress("epoch \(epoch + 1)/\(t.numEpochs)", total: stepsPerEpoch, unit: "step")
     var epochLoss = 0.0
     let epochStart = Date()

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""An S3 server on loopback for ClipKit's remote-shard tests and benchmark: moto's server mode
+(a real S3 REST implementation; it does not check signatures) plus a proxy in front of it that
+breaks transfers on purpose.
+
+    python tools/s3_test_server.py --bucket shards --upload /path/a.tar=train/a.tar ... \
+        [--cut-after 20000 --cuts 3]
+
+Prints one JSON line {"s3": PORT, "proxy": PORT} when ready, then serves until its standard
+input closes. The proxy forwards to moto; for the first `--cuts` responses that carry a body it
+closes the client's connection after `--cut-after` bytes of the response. On exit it prints
+{"connections": N, "cut": M} to stdout.
+"""
+import argparse
+import json
+import socket
+import sys
+import threading
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class CuttingProxy:
+    def __init__(self, target_port, cut_after, cuts):
+        self.target_port, self.cut_after, self.cuts_left = target_port, cut_after, cuts
+        self.connections = self.cut = 0
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            client, _ = self.sock.accept()
+            threading.Thread(target=self.handle, args=(client,), daemon=True).start()
+
+    def handle(self, client):
+        with self.lock:
+            self.connections += 1
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+
+        def up():
+            try:
+                while True:
+                    d = client.recv(65536)
+                    if not d:
+                        break
+                    upstream.sendall(d)
+            except OSError:
+                pass
+            finally:
+                try:
+                    upstream.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+        threading.Thread(target=up, daemon=True).start()
+        sent, cutting = 0, None
+        try:
+            while True:
+                d = upstream.recv(65536)
+                if not d:
+                    break
+                if cutting is None:
+                    # Decide per response (by its first bytes): only 200/206 bodies are cut.
+                    ok = d.startswith(b"HTTP/1.1 200") or d.startswith(b"HTTP/1.1 206")
+                    with self.lock:
+                        cutting = ok and self.cuts_left > 0
+                        if cutting:
+                            self.cuts_left -= 1
+                            self.cut += 1
+                if cutting and sent + len(d) > self.cut_after:
+                    client.sendall(d[: self.cut_after - sent])
+                    break
+                client.sendall(d)
+                sent += len(d)
+        except OSError:
+            pass
+        finally:
+            for s in (client, upstream):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bucket", action="append", default=[])
+    ap.add_argument("--upload", action="append", default=[], help="LOCAL=BUCKET/KEY")
+    ap.add_argument("--cut-after", type=int, default=0)
+    ap.add_argument("--cuts", type=int, default=0)
+    a = ap.parse_args()
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    for b in a.bucket:
+        s3.create_bucket(Bucket=b)
+    for u in a.upload:
+        local, dest = u.split("=", 1)
+        bucket, key = dest.split("/", 1)
+        s3.upload_file(local, bucket, key)
+    proxy = CuttingProxy(port, a.cut_after, a.cuts)
+    print(json.dumps({"s3": port, "proxy": proxy.port}), flush=True)
+    sys.stdin.read()
+    print(json.dumps({"connections": proxy.connections, "cut": proxy.cut}), flush=True)
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
