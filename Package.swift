@@ -81,16 +81,19 @@ let package = Package(
     .target(name: "Models", dependencies: ["Torch", "Tokenizers", "Imaging", "Export", "Deploy"]),
     .target(name: "Retrieval", dependencies: ["CH5", "Paths"]),
     .target(name: "Training", dependencies: ["Torch"]),
-    .target(name: "Data", dependencies: ["Paths", .product(name: "Crypto", package: "swift-crypto"),
-                                         .product(name: "AsyncHTTPClient", package: "async-http-client")]),
+    .target(name: "Data", dependencies: ["Paths"]),
+    // s3:// and http(s):// shards: the HTTP client and the SigV4 signer, kept out of Data (and so
+    // out of the fuzzing harness build).
+    .target(name: "Remote", dependencies: ["Data", .product(name: "Crypto", package: "swift-crypto"),
+                                           .product(name: "AsyncHTTPClient", package: "async-http-client")]),
     .target(name: "Deploy", dependencies: ["Paths"]),
-    .target(name: "Jobs", dependencies: ["Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Deploy", "Export", "Paths"]),
+    .target(name: "Jobs", dependencies: ["Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Remote", "Deploy", "Export", "Paths"]),
     .target(name: "FuzzTargets", dependencies: ["Data", "Export", "Imaging", "Spec", "Tokenizers", "Torch"]),
     .executableTarget(name: "clipkit-fuzz", dependencies: ["FuzzTargets"]),
     .executableTarget(
       name: "clipkit",
       dependencies: [
-        "Jobs", "Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Deploy", "Export", "Paths",
+        "Jobs", "Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Remote", "Deploy", "Export", "Paths",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -98,7 +101,7 @@ let package = Package(
     .testTarget(name: "SpecTests", dependencies: ["Spec"], resources: [.copy("Fixtures")]),
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "DeployTests", dependencies: ["Deploy"]),
-    .testTarget(name: "DataTests", dependencies: ["Data", "Paths"], resources: [.copy("Fixtures")]),
+    .testTarget(name: "DataTests", dependencies: ["Data", "Remote", "Paths"], resources: [.copy("Fixtures")]),
     .testTarget(name: "RetrievalTests", dependencies: ["Retrieval"], resources: [.copy("Fixtures")]),
     .testTarget(name: "ModelTests", dependencies: ["Models"], resources: [.copy("Fixtures")]),
     .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CGzip"], resources: [.copy("Fixtures")]),

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Fuzzes one parser of untrusted bytes with libFuzzer + AddressSanitizer:
-#   bash scripts/fuzz.sh TARGET SECONDS      (TARGET: pickle pth safetensors tar image tokenizer spec onnx, or all)
+#   bash scripts/fuzz.sh TARGET SECONDS      (TARGET: pickle pth safetensors tar shardURL image tokenizer spec onnx, or all)
 # Seeds come from the test fixtures; the growing corpus stays in .build-fuzz/corpus/TARGET. A crash,
 # sanitizer report or timeout (10 s per input) stops the run with exit 1 and leaves the input in
 # .build-fuzz/crashes/TARGET/: add it to Tests/FuzzTests/Regressions/TARGET/ with the fix.
 # Prints one summary line per target: executions, executions per second, corpus size, new crashes.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-targets=(pickle pth safetensors tar image tokenizer spec onnx)
+targets=(pickle pth safetensors tar shardURL image tokenizer spec onnx)
 usage() { echo "usage: bash scripts/fuzz.sh TARGET SECONDS   (TARGET: ${targets[*]} or all)" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 case "$2" in ''|*[!0-9]*|0) usage ;; esac  # libFuzzer reads 0 as "no time limit"
@@ -42,6 +42,7 @@ seeds() {
     pth) cp Tests/TorchTests/Fixtures/*.pth "$dir/" ;;
     safetensors) find Tests -name '*.safetensors' -size -64k -exec cp {} "$dir/" \; ;;
     tar) find Tests/DataTests/Fixtures -name '*.tar' -exec cp {} "$dir/" \; ;;
+    shardURL) printf 's3://AK:se%%2Fc@b/k-{0..2}.tar?endpoint=http://127.0.0.1:9000&region=eu-west-1\nhttps://u:p@h/x.tar?X-Amz-Signature=ab\npipe:cat a.tar\n\0[default]\naws_access_key_id = A\n[profile p]\nregion = r\nendpoint_url = http://e\n' > "$dir/list" ;;
     image) cp Tests/ImagingTests/Fixtures/images/* Tests/ImagingTests/Fixtures/bad/* "$dir/" ;;
     tokenizer) cp Tests/TokenizerTests/Fixtures/bert_wordpiece/tokenizer.json "$dir/bert.json"
                cp Tests/TokenizerTests/Fixtures/bytelevel_bpe/tokenizer.json "$dir/bytelevel.json" ;;

@@ -240,6 +240,15 @@ public enum WebDataset {
     return out
   }
 
+  /// A local shard scanned the way remote ones are (one sequential stream): fuzzing and tests.
+  public static func indexStreamed(_ path: String) -> PairSet {
+    var out = PairSet()
+    guard let stream = try? FileStream(path: path, offset: 0) else { return out }
+    defer { stream.close() }
+    scan(TarSource(stream: stream), shard: path, display: path, into: &out)
+    return out
+  }
+
   /// Groups a tar's members into samples (captions read now, image bodies located by offset).
   static func scan(_ h: TarSource, shard: String, display: String, into out: inout PairSet) {
     var longName: String? = nil

@@ -14,7 +14,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
   case pickle       // restricted unpickler (data.pkl)
   case pth          // torch.save zip archive + unpickler + storages
   case safetensors  // header JSON, offsets, dtypes
-  case tar          // WebDataset shard index + member reads
+  case tar          // WebDataset shard index + member reads (seeking, and streamed as remote shards are)
+  case shardURL     // shard-list lines (URL parsing, redaction), then AWS config/credentials files after a NUL
   case image        // JPEG, PNG, WebP, BMP and GIF decoders (chosen by magic bytes)
   case tokenizer    // tokenizer.json loading + encoding
   case spec         // YAML spec, then `key=value` overrides after a NUL byte
@@ -44,8 +45,22 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case .safetensors:
       _ = try Safetensors.read(try FuzzTarget.file(bytes, ext: "safetensors"))
     case .tar:
-      let set = WebDataset.index([try FuzzTarget.file(bytes, ext: "tar")])
+      let path = try FuzzTarget.file(bytes, ext: "tar")
+      let set = WebDataset.index([path])
       for p in set.pairs { _ = try? p.image.bytes() }
+      let streamed = WebDataset.indexStreamed(path)
+      precondition(streamed.pairs.map(\.caption) == set.pairs.map(\.caption), "streamed and seeking scans disagree")
+    case .shardURL:
+      let cut = bytes.firstIndex(of: 0) ?? bytes.count
+      for line in String(decoding: bytes[..<cut], as: UTF8.self).split(separator: "\n") {
+        _ = ShardLocation.display(String(line))
+        _ = try? ShardLocation.parse(String(line))
+      }
+      if cut < bytes.count {
+        let config = try FuzzTarget.file(Array(bytes[(cut + 1)...]), ext: "ini")
+        let aws = AWSEnvironment(["AWS_SHARED_CREDENTIALS_FILE": config, "AWS_CONFIG_FILE": config, "AWS_PROFILE": "p", "HOME": "/nonexistent"])
+        _ = (aws.credentials(), aws.region(), aws.endpoint())
+      }
     case .image:
       let decoder = ImageDecoder(maxPixels: 1 << 18)  // keeps each run fast; the limit path is checked too
       let img = try decoder.decode(bytes: bytes, name: "fuzz")

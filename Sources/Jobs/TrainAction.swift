@@ -2,6 +2,7 @@ import Data
 import Foundation
 import Imaging
 import Models
+import Remote
 import Retrieval
 import Spec
 import Torch
@@ -75,6 +76,7 @@ func runTrain(_ ctx: ActionContext) throws {
     let shards = try WebDataset.shards(rootDir: w?.rootDir, listFile: w?.shardListFile)
     guard !shards.isEmpty else { throw ActionError.input("no .tar shards found for dataset.train.wds") }
     let remote = shards.filter(ShardLocation.isRemote).count
+    RemoteShards.install()
     // Remote shards are streamed once to index them; that pass shows progress.
     nonisolated(unsafe) let indexing = remote > 0 ? Progress("indexing \(remote) remote shard\(remote == 1 ? "" : "s")", total: shards.count, unit: "shard") : nil
     let lock = NSLock()

@@ -65,7 +65,7 @@ public struct KeyPolicy: Sendable {
     }
     add("dataset.train.type", .honoured)
     add("dataset.train.wds.root_dir", .honoured)
-    add("dataset.train.wds.shard_list_file", .honoured, "local paths; s3:// and http(s):// shards are refused by name")
+    add("dataset.train.wds.shard_list_file", .honoured, "local paths, s3:// (SigV4, endpoint/region from the URL or the AWS environment), http(s):// and pipe: lines, brace ranges in paths; credentials never logged")
     add("dataset.train.wds.samples_per_shard", .honoured, "an estimate, as in TAO: ClipKit counts the samples and notes a large difference")
     add("dataset.train.balance_query_types", .refused, "balanced query-type sampling (needs train_pairs_file) is not supported yet", trainOnly)
     add("dataset.train.unique_caption_per_batch", .noOp, "TAO applies it only to balance_query_types batches (refused); plain batches are drawn as TAO's RandomSampler does")

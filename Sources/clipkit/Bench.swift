@@ -1,8 +1,10 @@
 import ArgumentParser
+import Data
 import Foundation
 import Jobs
 import Imaging
 import Models
+import Remote
 import Spec
 import Torch
 import Training
@@ -11,7 +13,7 @@ import Training
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Measure ClipKit's throughput (image pipeline, embedding, training) and check a device against the CPU.",
-    subcommands: [BenchImages.self, BenchEmbed.self, BenchTrain.self, BenchParity.self])
+    subcommands: [BenchImages.self, BenchEmbed.self, BenchTrain.self, BenchParity.self, BenchShards.self])
 }
 
 struct BenchImages: ParsableCommand {
@@ -293,5 +295,45 @@ struct BenchParity: ParsableCommand {
       }
     }
     if !failed.isEmpty { throw ValidationError("\(device) differs from the CPU: \(failed.joined(separator: ", "))") }
+  }
+}
+
+struct BenchShards: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "shards",
+    abstract: "Index WebDataset shards and read one epoch of their images (bytes, no decoding) as training does; prints MB/s.")
+
+  @Argument(help: "A shard list file (local paths, s3://, http(s)://, pipe: lines; brace patterns expand).") var list: String
+  @Option(help: "Loader threads, as dataset.train.num_workers.") var workers = 8
+  @Option(help: "Samples per loader batch.") var batch = 64
+
+  func run() throws {
+    RemoteShards.install()
+    let shards = try WebDataset.shards(rootDir: nil, listFile: list)
+    guard !shards.isEmpty else { throw ValidationError("no shards in \(list)") }
+    var start = DispatchTime.now().uptimeNanoseconds
+    let set = WebDataset.index(shards)
+    let indexSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    guard set.unopened.isEmpty && set.brokenShards.isEmpty else {
+      throw ValidationError("unreadable shards: \((set.unopened + set.brokenShards).map { "\($0) (\(set.damage[$0] ?? "?"))" }.joined(separator: ", "))")
+    }
+    var rng = SeededRandom(seed: 0)
+    let order = WebDataset.epochOrder(set.pairs, rng: &rng)
+    RemoteReads.shared.plan(order.map { set.pairs[$0].image })
+    let batches = stride(from: 0, to: order.count, by: batch).map { Array(order[$0..<min($0 + batch, order.count)]) }
+    let pairs = set.pairs
+    start = DispatchTime.now().uptimeNanoseconds
+    let loader = BatchPrefetcher<Int>(batches: batches, workers: workers, depth: 4) { (try? pairs[$0].image.bytes().count) ?? -1 }
+    var bytes = 0, samples = 0, failed = 0
+    while let b = loader.next() {
+      for n in b {
+        if let n, n >= 0 { bytes += n; samples += 1 } else { failed += 1 }
+      }
+    }
+    let readSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    guard failed == 0 else { throw ValidationError("\(failed) samples could not be read") }
+    print(String(format: "clipkit  %d shards, %d samples: index %.2f s; epoch read %.1f MB of images in %.2f s = %.1f MB/s (%d threads, %d requests)",
+                 shards.count, samples, indexSeconds, Double(bytes) / 1e6, readSeconds, Double(bytes) / 1e6 / readSeconds, workers,
+                 RemoteReads.shared.opened))
   }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Data
+@testable import Remote
 
 /// SigV4 against AWS's published S3 examples ("Signature Calculations for the Authorization
 /// Header", Amazon S3 API reference): the same credentials, date and requests give the same

@@ -87,23 +87,31 @@ public final class RemoteReads: @unchecked Sendable {
     }
     do {
       var s = c.stream
-      if s == nil || s!.position > offset || (offset - s!.position > reopenGap && !(s is PipeStream)) {
+      if s == nil {
+        // A fresh stream starts at the first member still wanted (the ones before this one will be asked for too).
+        let first = c.planned.first { c.unread.contains($0.offset) }.map { min($0.offset, offset) } ?? offset
+        s = try open(shard, at: first, c)
+      } else if s!.position > offset {
         s = try open(shard, at: offset, c)
       }
-      let stream = s!
-      // Forward to the member, keeping the wanted ones passed on the way.
+      var stream = s!
+      // Forward to the member, keeping the wanted ones passed on the way; a stretch of nothing
+      // wanted longer than reopenGap is jumped with a new Range request (pipes read through it).
       var i = c.planned.partitionIndex { $0.offset >= stream.position }
       while stream.position < offset {
-        if i < c.planned.count, c.planned[i].offset < offset {
-          let m = c.planned[i]
-          i += 1
-          guard c.unread.contains(m.offset), m.offset >= stream.position else { continue }
-          guard try stream.skip(m.offset - stream.position) else { break }
-          let bytes = try stream.readFully(m.size)
-          if bytes.count == m.size, keep(m.size) { c.ahead[m.offset] = bytes }
-        } else {
-          guard try stream.skip(offset - stream.position) else { break }
+        while i < c.planned.count && (c.planned[i].offset < stream.position || !c.unread.contains(c.planned[i].offset)) { i += 1 }
+        let member = i < c.planned.count && c.planned[i].offset < offset ? c.planned[i] : nil
+        let dest = member?.offset ?? offset
+        if dest - stream.position > reopenGap && !(stream is PipeStream) {
+          stream = try open(shard, at: dest, c)
+        } else if try !stream.skip(dest - stream.position) {
+          break
         }
+        guard let m = member else { break }
+        i += 1
+        let bytes = try stream.readFully(m.size)
+        guard bytes.count == m.size else { break }
+        if keep(m.size) { c.ahead[m.offset] = bytes }
       }
       let bytes = stream.position == offset ? try stream.readFully(size) : []
       guard bytes.count == size else {

@@ -15,7 +15,10 @@ public enum ShardLocation: Sendable, Hashable {
     /// `endpoint=` from the URL (a full URL; no scheme means https), else resolved from the environment.
     public var endpoint: String?
     public var region: String?
-    public var credentials: SigV4.Credentials?
+    public var credentials: AWSCredentials?
+    public init(bucket: String, key: String, endpoint: String? = nil, region: String? = nil, credentials: AWSCredentials? = nil) {
+      (self.bucket, self.key, self.endpoint, self.region, self.credentials) = (bucket, key, endpoint, region, credentials)
+    }
   }
 
   public static func isRemote(_ s: String) -> Bool {
@@ -68,7 +71,7 @@ public enum ShardLocation: Sendable, Hashable {
         guard !id.isEmpty, !secret.isEmpty else {
           throw DataError.input("shard \(display(s)): user-info must be ACCESS_KEY:SECRET_KEY (percent-encoded)")
         }
-        obj.credentials = SigV4.Credentials(accessKey: id, secretKey: secret)
+        obj.credentials = AWSCredentials(accessKey: id, secretKey: secret)
       }
       return .s3(obj)
     case "http", "https":
@@ -96,6 +99,16 @@ public enum ShardLocation: Sendable, Hashable {
       }
     }
     return out
+  }
+}
+
+/// An access key, its secret and an optional session token.
+public struct AWSCredentials: Sendable, Hashable {
+  public var accessKey: String
+  public var secretKey: String
+  public var sessionToken: String?
+  public init(accessKey: String, secretKey: String, sessionToken: String? = nil) {
+    (self.accessKey, self.secretKey, self.sessionToken) = (accessKey, secretKey, sessionToken)
   }
 }
 
@@ -138,13 +151,13 @@ public struct AWSEnvironment: Sendable {
     return out
   }
 
-  public func credentials() -> SigV4.Credentials? {
+  public func credentials() -> AWSCredentials? {
     if let id = environment["AWS_ACCESS_KEY_ID"], let secret = environment["AWS_SECRET_ACCESS_KEY"], !id.isEmpty, !secret.isEmpty {
-      return SigV4.Credentials(accessKey: id, secretKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 })
+      return AWSCredentials(accessKey: id, secretKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 })
     }
     let p = profile()
     if let id = p["aws_access_key_id"], let secret = p["aws_secret_access_key"], !id.isEmpty, !secret.isEmpty {
-      return SigV4.Credentials(accessKey: id, secretKey: secret, sessionToken: p["aws_session_token"])
+      return AWSCredentials(accessKey: id, secretKey: secret, sessionToken: p["aws_session_token"])
     }
     return nil
   }
@@ -157,52 +170,5 @@ public struct AWSEnvironment: Sendable {
   public func endpoint() -> String? {
     for k in ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"] { if let e = environment[k], !e.isEmpty { return e } }
     return profile()["endpoint_url"]
-  }
-}
-
-/// A ready-to-send S3 GET: the URL (path-style for custom endpoints, virtual-hosted for AWS), the
-/// host, the canonical path and what signs it.
-struct S3Request: Sendable {
-  let url: String
-  let host: String
-  let path: String
-  let region: String
-  let credentials: SigV4.Credentials?
-
-  init(_ o: ShardLocation.S3Object, aws: AWSEnvironment) {
-    region = o.region ?? aws.region()
-    credentials = o.credentials ?? aws.credentials()
-    if var e = o.endpoint ?? aws.endpoint() {
-      if !e.contains("://") { e = "https://" + e }
-      while e.hasSuffix("/") { e.removeLast() }
-      let afterScheme = e[e.range(of: "://")!.upperBound...]
-      host = String(afterScheme.prefix { $0 != "/" })
-      let base = String(afterScheme.drop { $0 != "/" })
-      path = base + "/" + o.bucket + "/" + o.key
-      url = e + "/" + SigV4.uriEncode(o.bucket, keepSlash: false) + "/" + SigV4.uriEncode(o.key, keepSlash: true)
-    } else if o.bucket.contains(".") {
-      // A dotted bucket breaks the wildcard TLS certificate of the virtual host: path-style.
-      host = "s3.\(region).amazonaws.com"
-      path = "/" + o.bucket + "/" + o.key
-      url = "https://\(host)/" + SigV4.uriEncode(o.bucket, keepSlash: false) + "/" + SigV4.uriEncode(o.key, keepSlash: true)
-    } else {
-      host = "\(o.bucket).s3.\(region).amazonaws.com"
-      path = "/" + o.key
-      url = "https://\(host)/" + SigV4.uriEncode(o.key, keepSlash: true)
-    }
-  }
-
-  /// Headers for a GET from byte `offset` (signed when there are credentials).
-  func headers(offset: UInt64, now: Date = Date()) -> [(String, String)] {
-    var h: [(String, String)] = [("host", host)]
-    if offset > 0 { h.append(("range", "bytes=\(offset)-")) }
-    guard let c = credentials else { return h }
-    let date = SigV4.amzDate(now)
-    h += [("x-amz-content-sha256", SigV4.unsignedPayload), ("x-amz-date", date)]
-    if let t = c.sessionToken { h.append(("x-amz-security-token", t)) }
-    let signed = SigV4.sign(method: "GET", path: path, query: [], headers: h, payloadHash: SigV4.unsignedPayload, credentials: c,
-                            region: region, date: date)
-    h.append(("authorization", signed.authorization))
-    return h
   }
 }

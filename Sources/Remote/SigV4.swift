@@ -1,17 +1,11 @@
 import Crypto
+import Data
 import Foundation
 
 /// AWS Signature Version 4 for S3 requests (header form). S3 paths are encoded once (no double
 /// encoding, unlike other services); the payload hash is sent as `x-amz-content-sha256`.
 public enum SigV4 {
-  public struct Credentials: Sendable, Hashable {
-    public var accessKey: String
-    public var secretKey: String
-    public var sessionToken: String?
-    public init(accessKey: String, secretKey: String, sessionToken: String? = nil) {
-      (self.accessKey, self.secretKey, self.sessionToken) = (accessKey, secretKey, sessionToken)
-    }
-  }
+  public typealias Credentials = AWSCredentials
 
   public static let unsignedPayload = "UNSIGNED-PAYLOAD"
   public static let emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
