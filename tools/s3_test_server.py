@@ -6,7 +6,7 @@ breaks transfers on purpose.
     python tools/s3_test_server.py --bucket shards --upload /path/a.tar=train/a.tar ... \
         [--cut-after 20000 --cuts 3]
 
-Prints one JSON line {"s3": PORT, "proxy": PORT} when ready, then serves until its standard
+Prints one JSON line {"s3": PORT, "proxy": PORT, "presigned": {BUCKET/KEY: URL}} when ready, then serves until its standard
 input closes. The proxy forwards to moto; for the first `--cuts` responses that carry a body it
 closes the client's connection after `--cut-after` bytes of the response. On exit it prints
 {"connections": N, "cut": M} to stdout.
@@ -116,7 +116,11 @@ def main():
         bucket, key = dest.split("/", 1)
         s3.upload_file(local, bucket, key)
     proxy = CuttingProxy(port, a.cut_after, a.cuts)
-    print(json.dumps({"s3": port, "proxy": proxy.port}), flush=True)
+    # Presigned GET URLs of the uploads: plain https?:// shards with a signature in the query.
+    presigned = {dest: s3.generate_presigned_url("get_object", Params={"Bucket": dest.split("/", 1)[0], "Key": dest.split("/", 1)[1]},
+                                                 ExpiresIn=3600)
+                 for dest in (u.split("=", 1)[1] for u in a.upload)}
+    print(json.dumps({"s3": port, "proxy": proxy.port, "presigned": presigned}), flush=True)
     sys.stdin.read()
     print(json.dumps({"connections": proxy.connections, "cut": proxy.cut}), flush=True)
     server.stop()

@@ -13,7 +13,7 @@ import Training
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Measure ClipKit's throughput (image pipeline, embedding, training) and check a device against the CPU.",
-    subcommands: [BenchImages.self, BenchEmbed.self, BenchTrain.self, BenchParity.self, BenchShards.self])
+    subcommands: [BenchImages.self, BenchEmbed.self, BenchTrain.self, BenchParity.self, BenchShards.self, BenchServeFiles.self])
 }
 
 struct BenchImages: ParsableCommand {

@@ -10,6 +10,7 @@ import Testing
     let process = Process()
     let input = Pipe(), output = Pipe()
     var s3 = 0, proxy = 0
+    var presigned: [String: String] = [:]
     init(_ args: [String]) throws {
       guard let python = ortPython else { throw FileIOError.read(path: "python", reason: "no Python with moto (run scripts/test.sh)") }
       process.executableURL = URL(fileURLWithPath: python)
@@ -24,8 +25,9 @@ import Testing
         if b.isEmpty || b == Data("\n".utf8) { break }
         line += b
       }
-      let ports = try JSONSerialization.jsonObject(with: line) as? [String: Int]
-      guard let s = ports?["s3"], let p = ports?["proxy"] else {
+      let ready = try JSONSerialization.jsonObject(with: line) as? [String: Any]
+      presigned = ready?["presigned"] as? [String: String] ?? [:]
+      guard let s = ready?["s3"] as? Int, let p = ready?["proxy"] as? Int else {
         throw FileIOError.read(path: "s3_test_server.py", reason: "did not start: \(String(decoding: line, as: UTF8.self))")
       }
       (s3, proxy) = (s, p)
@@ -145,6 +147,16 @@ import Testing
     #expect(k == 137 && losses(first) == Array(expected.prefix(3)))  // it ends right after step 4's checkpoint
     let (c3, rest, errRest) = try train("killed", [url(server.s3)])
     #expect(c3 == 0 && losses(rest) == Array(expected.suffix(8)), "\(errRest)")
+
+    // Presigned http:// URLs (the signature in the query is never printed) give the same samples.
+    let urls = (0..<4).compactMap { server.presigned[String(format: "shards/train/shard-%06d.tar", $0)] }
+    #expect(urls.count == 4 && urls.allSatisfy { $0.contains("X-Amz-Signature=") })
+    let (c6, outHTTP, errHTTP) = try train("http", urls)
+    #expect(c6 == 0 && losses(outHTTP) == expected, "\(errHTTP)")
+    for u in urls {
+      let sig = String(u[u.range(of: "X-Amz-Signature=")!.upperBound...].prefix { $0 != "&" })
+      #expect(!(outHTTP + errHTTP).contains(sig))
+    }
 
     // pipe: commands (webdataset's convention) give the same samples.
     let (c4, outPipe, errPipe) = try train("pipe", local.map { "pipe:cat \($0)" })
