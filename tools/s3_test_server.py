@@ -116,8 +116,11 @@ def main():
         bucket, key = dest.split("/", 1)
         s3.upload_file(local, bucket, key)
     proxy = CuttingProxy(port, a.cut_after, a.cuts)
-    # Presigned GET URLs of the uploads: plain https?:// shards with a signature in the query.
-    presigned = {dest: s3.generate_presigned_url("get_object", Params={"Bucket": dest.split("/", 1)[0], "Key": dest.split("/", 1)[1]},
+    # Presigned (SigV4) GET URLs of the uploads: plain http:// shards with a signature in the query.
+    from botocore.config import Config
+    signer = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", config=Config(signature_version="s3v4"),
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    presigned = {dest: signer.generate_presigned_url("get_object", Params={"Bucket": dest.split("/", 1)[0], "Key": dest.split("/", 1)[1]},
                                                  ExpiresIn=3600)
                  for dest in (u.split("=", 1)[1] for u in a.upload)}
     print(json.dumps({"s3": port, "proxy": proxy.port, "presigned": presigned}), flush=True)
