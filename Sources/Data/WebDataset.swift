@@ -8,6 +8,7 @@ import Paths
 /// read before the damage and is reported.
 public enum WebDataset {
   static let imageExts: Set<String> = ["jpg", "jpeg", "png", "webp"]
+  static let imagePreference = ["jpg", "jpeg", "png", "webp"]
   static let captionExts: Set<String> = ["txt", "text"]
 
   /// Shard paths from `root_dir` (searched recursively) or a shard list file (relative lines
@@ -266,7 +267,8 @@ public enum WebDataset {
       return d
     }
     func flush() {
-      if let cap = caption, let img = fields.first(where: { imageExts.contains($0.key) }) {
+      // The first image extension in a fixed order (a sample may carry several).
+      if let cap = caption, let ext = imagePreference.first(where: { fields[$0] != nil }), let img = fields[ext].map({ (key: ext, value: $0) }) {
         let c = cap.trimmingCharacters(in: .whitespacesAndNewlines)
         if c.isEmpty { out.skippedCaptions += 1 } else {
           out.pairs.append(Pair(image: .member(shard: shard, offset: img.value.0, size: img.value.1, name: img.value.2), caption: c))
@@ -319,6 +321,7 @@ public enum WebDataset {
         longName = nil
         let base = name.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? name
         let dir = name.parentPath
+        var added: String? = nil  // an image member located (not yet known to be complete when streaming)
         if (type == UInt8(ascii: "0") || type == 0), let dot = base.firstIndex(of: ".") {
           let key = (dir.isEmpty ? "" : dir + "/") + base[..<dot]
           let ext = base[base.index(after: dot)...].lowercased()
@@ -331,12 +334,14 @@ public enum WebDataset {
             caption = String(decoding: d, as: UTF8.self)
           } else {
             fields[ext] = (dataStart, size, name)
+            added = ext
           }
         }
-        // A member whose data runs past the end makes the shard truncated: its sample is dropped.
+        // A member whose data runs past the end makes the shard truncated: that member is dropped,
+        // its sample's complete members stay (as when a file's size shows it before reading).
         guard try h.skip(to: next) else {
           damaged("truncated (a member runs past the end of the file\(ends))")
-          fields = [:]; caption = nil
+          if let added { fields[added] = nil }
           break
         }
       }

@@ -20,7 +20,10 @@ public final class RemoteReads: @unchecked Sendable {
   private let lock = NSLock()
   private var cursors: [String: Cursor] = [:]
   private var keptBytes = 0
-  let capBytes = (Int(ProcessInfo.processInfo.environment["CLIPKIT_REMOTE_READAHEAD_MB"] ?? "") ?? 1024) << 20
+  let capBytes: Int
+  init(capBytes: Int = (Int(ProcessInfo.processInfo.environment["CLIPKIT_REMOTE_READAHEAD_MB"] ?? "") ?? 1024) << 20) {
+    self.capBytes = capBytes
+  }
   /// A gap longer than this is crossed with a new Range request rather than read and dropped.
   let reopenGap: UInt64 = 8 << 20
   /// Requests opened (first and re-opened streams), for the tests and the benchmark.
@@ -89,7 +92,7 @@ public final class RemoteReads: @unchecked Sendable {
       var s = c.stream
       if s == nil {
         // A fresh stream starts at the first member still wanted (the ones before this one will be asked for too).
-        let first = c.planned.first { c.unread.contains($0.offset) }.map { min($0.offset, offset) } ?? offset
+        let first = c.planned.first { c.unread.contains($0.offset) && c.ahead[$0.offset] == nil }.map { min($0.offset, offset) } ?? offset
         s = try open(shard, at: first, c)
       } else if s!.position > offset {
         s = try open(shard, at: offset, c)
@@ -99,7 +102,9 @@ public final class RemoteReads: @unchecked Sendable {
       // wanted longer than reopenGap is jumped with a new Range request (pipes read through it).
       var i = c.planned.partitionIndex { $0.offset >= stream.position }
       while stream.position < offset {
-        while i < c.planned.count && (c.planned[i].offset < stream.position || !c.unread.contains(c.planned[i].offset)) { i += 1 }
+        // (a member kept already, read again after a jump back, is not kept twice)
+        while i < c.planned.count && (c.planned[i].offset < stream.position || !c.unread.contains(c.planned[i].offset)
+                                      || c.ahead[c.planned[i].offset] != nil) { i += 1 }
         let member = i < c.planned.count && c.planned[i].offset < offset ? c.planned[i] : nil
         let dest = member?.offset ?? offset
         if dest - stream.position > reopenGap && !(stream is PipeStream) {
