@@ -170,20 +170,6 @@ ck_error ck_manual_seed(uint64_t seed, int all_devices) {
   }
   CK_END
 }
-ck_error ck_generator_state(int device_type, int device_index, ck_tensor *out) {
-  CK_BEGIN
-  auto g = at::globalContext().defaultGenerator(device(device_type, device_index));
-  std::lock_guard<std::mutex> lock(g.mutex());
-  put(out, g.get_state());
-  CK_END
-}
-ck_error ck_set_generator_state(int device_type, int device_index, ck_tensor state) {
-  CK_BEGIN
-  auto g = at::globalContext().defaultGenerator(device(device_type, device_index));
-  std::lock_guard<std::mutex> lock(g.mutex());
-  g.set_state(T(state));
-  CK_END
-}
 ck_error ck_set_device(int index) {
   CK_BEGIN
   at::accelerator::setDeviceIndex(static_cast<c10::DeviceIndex>(index));

@@ -21,15 +21,6 @@ public enum Torch {
   public static func manualSeed(_ seed: UInt64) throws {
     try check("manual_seed", ck_manual_seed(seed, CUDA.libraryDirectory == nil ? 0 : 1))
   }
-  /// The default generator's state on `device` (a uint8 tensor), for an exact resume.
-  public static func generatorState(_ device: Device = .cpu) throws -> Tensor {
-    let (t, i) = device.code
-    return try Tensor.make("generator state") { ck_generator_state(t, i, $0) }
-  }
-  public static func setGeneratorState(_ state: Tensor, device: Device = .cpu) throws {
-    let (t, i) = device.code
-    try check("set generator state", ck_set_generator_state(t, i, state.handle))
-  }
   /// libtorch's global switches back to their defaults (no deterministic algorithms, no cuDNN
   /// autotuner, every SDPA kernel): each job starts from them, even after another job ran in this process.
   public static func resetGlobalSettings() throws { try setCuDNN(benchmark: false, deterministic: false) }

@@ -44,8 +44,6 @@ int ck_get_num_threads(void);
 // at::manual_seed asks libtorch's CUDA hooks, which fixes CUDA off for a process that has not loaded it).
 ck_error ck_manual_seed(uint64_t seed, int all_devices);
 // The default generator of a device: its state as a uint8 CPU tensor, and set back from one.
-ck_error ck_generator_state(int device_type, int device_index, ck_tensor *out);
-ck_error ck_set_generator_state(int device_type, int device_index, ck_tensor state);
 // Makes a GPU the current device (allocations, streams and contexts go there).
 ck_error ck_set_device(int index);
 ck_error ck_zeros_like(ck_tensor h, ck_tensor *out);   // same shape, dtype, device and strides

@@ -115,11 +115,13 @@ public struct AWSCredentials: Sendable, Hashable {
 /// The AWS settings a request needs that the URL may not give, resolved as the AWS SDKs do:
 /// environment, then the shared credentials/config files for AWS_PROFILE.
 public struct AWSEnvironment: Sendable {
-  public var environment: [String: String]
-  public init(_ environment: [String: String] = ProcessInfo.processInfo.environment) { self.environment = environment }
-
-  var profileName: String { environment["AWS_PROFILE"].flatMap { $0.isEmpty ? nil : $0 } ?? "default" }
-  var home: String { environment["HOME"] ?? NSHomeDirectory() }
+  public let environment: [String: String]
+  /// The AWS_PROFILE's settings from the shared files, read once (not on every lookup).
+  let profileSettings: [String: String]
+  public init(_ environment: [String: String] = ProcessInfo.processInfo.environment) {
+    self.environment = environment
+    profileSettings = Self.profile(environment)
+  }
 
   /// `[section]` → key → value of an AWS INI file (comments and blank lines skipped).
   static func ini(_ path: String) -> [String: [String: String]] {
@@ -142,10 +144,11 @@ public struct AWSEnvironment: Sendable {
 
   /// The profile's settings: the credentials file's `[name]` over the config file's `[profile name]`
   /// (`[default]` for the default profile).
-  func profile() -> [String: String] {
-    let creds = Self.ini(environment["AWS_SHARED_CREDENTIALS_FILE"] ?? home + "/.aws/credentials")
-    let config = Self.ini(environment["AWS_CONFIG_FILE"] ?? home + "/.aws/config")
-    let name = profileName
+  static func profile(_ environment: [String: String]) -> [String: String] {
+    let home = environment["HOME"] ?? NSHomeDirectory()
+    let name = environment["AWS_PROFILE"].flatMap { $0.isEmpty ? nil : $0 } ?? "default"
+    let creds = ini(environment["AWS_SHARED_CREDENTIALS_FILE"] ?? home + "/.aws/credentials")
+    let config = ini(environment["AWS_CONFIG_FILE"] ?? home + "/.aws/config")
     var out = config[name == "default" ? "default" : "profile \(name)"] ?? [:]
     out.merge(creds[name] ?? [:]) { _, c in c }
     return out
@@ -155,7 +158,7 @@ public struct AWSEnvironment: Sendable {
     if let id = environment["AWS_ACCESS_KEY_ID"], let secret = environment["AWS_SECRET_ACCESS_KEY"], !id.isEmpty, !secret.isEmpty {
       return AWSCredentials(accessKey: id, secretKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 })
     }
-    let p = profile()
+    let p = profileSettings
     if let id = p["aws_access_key_id"], let secret = p["aws_secret_access_key"], !id.isEmpty, !secret.isEmpty {
       return AWSCredentials(accessKey: id, secretKey: secret, sessionToken: p["aws_session_token"])
     }
@@ -164,11 +167,11 @@ public struct AWSEnvironment: Sendable {
 
   public func region() -> String {
     for k in ["AWS_REGION", "AWS_DEFAULT_REGION"] { if let r = environment[k], !r.isEmpty { return r } }
-    return profile()["region"] ?? "us-east-1"
+    return profileSettings["region"] ?? "us-east-1"
   }
 
   public func endpoint() -> String? {
     for k in ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"] { if let e = environment[k], !e.isEmpty { return e } }
-    return profile()["endpoint_url"]
+    return profileSettings["endpoint_url"]
   }
 }
