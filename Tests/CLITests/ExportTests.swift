@@ -694,6 +694,8 @@ func minCosine(_ a: Tensor, _ b: Tensor) throws -> Double {
     let again = try ModelRegistry.load(ModelLoadOptions(type: "x", pretrainedDir: fixtures + "/tiny_siglip", weightsFromCheckpoint: true))
     try injectPEFT(again.encoder, try Spec.load(file: dir + "/spec.yaml").config().peft, quiet: true)
     try ModelRegistry.loadCheckpoint(legacy, into: again)
-    #expect(try maxAbsDiff(noGrad { try again.encoder.encodeImages(px) }, img) == 0)
+    // Same weights; the two forwards may run with different intra-op thread counts (tests run side
+    // by side), so reductions can differ in their last bits.
+    #expect(try maxAbsDiff(noGrad { try again.encoder.encodeImages(px) }, img) <= 1e-6)
   }
 }
