@@ -27,5 +27,5 @@ case "$fuzz_secs" in
 esac
 swift test
 # The packaged binary (scripts/package.sh) on a library path with only the CPU libtorch: info and
-# inference must run (a release build, about 3 minutes the first time).
+# inference must run (the debug build relinked with the static Swift runtime).
 bash scripts/package-check.sh
