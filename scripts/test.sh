@@ -4,13 +4,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 # onnxruntime runs the exported graphs and transformers loads the exported tokenizer in the
-# export tests; moto's server mode is the S3 of the remote-shard tests: a small venv (numpy, onnx,
-# onnxruntime, transformers, moto[server]; no torch) cached outside the clone.
+# export tests; moto's server mode is the S3 of the remote-shard tests; h5py reads the embedding
+# files for the search/classify/dedup comparisons: a small venv (numpy, onnx, onnxruntime,
+# transformers, moto[server], h5py; no torch) cached outside the clone.
 pyenv=${CLIPKIT_PYENV:-$HOME/.cache/clipkit/pyenv}
-if ! "$pyenv/bin/python" -c "import numpy, onnx, onnxruntime, transformers, moto.server, boto3" 2>/dev/null; then
-  echo "clipkit: installing numpy, onnx, onnxruntime, transformers, moto[server] into $pyenv"
+if ! "$pyenv/bin/python" -c "import numpy, onnx, onnxruntime, transformers, moto.server, boto3, h5py" 2>/dev/null; then
+  echo "clipkit: installing numpy, onnx, onnxruntime, transformers, moto[server], h5py into $pyenv"
   python3 -m venv "$pyenv"
-  "$pyenv/bin/pip" install -q --disable-pip-version-check numpy onnx onnxruntime transformers "moto[server]"
+  "$pyenv/bin/pip" install -q --disable-pip-version-check numpy onnx onnxruntime transformers "moto[server]" h5py
 fi
 export CLIPKIT_PYTHON="$pyenv/bin/python" CLIPKIT_REQUIRE_ORT=1
 # The download step, from an empty cache (the cache that made this machine's libtorch hides a

@@ -144,6 +144,103 @@ int ck_h5_read_embeddings(const char *path, const char *labels_name, const char 
   return rc;
 }
 
+struct ck_h5_reader {
+  hid_t file, ds, lds, str;
+};
+
+void ck_h5_reader_close(ck_h5_reader *r) {
+  if (!r) return;
+  pthread_mutex_lock(&h5_lock);
+  if (r->str >= 0) H5Tclose(r->str);
+  if (r->lds >= 0) H5Dclose(r->lds);
+  if (r->ds >= 0) H5Dclose(r->ds);
+  if (r->file >= 0) H5Fclose(r->file);
+  pthread_mutex_unlock(&h5_lock);
+  free(r);
+}
+
+ck_h5_reader *ck_h5_reader_open(const char *path, const char *labels_name, uint64_t *n, uint64_t *d, char *err,
+                                size_t errlen) {
+  ck_h5_reader *r = (ck_h5_reader *)calloc(1, sizeof(ck_h5_reader));
+  hid_t space = -1, lspace = -1;
+  int ok = 0;
+  r->file = r->ds = r->lds = r->str = -1;
+  pthread_mutex_lock(&h5_lock);
+  H5Eset_auto2(H5E_DEFAULT, silent, NULL);
+  r->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (r->file < 0) FAIL("cannot open HDF5 file");
+  r->ds = H5Dopen2(r->file, "embeddings", H5P_DEFAULT);
+  if (r->ds < 0) FAIL("no dataset 'embeddings'");
+  hid_t type = H5Dget_type(r->ds);
+  H5T_class_t cls = type < 0 ? H5T_NO_CLASS : H5Tget_class(type);
+  if (type >= 0) H5Tclose(type);
+  if (cls != H5T_FLOAT) FAIL("dataset 'embeddings' is not floating point");
+  space = H5Dget_space(r->ds);
+  hsize_t dims[2] = {0, 0};
+  if (H5Sget_simple_extent_ndims(space) != 2) FAIL("dataset 'embeddings' is not 2-D");
+  H5Sget_simple_extent_dims(space, dims, NULL);
+  r->lds = H5Dopen2(r->file, labels_name, H5P_DEFAULT);
+  if (r->lds < 0) FAIL("no dataset '%s'", labels_name);
+  lspace = H5Dget_space(r->lds);
+  hsize_t ldims[1] = {0};
+  if (H5Sget_simple_extent_ndims(lspace) != 1) FAIL("dataset '%s' is not 1-D", labels_name);
+  H5Sget_simple_extent_dims(lspace, ldims, NULL);
+  if (ldims[0] != dims[0]) FAIL("'%s' has %llu entries for %llu embeddings", labels_name, (unsigned long long)ldims[0],
+                                (unsigned long long)dims[0]);
+  r->str = vlen_utf8();
+  *n = dims[0];
+  *d = dims[1];
+  ok = 1;
+done:
+  if (lspace >= 0) H5Sclose(lspace);
+  if (space >= 0) H5Sclose(space);
+  pthread_mutex_unlock(&h5_lock);
+  if (!ok) {
+    ck_h5_reader_close(r);
+    return NULL;
+  }
+  return r;
+}
+
+int ck_h5_reader_rows(ck_h5_reader *r, uint64_t start, uint64_t count, uint64_t d, float *out, char *err, size_t errlen) {
+  int rc = -1;
+  hid_t fspace = -1, mspace = -1;
+  pthread_mutex_lock(&h5_lock);
+  fspace = H5Dget_space(r->ds);
+  hsize_t off[2] = {start, 0}, cnt[2] = {count, d};
+  if (H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, cnt, NULL) < 0) FAIL("rows %llu..<%llu out of range",
+                                                                                  (unsigned long long)start, (unsigned long long)(start + count));
+  mspace = H5Screate_simple(2, cnt, NULL);
+  if (H5Dread(r->ds, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, out) < 0) FAIL("cannot read embeddings rows %llu..<%llu",
+                                                                                   (unsigned long long)start, (unsigned long long)(start + count));
+  rc = 0;
+done:
+  if (mspace >= 0) H5Sclose(mspace);
+  if (fspace >= 0) H5Sclose(fspace);
+  pthread_mutex_unlock(&h5_lock);
+  return rc;
+}
+
+int ck_h5_reader_labels(ck_h5_reader *r, const uint64_t *rows, uint64_t count, char **out, char *err, size_t errlen) {
+  int rc = -1;
+  hid_t fspace = -1, mspace = -1;
+  pthread_mutex_lock(&h5_lock);
+  for (uint64_t i = 0; i < count; i++) out[i] = NULL;
+  if (count == 0) { rc = 0; goto done; }
+  fspace = H5Dget_space(r->lds);
+  // Points in the order asked: HDF5 returns them in that order.
+  if (H5Sselect_elements(fspace, H5S_SELECT_SET, count, (const hsize_t *)rows) < 0) FAIL("label rows out of range");
+  hsize_t cnt[1] = {count};
+  mspace = H5Screate_simple(1, cnt, NULL);
+  if (H5Dread(r->lds, r->str, mspace, fspace, H5P_DEFAULT, out) < 0) FAIL("cannot read labels");
+  rc = 0;
+done:
+  if (mspace >= 0) H5Sclose(mspace);
+  if (fspace >= 0) H5Sclose(fspace);
+  pthread_mutex_unlock(&h5_lock);
+  return rc;
+}
+
 long ck_h5_open_objects(void) {
   pthread_mutex_lock(&h5_lock);
   ssize_t n = H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);

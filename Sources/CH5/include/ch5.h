@@ -23,6 +23,18 @@ int ck_h5_read_embeddings(const char *path, const char *labels_name, const char 
                           char *err, size_t errlen);
 void ck_h5_free_read(float *emb, char **labels, uint64_t n);
 
+// Row-wise reading of an embedding file too large to read whole: `embeddings` (any floating-point
+// type, converted to float32) and its labels dataset `labels_name` (variable-length strings).
+typedef struct ck_h5_reader ck_h5_reader;
+// NULL with a message in err when the file or its datasets are missing or malformed.
+ck_h5_reader *ck_h5_reader_open(const char *path, const char *labels_name, uint64_t *n, uint64_t *d, char *err,
+                                size_t errlen);
+// Rows [start, start + count) into out (count x d floats).
+int ck_h5_reader_rows(ck_h5_reader *r, uint64_t start, uint64_t count, uint64_t d, float *out, char *err, size_t errlen);
+// The labels of `rows` (any order) as malloc'd strings into out[count]; the caller frees each.
+int ck_h5_reader_labels(ck_h5_reader *r, const uint64_t *rows, uint64_t count, char **out, char *err, size_t errlen);
+void ck_h5_reader_close(ck_h5_reader *r);
+
 // HDF5 objects (files, datasets, attributes, groups, named types) still open in any file: 0 when
 // every call above closed what it opened.
 long ck_h5_open_objects(void);
