@@ -60,6 +60,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    // clipkit serve: the NV-CLIP-compatible embedding server.
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
   ],
   targets: [
     .target(name: "CTorch", cxxSettings: torchCxx, linkerSettings: torchLink),
@@ -89,13 +91,14 @@ let package = Package(
                                            .product(name: "AsyncHTTPClient", package: "async-http-client")]),
     .target(name: "Deploy", dependencies: ["Paths"]),
     .target(name: "Jobs", dependencies: ["Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Remote", "Deploy", "Export", "Paths"]),
+    .target(name: "Server", dependencies: ["Jobs", "Imaging", .product(name: "Hummingbird", package: "hummingbird")]),
     .target(name: "FuzzTargets", dependencies: ["Data", "Export", "Imaging", "Spec", "Tokenizers", "Torch"]),
     .executableTarget(name: "clipkit-fuzz", dependencies: ["FuzzTargets"]),
     .executableTarget(
       name: "clipkit",
       dependencies: [
         "Jobs", "Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Remote", "Deploy", "Export", "Paths",
-        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "Server", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
       ]),
@@ -112,6 +115,7 @@ let package = Package(
     .testTarget(name: "SystemLibraryTests",
                 dependencies: ["CTurboJPEG", "CPNG", "CWebP", "CHDF5"]),
     .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"], resources: [.copy("Regressions")]),
+    .testTarget(name: "ServerTests", dependencies: ["Server", "Jobs", "Imaging", "Retrieval", .product(name: "HummingbirdTesting", package: "hummingbird")]),
     .testTarget(name: "CLITests", dependencies: ["clipkit", "Jobs", "Retrieval", "Torch", "Export", "Models"]),
   ],
   cxxLanguageStandard: .cxx17

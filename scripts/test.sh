@@ -5,13 +5,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 # onnxruntime runs the exported graphs and transformers loads the exported tokenizer in the
 # export tests; moto's server mode is the S3 of the remote-shard tests; h5py reads the embedding
-# files for the search/classify/dedup comparisons: a small venv (numpy, onnx, onnxruntime,
-# transformers, moto[server], h5py; no torch) cached outside the clone.
+# files for the search/classify/dedup comparisons; the OpenAI client talks to `clipkit serve`: a
+# small venv (numpy, onnx, onnxruntime, transformers, moto[server], h5py, openai; no torch) cached
+# outside the clone.
 pyenv=${CLIPKIT_PYENV:-$HOME/.cache/clipkit/pyenv}
-if ! "$pyenv/bin/python" -c "import numpy, onnx, onnxruntime, transformers, moto.server, boto3, h5py" 2>/dev/null; then
-  echo "clipkit: installing numpy, onnx, onnxruntime, transformers, moto[server], h5py into $pyenv"
+if ! "$pyenv/bin/python" -c "import numpy, onnx, onnxruntime, transformers, moto.server, boto3, h5py, openai" 2>/dev/null; then
+  echo "clipkit: installing numpy, onnx, onnxruntime, transformers, moto[server], h5py, openai into $pyenv"
   python3 -m venv "$pyenv"
-  "$pyenv/bin/pip" install -q --disable-pip-version-check numpy onnx onnxruntime transformers "moto[server]" h5py
+  "$pyenv/bin/pip" install -q --disable-pip-version-check numpy onnx onnxruntime transformers "moto[server]" h5py openai
 fi
 export CLIPKIT_PYTHON="$pyenv/bin/python" CLIPKIT_REQUIRE_ORT=1
 # The download step, from an empty cache (the cache that made this machine's libtorch hides a

@@ -18,10 +18,30 @@ public struct CLIPExperimentConfig: Codable, Sendable {
   public var genTrtEngine: GenTrtEngineConfig
   public var peft: PEFTConfig
   public var regularization: RegularizationConfig
+  public var serve: ServeConfig
 
   enum CodingKeys: String, CodingKey {
     case modelName = "model_name", encryptionKey = "encryption_key", resultsDir = "results_dir", wandb, model,
-      dataset, train, evaluate, inference, export, genTrtEngine = "gen_trt_engine", peft, regularization
+      dataset, train, evaluate, inference, export, genTrtEngine = "gen_trt_engine", peft, regularization, serve
+  }
+}
+
+/// `serve` (ClipKit extension): the embedding server of `clipkit serve`.
+public struct ServeConfig: Codable, Sendable {
+  public var host: String
+  public var port: Int
+  public var checkpoint: String?
+  public var trtEngine: String?
+  public var maxBatch: Int
+  public var maxWaitMs: Int
+  public var maxQueue: Int
+  public var maxBodyBytes: Int
+  public var maxImagePixels: Int
+  public var apiKey: String?
+  public var index: String?
+  enum CodingKeys: String, CodingKey {
+    case host, port, checkpoint, trtEngine = "trt_engine", maxBatch = "max_batch", maxWaitMs = "max_wait_ms",
+      maxQueue = "max_queue", maxBodyBytes = "max_body_bytes", maxImagePixels = "max_image_pixels", apiKey = "api_key", index
   }
 }
 

@@ -133,6 +133,21 @@ public enum CLIPSchema {
     bool("verbose", false), section("tensorrt", tensorrt),
   ])
 
+  /// ClipKit extension: `clipkit serve` (an NV-CLIP-compatible embedding server).
+  static let serve = SpecSection([
+    str("host", "127.0.0.1", "ClipKit extension: address to listen on"),
+    int("port", 8000, min: 0, max: 65535, "ClipKit extension: port (0 = any free port)"),
+    str("checkpoint", nil, "ClipKit extension: checkpoint to serve (null: the pretrained weights)"),
+    str("trt_engine", nil, "ClipKit extension: an exported .onnx or .engine to serve instead"),
+    int("max_batch", 32, min: 1, "ClipKit extension: most items per model batch"),
+    int("max_wait_ms", 10, min: 0, "ClipKit extension: how long a batch waits for more items"),
+    int("max_queue", 1024, min: 1, "ClipKit extension: items waiting before requests get 503"),
+    int("max_body_bytes", 16 << 20, min: 1, "ClipKit extension: request body limit (413 beyond)"),
+    int("max_image_pixels", 40_000_000, min: 1, "ClipKit extension: larger images are refused (422)"),
+    str("api_key", nil, "ClipKit extension: bearer token required on /v1/* except health"),
+    str("index", nil, "ClipKit extension: an inference output folder to search from the page at /"),
+  ])
+
   /// The whole experiment spec.
   public static let root = SpecSection([
     str("model_name", "clip"),
@@ -148,5 +163,6 @@ public enum CLIPSchema {
     section("gen_trt_engine", genTrtEngine),
     section("peft", peft),
     section("regularization", regularization),
+    section("serve", serve),
   ])
 }

@@ -143,6 +143,16 @@ public struct KeyPolicy: Sendable {
     for k in ["enabled", "embedding_mse_weight", "cosine_weight", "similarity_weight"] {
       add("regularization.\(k)", .honoured, "drift from a frozen copy of the starting model (train); validation reports it")
     }
+    let serve: [(String, String)] = [
+      ("host", "address `clipkit serve` listens on"), ("port", "its port (0: any free port, printed)"),
+      ("checkpoint", "the checkpoint served (null: the pretrained weights)"),
+      ("trt_engine", "an exported .onnx/.engine served instead (found as deploy finds them)"),
+      ("max_batch", "dynamic batching: most items per model batch"), ("max_wait_ms", "dynamic batching: how long a batch waits for more"),
+      ("max_queue", "items waiting beyond this get 503"), ("max_body_bytes", "larger request bodies get 413"),
+      ("max_image_pixels", "larger images get 422 (decompression bombs)"), ("api_key", "bearer token for /v1/* except health"),
+      ("index", "an inference output folder searched from the page at /"),
+    ]
+    for (k, note) in serve { add("serve.\(k)", .honoured, "ClipKit extension: \(note)") }
     return t
   }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Jobs
+import Server
 
 // The TAO actions' command line: each parses `-e spec.yaml` and overrides, then runs the job in
 // the Jobs library.
@@ -80,4 +81,28 @@ struct Deploy: ParsableCommand {
       try options.run(.deployInference)
     }
   }
+}
+
+struct Serve: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Serve the spec's model over NV-CLIP's HTTP API (POST /v1/embeddings; serve.* keys).",
+    discussion: "Listens on serve.host:serve.port at once (GET /v1/health/ready answers 503 until the model is loaded); SIGTERM or Ctrl-C stops it after the requests in flight.")
+  @OptionGroup var options: SpecOptions
+  func run() throws {
+    let service = try EmbeddingService(specFile: options.spec, overrides: options.overrides)
+    try blocking { try await EmbeddingServer.run(service) }
+  }
+}
+
+/// Runs async work from the synchronous command line: the main thread waits, the work runs on
+/// Swift's pool.
+func blocking(_ work: @escaping @Sendable () async throws -> Void) throws {
+  final class Box: @unchecked Sendable { var error: Error? }
+  let (box, done) = (Box(), DispatchSemaphore(value: 0))
+  Task {
+    do { try await work() } catch { box.error = error }
+    done.signal()
+  }
+  done.wait()
+  if let e = box.error { throw e }
 }

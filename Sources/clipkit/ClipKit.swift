@@ -11,7 +11,7 @@ struct ClipKit: ParsableCommand {
     abstract: "Fine-tune, evaluate, embed with and export CLIP-family models from a TAO CLIP experiment spec.",
     discussion: "Every action reads a TAO CLIP spec (-e spec.yaml) plus Hydra-style overrides such as train.num_epochs=5 or dataset.train.batch_size=64, and writes experiment.yaml and status.json into {results_dir}/{action}/ (or {action}.results_dir).",
     version: ClipKitVersion.string,
-    subcommands: [Train.self, Evaluate.self, Inference.self, Export.self, GenTrtEngine.self, Deploy.self, Search.self, Classify.self, Dedup.self, Info.self, SpecKeys.self, Bench.self, DemoData.self],
+    subcommands: [Train.self, Evaluate.self, Inference.self, Export.self, GenTrtEngine.self, Deploy.self, Serve.self, Search.self, Classify.self, Dedup.self, Info.self, SpecKeys.self, Bench.self, DemoData.self],
     helpNames: [.short, .long]
   )
 
