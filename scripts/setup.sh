@@ -51,6 +51,9 @@ fi
 
 # --- Debian packages --------------------------------------------------------------------------
 apt_pkgs=(libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev libhdf5-dev zlib1g-dev pkg-config unzip python3-venv)
+# The test command adds what only tests use (CLIPKIT_EXTRA_APT: the search page's headless Chromium).
+read -r -a extra_apt <<< "${CLIPKIT_EXTRA_APT:-}"
+apt_pkgs+=("${extra_apt[@]}")
 # pip downloads the wheels; Debian's python3 comes without it.
 command -v python3 > /dev/null 2>&1 || apt_pkgs+=(python3)
 python3 -m pip --version > /dev/null 2>&1 || apt_pkgs+=(python3-pip)

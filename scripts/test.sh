@@ -2,7 +2,8 @@
 # The test command: installs what the build needs (idempotent), builds, runs every test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/setup.sh
+# Chromium (Debian's) renders `clipkit serve`'s search page for its screenshot test.
+CLIPKIT_EXTRA_APT=chromium bash scripts/setup.sh
 # onnxruntime runs the exported graphs and transformers loads the exported tokenizer in the
 # export tests; moto's server mode is the S3 of the remote-shard tests; h5py reads the embedding
 # files for the search/classify/dedup comparisons; the OpenAI client talks to `clipkit serve`: a

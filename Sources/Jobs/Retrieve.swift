@@ -238,3 +238,45 @@ public func classifyEmbeddings(dir: String, classes: [String], templates: [Strin
 private extension String {
   var lastPathComponentOfPath: String { (self as NSString).lastPathComponent }
 }
+
+/// An `inference` folder held in memory for `clipkit serve`'s search page: its normalised image
+/// and text embeddings and their names.
+public final class LoadedIndex: @unchecked Sendable {
+  public let dir: String
+  private var matrices: [EmbeddingFile.Kind: Tensor] = [:]
+  private var names: [EmbeddingFile.Kind: [String]] = [:]
+
+  public init(_ dir: String) throws {
+    self.dir = try EmbeddingsFolder.checkedDirectory(dir)
+    for kind in [EmbeddingFile.Kind.image, .text] where FileManager.default.fileExists(atPath: "\(self.dir)/\(kind.rawValue)_embeddings.h5") {
+      let r = try EmbeddingsFolder.reader(self.dir, kind)
+      matrices[kind] = try Tensor(try r.rows(0..<r.count), shape: [r.count, r.dimension]).l2Normalized(dim: 1)
+      names[kind] = try r.allLabels()
+    }
+    guard !matrices.isEmpty else { throw ActionError.input("serve.index \(self.dir) holds no image_embeddings.h5 or text_embeddings.h5") }
+  }
+
+  public var kinds: [EmbeddingFile.Kind] { [.image, .text].filter { matrices[$0] != nil } }
+  public func count(_ kind: EmbeddingFile.Kind) -> Int { names[kind]?.count ?? 0 }
+  public func dimension(_ kind: EmbeddingFile.Kind) -> Int { matrices[kind]?.size(1) ?? 0 }
+  public func name(_ kind: EmbeddingFile.Kind, row: Int) -> String? {
+    guard let n = names[kind], row >= 0, row < n.count else { return nil }
+    return n[row]
+  }
+  /// A stored row's embedding (to search by a result).
+  public func vector(_ kind: EmbeddingFile.Kind, row: Int) throws -> [Float] {
+    guard let m = matrices[kind], row >= 0, row < m.size(0) else { throw ActionError.input("row \(row) is not in the \(kind.rawValue) index") }
+    return try m.select(dim: 0, index: row).floats()
+  }
+
+  /// Exact top-k of one query over the `kind` embeddings: (row, name, cosine).
+  public func search(_ query: [Float], in kind: EmbeddingFile.Kind, k: Int) throws -> [(row: Int, name: String, score: Float)] {
+    guard let m = matrices[kind], let n = names[kind] else { throw ActionError.input("the index has no \(kind.rawValue) embeddings") }
+    guard query.count == m.size(1) else {
+      throw ActionError.input("the query has dimension \(query.count) but the index holds \(m.size(1)): serve.index was made by another model")
+    }
+    let q = try Tensor(query, shape: [1, query.count]).l2Normalized(dim: 1)
+    let (v, i) = try q.matmul(try m.transpose(0, 1)).topk(min(max(k, 1), m.size(0)), dim: 1)
+    return zip(try i.toArray(Int64.self), try v.floats()).map { (Int($0), n[Int($0)], $1) }
+  }
+}

@@ -12,7 +12,9 @@ public enum EmbeddingServer {
   /// NIM's limit on items per request.
   public static let maxItems = 64
 
-  public static func router(_ service: EmbeddingService, metrics: ServerMetrics = ServerMetrics()) -> Router<BasicRequestContext> {
+  /// The routes; with serve.index also the search page (its embeddings are read here, so a bad
+  /// index fails before the server listens).
+  public static func router(_ service: EmbeddingService, metrics: ServerMetrics = ServerMetrics()) throws -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: MetricsMiddleware(metrics: metrics))
     router.add(middleware: AuthMiddleware(apiKey: service.serve.apiKey))
@@ -32,16 +34,18 @@ public enum EmbeddingServer {
       return r
     }
     router.post("/v1/embeddings") { request, _ in try await embeddings(request, service) }
+    if let dir = service.serve.index { SearchRoutes.add(to: router, service, try LoadedIndex(dir)) }
     return router
   }
 
   /// The server on serve.host:serve.port until SIGTERM/SIGINT; requests in flight finish first.
   public static func run(_ service: EmbeddingService) async throws {
+    let routes = try router(service)
     service.start()
     let s = service.serve
     var logger = Logger(label: "clipkit.serve")
     logger.logLevel = .warning
-    let app = Application(router: router(service), configuration: .init(address: .hostname(s.host, port: s.port), serverName: "clipkit"),
+    let app = Application(router: routes, configuration: .init(address: .hostname(s.host, port: s.port), serverName: "clipkit"),
                           onServerRunning: { channel in
                             let port = channel.localAddress?.port ?? s.port
                             FileHandle.standardOutput.write(Data("Listening on http://\(s.host):\(port) (model \(service.modelID) loading)\n".utf8))
@@ -90,7 +94,7 @@ public enum EmbeddingServer {
         do {
           items.append(.image(try service.preprocess(try decoder.decode(bytes: bytes, name: "input[\(i)]"))))
         } catch let e as ServiceError {
-          throw e
+          throw Problem(.serviceUnavailable, e.localizedDescription)
         } catch {
           throw Problem(.unprocessableContent, (error as? LocalizedError)?.errorDescription ?? "input[\(i)]: \(error)")
         }
@@ -189,7 +193,8 @@ struct Problem: HTTPResponseError {
 struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
   let apiKey: String?
   func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-    guard let key = apiKey, !request.uri.path.hasPrefix("/v1/health/") else { return try await next(request, context) }
+    // Health checks and the page's static HTML are open; the page sends the key for its requests.
+    guard let key = apiKey, !request.uri.path.hasPrefix("/v1/health/"), request.uri.path != "/" else { return try await next(request, context) }
     let given = request.headers[.authorization] ?? ""
     // Compared in constant time: the token is a secret.
     let expected = Array("Bearer \(key)".utf8), got = Array(given.utf8)

@@ -1,4 +1,6 @@
 import Foundation
+import Imaging
+import Jobs
 import Testing
 
 /// The built `clipkit` binary (it sits beside the test bundle in the build directory).
@@ -35,6 +37,17 @@ final class ServerProcess {
   }
 
   var url: String { "http://127.0.0.1:\(port)" }
+
+  /// Reads what it prints until `text` appears (false: it exited or 60 s passed first).
+  func waitFor(_ text: String) -> Bool {
+    let deadline = Date().addingTimeInterval(60)
+    while !printed.contains(text) && Date() < deadline {
+      let chunk = out.fileHandleForReading.availableData
+      if chunk.isEmpty { return false }
+      printed += String(decoding: chunk, as: UTF8.self)
+    }
+    return printed.contains(text)
+  }
 
   /// SIGTERM, then everything it printed and its exit status.
   func terminate() -> (code: Int32, out: String, err: String) {
@@ -84,5 +97,75 @@ func runPython(_ args: [String]) throws -> (code: Int32, out: String, err: Strin
       }
     }
     #expect(stopped.code == 0 && stopped.out.contains("Stopped: requests in flight finished"), "\(stopped)")
+  }
+}
+
+/// serve.index's page in a real headless Chromium (Debian's package, which scripts/test.sh
+/// installs): the DOM it builds holds `clipkit search`'s results in order, and the screenshot shows
+/// each result's image in its card.
+@Suite struct SearchPageInChromium {
+  static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+  func chromium(_ args: [String]) throws -> (code: Int32, out: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: Self.chromium!)
+    p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,700",
+                   "--virtual-time-budget=8000", "--user-data-dir=\(NSTemporaryDirectory())clipkit-chromium-\(UUID().uuidString)"] + args
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self))
+  }
+
+  /// Mean RGB of a box of an image.
+  func mean(_ img: RGBImage, x: Int, y: Int, w: Int, h: Int) -> [Double] {
+    var sum = [0.0, 0.0, 0.0]
+    for yy in y..<(y + h) { for xx in x..<(x + w) { for c in 0..<3 { sum[c] += Double(img.pixels[(yy * img.width + xx) * 3 + c]) } } }
+    return sum.map { $0 / Double(w * h) }
+  }
+
+  @Test func pageShowsTheResultsOfSearch() throws {
+    guard Self.chromium != nil else { #expect(!pythonRequired, "no chromium (scripts/test.sh installs Debian's)"); return }
+    let files = ["photo_420.jpg", "rgba.png", "gray.jpg"]  // a cat, a red cup, a grey street: far apart in colour
+    let (dir, spec) = try serveSpec(images: files)
+    try Job.inference.run(specFile: spec, hooks: JobHooks(launchEnvironment: [:]))
+    let index = dir + "/results/inference"
+    let query = "a photo of a cat"
+    let want = try searchEmbeddings(dir: index, queries: [.text(query)], modality: .image, topK: 12)[0]
+    let server = try ServerProcess(spec: spec, overrides: ["serve.index=\(index)"])
+    defer { _ = server.terminate() }
+    #expect(server.port > 0, "\(server.printed)")
+    // Wait for the model, then let the page search as a user would (?q= fills the box and runs it).
+    #expect(server.waitFor("ready ("), "\(server.printed)")
+    let page = server.url + "/?q=" + query.replacingOccurrences(of: " ", with: "+")
+    let dom = try chromium(["--dump-dom", page])
+    #expect(dom.code == 0)
+    let rows = dom.out.components(separatedBy: "<figure").dropFirst().map { fig -> (String, String) in
+      let score = fig.range(of: #"data-score="[^"]*""#, options: .regularExpression).map { String(fig[$0].dropFirst(12).dropLast()) } ?? ""
+      let name = fig.range(of: #"</b>[^<]*<"#, options: .regularExpression).map { String(fig[$0].dropFirst(4).dropLast()) } ?? ""
+      return (name, score)
+    }
+    #expect(rows.map(\.0) == want.map(\.name), "\(dom.out.suffix(2000))")
+    #expect(rows.map(\.1) == want.map { String(format: "%.4f", $0.score) })
+
+    let shot = NSTemporaryDirectory() + "clipkit-page-\(UUID().uuidString).png"
+    let r = try chromium(["--screenshot=\(shot)", page])
+    #expect(r.code == 0 && FileManager.default.fileExists(atPath: shot))
+    let png = try ImageDecoder().decode(file: shot)
+    #expect(png.width == 1000 && png.height == 700)
+    // Each card's picture (cards 232 px wide from x = 18, every 244 px; pictures from y ≈ 165 to
+    // 335): its colours are nearest to the image of that rank.
+    let refs = try files.map { f -> (String, [Double]) in
+      let img = try ImageDecoder().decode(file: "\(dir)/images/\(f)")
+      return ("\(dir)/images/\(f)", mean(img, x: img.width / 4, y: img.height / 4, w: img.width / 2, h: img.height / 2))
+    }
+    for (i, hit) in want.enumerated() {
+      let m = mean(png, x: 18 + 244 * i + 86, y: 220, w: 60, h: 60)
+      let nearest = refs.min { a, b in zip(a.1, m).map { ($0 - $1) * ($0 - $1) }.reduce(0, +) < zip(b.1, m).map { ($0 - $1) * ($0 - $1) }.reduce(0, +) }!
+      #expect(nearest.0 == hit.name, "card \(i + 1) looks like \(nearest.0), expected \(hit.name) (mean \(m))")
+    }
   }
 }

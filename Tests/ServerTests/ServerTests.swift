@@ -19,10 +19,10 @@ let python: String? = {
 let pythonRequired = ProcessInfo.processInfo.environment["CLIPKIT_REQUIRE_ORT"] == "1"
 
 /// A spec serving the tiny SigLIP fixture, with inference reading `images` and `prompts`.
-func serveSpec(_ extra: String = "") throws -> (dir: String, spec: String) {
+func serveSpec(_ extra: String = "", images: [String] = ["photo_420.jpg", "rgba.png", "lossy.webp"]) throws -> (dir: String, spec: String) {
   let dir = NSTemporaryDirectory() + "clipkit-serve-\(UUID().uuidString)"
   try FileManager.default.createDirectory(atPath: dir + "/images", withIntermediateDirectories: true)
-  for f in ["photo_420.jpg", "rgba.png", "lossy.webp"] { try FileManager.default.copyItem(atPath: "\(fixtureImages)/\(f)", toPath: "\(dir)/images/\(f)") }
+  for f in images { try FileManager.default.copyItem(atPath: "\(fixtureImages)/\(f)", toPath: "\(dir)/images/\(f)") }
   try "a photo of a cat\nA Red Car on the highway.\n".write(toFile: dir + "/prompts.txt", atomically: true, encoding: .utf8)
   try """
     results_dir: \(dir)/results
@@ -76,7 +76,7 @@ func inferenceRows(_ spec: String, _ dir: String) throws -> [String: [Float]] {
     let want = try inferenceRows(spec, dir)
     let service = try started(spec)
     defer { service.stop() }
-    let app = Application(router: EmbeddingServer.router(service))
+    let app = Application(router: try EmbeddingServer.router(service))
     try await app.test(.router) { client in
       let inputs = ["A Red Car on the highway.", try dataURL(dir + "/images/rgba.png"), "  a photo of a cat\n", try dataURL(dir + "/images/photo_420.jpg"),
                     try dataURL(dir + "/images/lossy.webp")]
@@ -143,7 +143,7 @@ func inferenceRows(_ spec: String, _ dir: String) throws -> [String: [Float]] {
       try r.run()
       r.waitUntilExit()
     }
-    let app = Application(router: EmbeddingServer.router(service))
+    let app = Application(router: try EmbeddingServer.router(service))
     let model = "siglip2-so400m-patch16-256"
     try await app.test(.router) { client in
       func expectProblem(_ payload: Any, _ status: HTTPResponse.Status, _ detail: String, raw: ByteBuffer? = nil) async throws {
@@ -183,7 +183,7 @@ func inferenceRows(_ spec: String, _ dir: String) throws -> [String: [Float]] {
     let (_, spec) = try serveSpec()
     // Not started: the port would answer, the model is not there yet.
     let cold = try EmbeddingService(specFile: spec)
-    try await Application(router: EmbeddingServer.router(cold)).test(.router) { client in
+    try await Application(router: try EmbeddingServer.router(cold)).test(.router) { client in
       try await client.execute(uri: "/v1/health/live", method: .get) { #expect($0.status == .ok) }
       try await client.execute(uri: "/v1/health/ready", method: .get) { #expect($0.status == .serviceUnavailable) }
       try await client.execute(uri: "/v1/embeddings", method: .post, headers: jsonHeaders,
@@ -193,7 +193,7 @@ func inferenceRows(_ spec: String, _ dir: String) throws -> [String: [Float]] {
     }
     let service = try started(spec, ["serve.api_key=s3cret", "serve.max_queue=2"])
     defer { service.stop() }
-    try await Application(router: EmbeddingServer.router(service)).test(.router) { client in
+    try await Application(router: try EmbeddingServer.router(service)).test(.router) { client in
       let payload = try body(["input": ["a", "b", "c"], "model": "siglip2-so400m-patch16-256"])
       try await client.execute(uri: "/v1/embeddings", method: .post, headers: jsonHeaders, body: payload) { r in
         #expect(r.status == .unauthorized && r.headers[.wwwAuthenticate] == "Bearer" && String(buffer: r.body).contains("Authorization: Bearer"))
