@@ -3,8 +3,9 @@
 # and run `inference` when its library path holds only the CPU part of libtorch (libtorch_cpu,
 # libc10 and the two CUDA runtime stubs libtorch_cpu itself needs), with no libtorch_cuda,
 # libc10_cuda or NVIDIA libraries in reach. Run by scripts/test.sh after the tests: it packages the
-# debug build (relinked with the static Swift runtime, about a minute) unless
-# CLIPKIT_PACKAGE_CONFIG=release is set (a first release build takes about 9 minutes on 2 cores).
+# tests' debug build (its Swift runtime bundled as shared libraries; seconds) unless
+# CLIPKIT_PACKAGE_CONFIG=release is set (static runtime; a first release build takes about 9
+# minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
@@ -23,6 +24,8 @@ LD_DEBUG=libs "$tmp/dist/clipkit" info > "$tmp/info.txt" 2> "$tmp/ld.txt" || { c
 grep -q "^libtorch 2.11.0" "$tmp/info.txt" || fail "info printed no libtorch version"
 grep -E "calling init: .*lib(torch_cpu|c10)\.so$" "$tmp/ld.txt" | grep -v "$tmp/cpu-libtorch" && fail "libtorch loaded from outside the CPU-only folder"
 grep -E "calling init: .*(torch_cuda|c10_cuda)" "$tmp/ld.txt" && fail "a CUDA part of libtorch was loaded"
+# A bundled Swift runtime (debug packages) is the one loaded, not the toolchain's.
+grep -E "calling init: .*lib(swiftCore|Foundation)\.so$" "$tmp/ld.txt" | grep -v "$tmp/dist/lib/" && fail "the Swift runtime was loaded from outside the package"
 cat > "$tmp/spec.yaml" <<YAML
 results_dir: $tmp/results
 model:

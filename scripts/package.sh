@@ -6,18 +6,23 @@
 # the installed `torch` 2.11.0 wheel (CUDA included), found by the `clipkit` launcher.
 #   bash scripts/package.sh [OUT_DIR]        (default dist/clipkit; CLIPKIT_PACKAGE_TAR=1 also
 #                                            writes OUT_DIR.tar.xz, about 23 MB)
-# CLIPKIT_PACKAGE_CONFIG=debug packages a debug build instead (the same linking and bundling; the
-# test command's packaging check uses it to reuse the debug build rather than spend ~9 minutes on
-# a first release build).
+# CLIPKIT_PACKAGE_CONFIG=debug packages the debug build instead, with the Swift runtime bundled
+# in lib/ as shared libraries (relinking a dynamic debug build with --static-swift-stdlib keeps
+# its stale autolink entries and fails): the test command's packaging check uses it to reuse the
+# tests' build rather than spend ~9 minutes on a first release build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 out=${1:-dist/clipkit}
 config=${CLIPKIT_PACKAGE_CONFIG:-release}
 case "$config" in release|debug) ;; *) echo "clipkit: CLIPKIT_PACKAGE_CONFIG=$config: expected release or debug" >&2; exit 2 ;; esac
-echo "== building clipkit ($config, static Swift runtime)"
-swift build -c "$config" --static-swift-stdlib --product clipkit 2>&1 | tail -1
-bin=$(swift build -c "$config" --static-swift-stdlib --show-bin-path)/clipkit
+static=(--static-swift-stdlib); runtime="static Swift runtime"
+[ "$config" = debug ] && { static=(); runtime="Swift runtime bundled"; }
+echo "== building clipkit ($config, $runtime)"
+log=$(mktemp)
+swift build -c "$config" "${static[@]}" --product clipkit > "$log" 2>&1 || { grep -v "warning:\|^    /" "$log" | tail -30; rm -f "$log"; exit 1; }
+tail -1 "$log"; rm -f "$log"
+bin=$(swift build -c "$config" "${static[@]}" --show-bin-path)/clipkit
 rm -rf "$out"
 mkdir -p "$out/lib"
 cp "$bin" "$out/clipkit.bin"

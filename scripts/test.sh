@@ -30,5 +30,5 @@ case "$fuzz_secs" in
 esac
 swift test
 # The packaged binary (scripts/package.sh) on a library path with only the CPU libtorch: info and
-# inference must run (the debug build relinked with the static Swift runtime).
+# inference must run (the tests' debug build, packaged with its Swift runtime beside it).
 bash scripts/package-check.sh
