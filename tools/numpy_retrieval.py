@@ -6,6 +6,8 @@ Reads TAO-layout embedding files with h5py and prints JSON on stdout.
   numpy_retrieval.py classify IMAGES.h5 TEXTS.h5 N_TEMPLATES SCALE BIAS sigmoid|softmax K
   numpy_retrieval.py dedup FILE THRESHOLD
   numpy_retrieval.py planted OUT.h5 N D SEED              random float16 rows with planted near-duplicates
+  numpy_retrieval.py random OUT.h5 N D                    N random unit rows, float16, uncompressed (benchmarks)
+  numpy_retrieval.py bench FILE QUERIES K                 brute-force top-k throughput (the first QUERIES rows as queries)
 """
 import json
 import sys
@@ -89,6 +91,41 @@ def planted(out, n, d, seed):
     return {"queries": x[:3].astype(np.float32).tolist()}
 
 
+def random_file(out, n, d):
+    rng = np.random.default_rng(0)
+    with h5py.File(out, "w") as f:
+        ds = f.create_dataset("embeddings", shape=(n, d), dtype=np.float16, chunks=(min(n, 16384), d))
+        for start in range(0, n, 65536):
+            x = rng.standard_normal((min(65536, n - start), d)).astype(np.float32)
+            ds[start:start + len(x)] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+        f.create_dataset("image_paths", data=[f"img/{i:07d}.jpg" for i in range(n)], dtype=h5py.string_dtype())
+        f.attrs["num_images"] = n
+        f.attrs["embedding_dim"] = d
+        f.attrs["embedding_type"] = "image"
+    return {"rows": n, "dim": d}
+
+
+def bench(path, nq, k):
+    import time
+    t = time.perf_counter()
+    with h5py.File(path, "r") as f:
+        x = f["embeddings"][()]
+    load = time.perf_counter() - t
+    t = time.perf_counter()
+    x = x.astype(np.float32)  # numpy has no fast float16 product
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    prep = time.perf_counter() - t
+    q = x[:nq].copy()
+    t = time.perf_counter()
+    s = q @ x.T
+    top = np.argpartition(-s, k, axis=1)[:, :k]
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(s, top, axis=1), axis=1), axis=1)
+    search = time.perf_counter() - t
+    total = load + prep + search
+    return {"rows": len(x), "dim": x.shape[1], "queries": nq, "read_s": round(load, 2), "to_fp32_s": round(prep, 2),
+            "search_s": round(search, 2), "queries_per_s_search_only": round(nq / search, 1), "queries_per_s_with_read": round(nq / total, 1)}
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "search":
@@ -97,6 +134,10 @@ if __name__ == "__main__":
         result = classify(args[0], args[1], int(args[2]), float(args[3]), float(args[4]), args[5], int(args[6]))
     elif cmd == "dedup":
         result = dedup(args[0], float(args[1]))
+    elif cmd == "random":
+        result = random_file(args[0], int(args[1]), int(args[2]))
+    elif cmd == "bench":
+        result = bench(args[0], int(args[1]), int(args[2]))
     elif cmd == "planted":
         result = planted(args[0], int(args[1]), int(args[2]), int(args[3]))
     else:

@@ -50,12 +50,11 @@ struct BlockStream {
   }
 }
 
-enum ExactSearch {
+public enum ExactSearch {
   /// Exact top-k rows by cosine similarity for each query ([Q, D], any norm): one matrix product
   /// per block of rows, each block's top-k merged into the running best, so memory stays at one
   /// block plus Q x k whatever the file's size.
-  static func topK(queries: Tensor, in reader: EmbeddingReader, k: Int, blockRows: Int = 32_768,
-                   progress: Progress? = nil) throws -> [[Hit]] {
+  public static func topK(queries: Tensor, in reader: EmbeddingReader, k: Int, blockRows: Int = 32_768) throws -> [[Hit]] {
     guard queries.size(1) == reader.dimension else {
       throw ActionError.input("the query embeddings have dimension \(queries.size(1)) but \(reader.path) holds dimension \(reader.dimension): it was made by another model")
     }
@@ -73,7 +72,6 @@ enum ExactSearch {
         merged.sort { $0.score != $1.score ? $0.score > $1.score : $0.row < $1.row }
         best[r] = Array(merged.prefix(k))
       }
-      progress?.advance(x.size(0))
     }
     return best
   }

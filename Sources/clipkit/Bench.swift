@@ -5,6 +5,7 @@ import Jobs
 import Imaging
 import Models
 import Remote
+import Retrieval
 import Spec
 import Torch
 import Training
@@ -13,7 +14,7 @@ import Training
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Measure ClipKit's throughput (image pipeline, embedding, training) and check a device against the CPU.",
-    subcommands: [BenchImages.self, BenchEmbed.self, BenchTrain.self, BenchParity.self, BenchShards.self, BenchServeFiles.self])
+    subcommands: [BenchImages.self, BenchEmbed.self, BenchTrain.self, BenchParity.self, BenchShards.self, BenchServeFiles.self, BenchSearch.self])
 }
 
 struct BenchImages: ParsableCommand {
@@ -335,5 +336,31 @@ struct BenchShards: ParsableCommand {
     print(String(format: "clipkit  %d shards, %d samples: index %.2f s; epoch read %.1f MB of images in %.2f s = %.1f MB/s (%d threads, %d requests)",
                  shards.count, samples, indexSeconds, Double(bytes) / 1e6, readSeconds, Double(bytes) / 1e6 / readSeconds, workers,
                  RemoteReads.shared.opened))
+  }
+}
+
+struct BenchSearch: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "search",
+    abstract: "Exact top-k throughput over an embedding file as `clipkit search` runs it (file read in blocks, products and top-k on libtorch); prints queries/s.",
+    discussion: "Queries are the file's first rows. Compare: python tools/numpy_retrieval.py bench FILE QUERIES K.")
+
+  @Argument(help: "An image_embeddings.h5 or text_embeddings.h5 (TAO's layout, any float type).") var file: String
+  @Option(help: "Queries searched together in one pass.") var queries = 64
+  @Option(name: .customLong("top-k")) var topK = 10
+  @Option(help: "Rows per block.") var blockRows = 32_768
+  @Option(help: "Passes (the first warms the page cache).") var repeats = 3
+
+  func run() throws {
+    let reader = try (try? EmbeddingReader(path: file, kind: .image)) ?? EmbeddingReader(path: file, kind: .text)
+    let q = try Tensor(try reader.rows(0..<min(queries, reader.count)), shape: [min(queries, reader.count), reader.dimension])
+    for pass in 1...max(1, repeats) {
+      let start = DispatchTime.now().uptimeNanoseconds
+      let hits = try ExactSearch.topK(queries: q, in: reader, k: topK, blockRows: blockRows)
+      let s = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+      precondition(hits.count == q.size(0))
+      print(String(format: "clipkit  pass %d: %d x %d vectors, %d queries, top-%d: %.2f s = %.1f queries/s (%.0f M vectors/s)",
+                   pass, reader.count, reader.dimension, q.size(0), topK, s, Double(q.size(0)) / s, Double(reader.count) / s / 1e6))
+    }
   }
 }

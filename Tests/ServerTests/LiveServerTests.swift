@@ -98,6 +98,24 @@ func runPython(_ args: [String]) throws -> (code: Int32, out: String, err: Strin
     }
     #expect(stopped.code == 0 && stopped.out.contains("Stopped: requests in flight finished"), "\(stopped)")
   }
+
+  /// A short version of the README's load benchmark: 16 clients for 8 s, mixed texts and images,
+  /// then SIGTERM while requests still arrive. No request fails; memory does not climb.
+  @Test func concurrentMixedLoadHasNoErrors() throws {
+    guard python != nil else { #expect(!pythonRequired); return }
+    let (dir, spec) = try serveSpec()
+    let server = try ServerProcess(spec: spec, overrides: ["serve.max_batch=16", "serve.max_wait_ms=5"])
+    #expect(server.port > 0, "\(server.printed)")
+    let images = ["photo_420.jpg", "rgba.png", "lossy.webp"].map { "\(dir)/images/\($0)" }
+    let r = try runPython([repoRoot + "/tools/serve_client.py", "load", server.url, "siglip2-so400m-patch16-256", "8", "16",
+                           String(server.process.processIdentifier)] + images)
+    let stopped = server.terminate()
+    let o = (try? JSONSerialization.jsonObject(with: Data(r.out.utf8))) as? [String: Any] ?? [:]
+    #expect(r.code == 0 && o["errors"] as? Int == 0 && (o["requests"] as? Int ?? 0) > 50, "\(r.out)\(r.err)")
+    let (first, last) = (o["rss_mb_first_third_max"] as? Double ?? 0, o["rss_mb_last_third_max"] as? Double ?? .infinity)
+    #expect(last <= first * 1.25 + 50, "RSS grew from \(first) MB to \(last) MB")
+    #expect(stopped.code == 0, "\(stopped.err)")
+  }
 }
 
 /// serve.index's page in a real headless Chromium (Debian's package, which scripts/test.sh
