@@ -91,7 +91,7 @@ let package = Package(
                                            .product(name: "AsyncHTTPClient", package: "async-http-client")]),
     .target(name: "Deploy", dependencies: ["Paths"]),
     .target(name: "Jobs", dependencies: ["Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Remote", "Deploy", "Export", "Paths"]),
-    .target(name: "Server", dependencies: ["Jobs", "Imaging", .product(name: "Hummingbird", package: "hummingbird")]),
+    .target(name: "Server", dependencies: ["Jobs", "Imaging", "Models", "Retrieval", .product(name: "Hummingbird", package: "hummingbird")]),
     .target(name: "FuzzTargets", dependencies: ["Data", "Export", "Imaging", "Spec", "Tokenizers", "Torch"]),
     .executableTarget(name: "clipkit-fuzz", dependencies: ["FuzzTargets"]),
     .executableTarget(

@@ -129,7 +129,8 @@ public final class EmbeddingService: @unchecked Sendable {
 
   /// Normalised embeddings of `items`, in order, once a batch has run them.
   public func embed(_ items: [Item]) async throws -> [[Float]] {
-    try await withCheckedThrowingContinuation { (c: CheckedContinuation<[[Float]], Error>) in
+    if items.isEmpty { return [] }
+    return try await withCheckedThrowingContinuation { (c: CheckedContinuation<[[Float]], Error>) in
       let p = Pending(items) { c.resume(with: $0) }
       lock.withLock {
         if bundle == nil {

@@ -15,7 +15,7 @@ struct BlockStream {
   let blockRows: Int
   private var position: Int
   private var pending: (range: Range<Int>, group: DispatchGroup, box: Box)?
-  final class Box: @unchecked Sendable { var result: Result<[Float], Error> = .success([]) }
+  final class Box: @unchecked Sendable { var result: Result<(bytes: [UInt8], half: Bool), Error> = .success(([], false)) }
 
   init(_ reader: EmbeddingReader, blockRows: Int, from start: Int = 0) {
     self.reader = reader
@@ -28,7 +28,7 @@ struct BlockStream {
     let range = position..<min(position + blockRows, reader.count)
     position = range.upperBound
     let (group, box, reader) = (DispatchGroup(), Box(), reader)
-    DispatchQueue.global().async(group: group) { box.result = Result { try reader.rows(range) } }
+    DispatchQueue.global().async(group: group) { box.result = Result { try reader.rawRows(range) } }
     pending = (range, group, box)
   }
 
@@ -38,8 +38,9 @@ struct BlockStream {
     guard let (range, group, box) = pending else { return nil }
     group.wait()
     prefetch()
-    let rows = try box.result.get()
-    return (range.lowerBound, try Tensor(rows, shape: [range.count, reader.dimension]).l2Normalized(dim: 1))
+    let (bytes, half) = try box.result.get()
+    let x = try bytes.withUnsafeBytes { try Tensor(bytes: $0, shape: [range.count, reader.dimension], dtype: half ? .float16 : .float32) }
+    return (range.lowerBound, try (half ? x.to(.float32) : x).l2Normalized(dim: 1))
   }
 
   /// Calls `body` with every block from row `start` on.

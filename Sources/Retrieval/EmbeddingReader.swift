@@ -32,21 +32,36 @@ public final class EmbeddingReader: @unchecked Sendable {
 
   deinit { ck_h5_reader_close(handle) }
 
+  /// Whether the file stores IEEE half floats (`rawRows` then returns them unconverted).
+  public var storesHalf: Bool { ck_h5_reader_is_half(handle) != 0 }
+
   /// Rows `range` as a row-major [range.count x dimension] array.
   public func rows(_ range: Range<Int>) throws -> [Float] {
+    var out = [Float](repeating: 0, count: range.count * dimension)
+    try out.withUnsafeMutableBytes { try read(range, into: $0, half: false) }
+    return out
+  }
+
+  /// Rows `range` as stored when the file holds halves (little-endian binary16, 2 bytes a value),
+  /// else as float32 (4 bytes a value): HDF5 widens halves in software, far slower than a caller
+  /// widening them in bulk.
+  public func rawRows(_ range: Range<Int>) throws -> (bytes: [UInt8], half: Bool) {
+    let half = storesHalf
+    var out = [UInt8](repeating: 0, count: range.count * dimension * (half ? 2 : 4))
+    try out.withUnsafeMutableBytes { try read(range, into: $0, half: half) }
+    return (out, half)
+  }
+
+  private func read(_ range: Range<Int>, into buffer: UnsafeMutableRawBufferPointer, half: Bool) throws {
     guard range.lowerBound >= 0, range.upperBound <= count else {
       throw EmbeddingFileError.read(path: path, reason: "rows \(range) out of 0..<\(count)")
     }
-    if range.isEmpty { return [] }
-    var out = [Float](repeating: 0, count: range.count * dimension)
+    if range.isEmpty { return }
     var err = [CChar](repeating: 0, count: 256)
     let rc = lock.withLock {
-      out.withUnsafeMutableBufferPointer {
-        ck_h5_reader_rows(handle, UInt64(range.lowerBound), UInt64(range.count), UInt64(dimension), $0.baseAddress, &err, err.count)
-      }
+      ck_h5_reader_rows(handle, UInt64(range.lowerBound), UInt64(range.count), UInt64(dimension), buffer.baseAddress, half ? 1 : 0, &err, err.count)
     }
     guard rc == 0 else { throw EmbeddingFileError.read(path: path, reason: String(cString: err)) }
-    return out
   }
 
   /// The labels (image paths or texts) of `rows`, in that order.

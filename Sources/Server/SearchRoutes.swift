@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Imaging
 import Jobs
+import Models
 import NIOCore
 import Retrieval
 
@@ -66,7 +67,9 @@ enum SearchRoutes {
       do { image = try ImageDecoder(maxPixels: service.serve.maxImagePixels).decode(bytes: bytes, name: "image") } catch {
         throw Problem(.unprocessableContent, (error as? LocalizedError)?.errorDescription ?? "\(error)")
       }
-      query = try await embedOne(service, .image(try service.preprocess(image)))
+      let input: ImageInput
+      do { input = try service.preprocess(image) } catch { throw Problem(.serviceUnavailable, oneLine(error)) }
+      query = try await embedOne(service, .image(input))
     }
     // The product runs off Swift's pool (it can take a while on a large index).
     let hits = try await withCheckedThrowingContinuation { c in

@@ -359,7 +359,7 @@ struct BenchSearch: ParsableCommand {
       let hits = try ExactSearch.topK(queries: q, in: reader, k: topK, blockRows: blockRows)
       let s = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
       precondition(hits.count == q.size(0))
-      print(String(format: "clipkit  pass %d: %d x %d vectors, %d queries, top-%d: %.2f s = %.1f queries/s (%.0f M vectors/s)",
+      print(String(format: "clipkit  pass %d: %d x %d vectors, %d queries, top-%d: %.2f s = %.1f queries/s (%.2f M vectors/s scanned)",
                    pass, reader.count, reader.dimension, q.size(0), topK, s, Double(q.size(0)) / s, Double(reader.count) / s / 1e6))
     }
   }

@@ -29,8 +29,12 @@ typedef struct ck_h5_reader ck_h5_reader;
 // NULL with a message in err when the file or its datasets are missing or malformed.
 ck_h5_reader *ck_h5_reader_open(const char *path, const char *labels_name, uint64_t *n, uint64_t *d, char *err,
                                 size_t errlen);
-// Rows [start, start + count) into out (count x d floats).
-int ck_h5_reader_rows(ck_h5_reader *r, uint64_t start, uint64_t count, uint64_t d, float *out, char *err, size_t errlen);
+// Whether the dataset stores IEEE half floats (which ck_h5_reader_rows can return unconverted).
+int ck_h5_reader_is_half(ck_h5_reader *r);
+// Rows [start, start + count) into out: count x d floats, or little-endian halves when as_half and
+// the dataset stores halves.
+int ck_h5_reader_rows(ck_h5_reader *r, uint64_t start, uint64_t count, uint64_t d, void *out, int as_half, char *err,
+                      size_t errlen);
 // The labels of `rows` (any order) as malloc'd strings into out[count]; the caller frees each.
 int ck_h5_reader_labels(ck_h5_reader *r, const uint64_t *rows, uint64_t count, char **out, char *err, size_t errlen);
 void ck_h5_reader_close(ck_h5_reader *r);
