@@ -54,3 +54,30 @@ public func oneLine(_ error: Error) -> String {
 public enum ClipKitVersion {
   public static let string = "0.1.0"
 }
+
+/// JSON text with object keys in the order given (JSONSerialization sorts or shuffles them): what
+/// the command line's `--json` lines and the server's responses print. Values: String, Int, Float
+/// (shortest round-trip digits), Double, nested `[(String, Any)]` objects, arrays of those; anything
+/// else is null.
+public enum OrderedJSON {
+  public static func string(_ s: String) -> String {
+    let data = (try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
+    return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+  }
+
+  public static func object(_ pairs: [(String, Any)]) -> String {
+    "{" + pairs.map { "\(string($0.0)): \(value($0.1))" }.joined(separator: ", ") + "}"
+  }
+
+  public static func value(_ v: Any) -> String {
+    switch v {
+    case let s as String: return string(s)
+    case let i as Int: return String(i)
+    case let f as Float: return f.isFinite ? "\(f)" : "null"
+    case let d as Double: return d.isFinite ? "\(d)" : "null"
+    case let p as [(String, Any)]: return object(p)
+    case let a as [Any]: return "[" + a.map(value).joined(separator: ", ") + "]"
+    default: return "null"
+    }
+  }
+}

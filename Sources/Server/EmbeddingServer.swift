@@ -24,7 +24,7 @@ public enum EmbeddingServer {
       return json(#"{"object": "health.response", "message": "ready"}"#)
     }
     router.get("/v1/models") { _, _ in
-      json(jsonObject([("object", "list"), ("data", [[("id", service.modelID), ("object", "model"), ("created", service.createdAt),
+      json(OrderedJSON.object([("object", "list"), ("data", [[("id", service.modelID), ("object", "model"), ("created", service.createdAt),
                                                         ("owned_by", "system"), ("root", service.modelID), ("parent", NSNull())] as [(String, Any)]])]))
     }
     router.get("/v1/metrics") { _, _ in
@@ -125,7 +125,7 @@ public enum EmbeddingServer {
       }
       out += #"{"object": "embedding", "index": \#(i), "embedding": \#(value)}"#
     }
-    out += #"], "model": \#(jsonString(service.modelID)), "usage": {"num_images": \#(images), "prompt_tokens": \#(tokens), "total_tokens": \#(tokens)}}"#
+    out += #"], "model": \#(OrderedJSON.string(service.modelID)), "usage": {"num_images": \#(images), "prompt_tokens": \#(tokens), "total_tokens": \#(tokens)}}"#
     return json(out)
   }
 
@@ -150,26 +150,6 @@ func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
   Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
 }
 
-func jsonString(_ s: String) -> String {
-  let data = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
-  return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
-}
-
-/// A JSON object with keys in the given order.
-func jsonObject(_ pairs: [(String, Any)]) -> String {
-  func value(_ v: Any) -> String {
-    switch v {
-    case let s as String: return jsonString(s)
-    case let i as Int: return String(i)
-    case let d as Double: return "\(d)"
-    case let p as [(String, Any)]: return jsonObject(p)
-    case let a as [[(String, Any)]]: return "[" + a.map(jsonObject).joined(separator: ", ") + "]"
-    default: return "null"
-    }
-  }
-  return "{" + pairs.map { "\(jsonString($0.0)): \(value($0.1))" }.joined(separator: ", ") + "}"
-}
-
 /// An error answered as RFC 9457 problem details, as NIM does.
 struct Problem: HTTPResponseError {
   let status: HTTPResponse.Status
@@ -181,7 +161,7 @@ struct Problem: HTTPResponseError {
 
   func response(from request: Request, context: some RequestContext) throws -> Response {
     let slug = status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "-")
-    let body = jsonObject([("type", "urn:clipkit:problem-details:\(slug)"), ("title", status.reasonPhrase), ("status", status.code),
+    let body = OrderedJSON.object([("type", "urn:clipkit:problem-details:\(slug)"), ("title", status.reasonPhrase), ("status", status.code),
                            ("detail", detail), ("instance", request.uri.path), ("requestId", UUID().uuidString.lowercased())])
     var r = Response(status: status, headers: [.contentType: "application/problem+json"], body: .init(byteBuffer: ByteBuffer(string: body)))
     if status == .unauthorized { r.headers[.wwwAuthenticate] = "Bearer" }

@@ -75,8 +75,8 @@ enum SearchRoutes {
     let hits = try await withCheckedThrowingContinuation { c in
       DispatchQueue.global().async { c.resume(with: Result { try index.search(query, in: kind, k: k) }) }
     }
-    let results = hits.enumerated().map { [("rank", $0.offset + 1), ("row", $0.element.row), ("name", $0.element.name), ("score", Double($0.element.score))] as [(String, Any)] }
-    return json(jsonObject([("modality", kind.rawValue), ("results", results)]))
+    let results = hits.enumerated().map { [("rank", $0.offset + 1), ("row", $0.element.row), ("name", $0.element.name), ("score", $0.element.score)] as [(String, Any)] }
+    return json(OrderedJSON.object([("modality", kind.rawValue), ("results", results)]))
   }
 
   static func embedOne(_ service: EmbeddingService, _ item: EmbeddingService.Item) async throws -> [Float] {

@@ -18,24 +18,6 @@ enum Modality: String, ExpressibleByArgument, CaseIterable {
   var kind: EmbeddingFile.Kind { self == .image ? .image : .text }
 }
 
-/// A JSON line with keys in the order given (JSONSerialization would sort or shuffle them).
-func jsonLine(_ pairs: [(String, Any)]) -> String {
-  func encode(_ v: Any) -> String {
-    switch v {
-    case let s as String:
-      let data = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
-      return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
-    case let f as Float: return String(format: "%.6g", Double(f))
-    case let d as Double: return String(format: "%.6g", d)
-    case let i as Int: return String(i)
-    case let p as [(String, Any)]: return jsonLine(p)
-    case let a as [Any]: return "[" + a.map(encode).joined(separator: ", ") + "]"
-    default: return "null"  // NSNull
-    }
-  }
-  return "{" + pairs.map { "\(encode($0.0)): \(encode($0.1))" }.joined(separator: ", ") + "}"
-}
-
 struct Search: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Exact top-k search of stored embeddings by text or image (cosine similarity).",
@@ -55,7 +37,7 @@ struct Search: ParsableCommand {
         for h in hits {
           var line: [(String, Any)] = [("rank", h.rank), ("name", h.name), ("score", h.score)]
           if queries.count > 1 { line.insert(("query", qi + 1), at: 0) }
-          print(jsonLine(line))
+          print(OrderedJSON.object(line))
         }
       } else {
         print("\(describe(q)) — top \(hits.count) of the \(modality.rawValue) embeddings:")
@@ -92,7 +74,7 @@ struct Classify: ParsableCommand {
     for (i, name) in r.names.enumerated() {
       let truth: Any = r.truth[i].map { r.classes[$0] } ?? NSNull()
       if options.json {
-        print(jsonLine([("name", name), ("top", r.top[i].map { [("label", $0.label), ("score", $0.score)] as [(String, Any)] }), ("label", truth)]))
+        print(OrderedJSON.object([("name", name), ("top", r.top[i].map { [("label", $0.label), ("score", $0.score)] as [(String, Any)] }), ("label", truth)]))
       } else {
         print(name + "  " + r.top[i].map { "\($0.label) " + String(format: "%.4f", $0.score) }.joined(separator: ", "))
       }
@@ -137,7 +119,7 @@ struct Dedup: ParsableCommand {
     let (total, groups) = try dedupEmbeddings(dir: options.embeddings, modality: modality.kind, threshold: threshold)
     for (i, g) in groups.enumerated() {
       if options.json {
-        print(jsonLine([("group", i + 1), ("keep", g[0]), ("duplicates", Array(g.dropFirst()) as [Any])]))
+        print(OrderedJSON.object([("group", i + 1), ("keep", g[0]), ("duplicates", Array(g.dropFirst()) as [Any])]))
       } else {
         print("group \(i + 1): keep \(g[0])")
         for d in g.dropFirst() { print("  duplicate \(d)") }
