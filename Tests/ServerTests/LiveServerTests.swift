@@ -99,8 +99,46 @@ func runPython(_ args: [String]) throws -> (code: Int32, out: String, err: Strin
     #expect(stopped.code == 0 && stopped.out.contains("Stopped: requests in flight finished"), "\(stopped)")
   }
 
-  /// A short version of the README's load benchmark: 16 clients for 8 s, mixed texts and images,
-  /// then SIGTERM while requests still arrive. No request fails; memory does not climb.
+  /// SIGTERM while a request waits in the batcher (serve.max_wait_ms=1500): it is still answered,
+  /// then the server exits 0.
+  @Test func sigtermFinishesTheRequestInFlight() throws {
+    guard python != nil else { #expect(!pythonRequired); return }
+    let (_, spec) = try serveSpec()
+    let server = try ServerProcess(spec: spec, overrides: ["serve.max_wait_ms=1500"])
+    #expect(server.waitFor("ready ("), "\(server.printed)")
+    let client = Process()
+    client.executableURL = URL(fileURLWithPath: python!)
+    client.arguments = ["-c", """
+      import json, socket, sys
+      body = json.dumps({"model": "siglip2-so400m-patch16-256", "input": ["in flight"]}).encode()
+      s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+      s.sendall(b"POST /v1/embeddings HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json\\r\\nConnection: close\\r\\n"
+                + b"Content-Length: %d\\r\\n\\r\\n" % len(body) + body)
+      print("sent", flush=True)
+      reply = b""
+      while chunk := s.recv(65536):
+          reply += chunk
+      print(reply.split(b"\\r\\n")[0].decode(), b'"embedding"' in reply)
+      """, String(server.port)]
+    let out = Pipe()
+    client.standardOutput = out
+    try client.run()
+    var printed = ""
+    while !printed.contains("sent") {
+      let chunk = out.fileHandleForReading.availableData
+      if chunk.isEmpty { break }
+      printed += String(decoding: chunk, as: UTF8.self)
+    }
+    usleep(300_000)  // the request is read and waiting for its batch
+    let stopped = server.terminate()
+    printed += String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    client.waitUntilExit()
+    #expect(printed.contains("HTTP/1.1 200 OK True"), "\(printed)")
+    #expect(stopped.code == 0 && stopped.out.contains("Stopped: requests in flight finished"), "\(stopped)")
+  }
+
+  /// A short version of the README's load benchmark: 16 clients for 8 s, mixed texts and images.
+  /// No request fails; memory does not climb.
   @Test func concurrentMixedLoadHasNoErrors() throws {
     guard python != nil else { #expect(!pythonRequired); return }
     let (dir, spec) = try serveSpec()
