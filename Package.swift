@@ -91,8 +91,10 @@ let package = Package(
                                            .product(name: "AsyncHTTPClient", package: "async-http-client")]),
     .target(name: "Deploy", dependencies: ["Paths"]),
     .target(name: "Jobs", dependencies: ["Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Remote", "Deploy", "Export", "Paths"]),
-    .target(name: "Server", dependencies: ["Jobs", "Imaging", "Models", "Retrieval", .product(name: "Hummingbird", package: "hummingbird")]),
-    .target(name: "FuzzTargets", dependencies: ["Data", "Export", "Imaging", "Spec", "Tokenizers", "Torch"]),
+    // NIM's request schema, free of the server framework (the fuzzer drives it).
+    .target(name: "ServeAPI"),
+    .target(name: "Server", dependencies: ["Jobs", "Imaging", "Models", "Retrieval", "ServeAPI", .product(name: "Hummingbird", package: "hummingbird")]),
+    .target(name: "FuzzTargets", dependencies: ["Data", "Export", "Imaging", "ServeAPI", "Spec", "Tokenizers", "Torch"]),
     .executableTarget(name: "clipkit-fuzz", dependencies: ["FuzzTargets"]),
     .executableTarget(
       name: "clipkit",

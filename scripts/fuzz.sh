@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Fuzzes one parser of untrusted bytes with libFuzzer + AddressSanitizer:
-#   bash scripts/fuzz.sh TARGET SECONDS      (TARGET: pickle pth safetensors tar shardURL image tokenizer spec onnx, or all)
+#   bash scripts/fuzz.sh TARGET SECONDS      (TARGET: pickle pth safetensors tar shardURL image tokenizer spec onnx embeddingsRequest, or all)
 # Seeds come from the test fixtures; the growing corpus stays in .build-fuzz/corpus/TARGET. A crash,
 # sanitizer report or timeout (10 s per input) stops the run with exit 1 and leaves the input in
 # .build-fuzz/crashes/TARGET/: add it to Tests/FuzzTests/Regressions/TARGET/ with the fix.
 # Prints one summary line per target: executions, executions per second, corpus size, new crashes.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-targets=(pickle pth safetensors tar shardURL image tokenizer spec onnx)
+targets=(pickle pth safetensors tar shardURL image tokenizer spec onnx embeddingsRequest)
 usage() { echo "usage: bash scripts/fuzz.sh TARGET SECONDS   (TARGET: ${targets[*]} or all)" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 case "$2" in ''|*[!0-9]*|0) usage ;; esac  # libFuzzer reads 0 as "no time limit"
@@ -49,6 +49,10 @@ seeds() {
     spec) cp Tests/SpecTests/Fixtures/*.yaml "$dir/"
           printf 'results_dir: /tmp/r\ntrain:\n  num_epochs: 3\n\0train.optim.betas=[0.9,0.99]\nmodel.type=${results_dir}\n' > "$dir/overrides.yaml" ;;
     onnx) cp Tests/DeployTests/Fixtures/*.onnx "$dir/" ;;
+    embeddingsRequest)
+      printf '{"model": "m", "input": ["a photo of a cat", "data:image/png;base64,%s"], "encoding_format": "base64"}' \
+        "$(base64 -w0 Tests/ImagingTests/Fixtures/images/$(ls Tests/ImagingTests/Fixtures/images | grep -m1 '\.png$'))" > "$dir/mixed.json"
+      printf '{"model": "m", "input": "  one text  "}' > "$dir/one.json" ;;
   esac
   # Inputs that once crashed stay in the corpus.
   [ -d "Tests/FuzzTests/Regressions/$t" ] && find "Tests/FuzzTests/Regressions/$t" -type f ! -name '*.md' -exec cp {} "$dir/" \;

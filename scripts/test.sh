@@ -22,7 +22,7 @@ CLIPKIT_SETUP_PYTHON="$pyenv/bin/python" bash scripts/setup.sh --check-downloads
 swift build --build-tests
 # Every parser of untrusted bytes under libFuzzer + AddressSanitizer, briefly (CLIPKIT_FUZZ_SECONDS
 # per target; 0 skips). Longer runs: bash scripts/fuzz.sh TARGET SECONDS.
-fuzz_secs=${CLIPKIT_FUZZ_SECONDS:-20}
+fuzz_secs=${CLIPKIT_FUZZ_SECONDS:-15}
 case "$fuzz_secs" in
   ''|*[!0-9]*) echo "clipkit: CLIPKIT_FUZZ_SECONDS=$fuzz_secs is not a whole number of seconds" >&2; exit 2 ;;
   0) echo "clipkit: fuzzing skipped (CLIPKIT_FUZZ_SECONDS=0)" ;;

@@ -2,6 +2,7 @@ import Data
 import Export
 import Foundation
 import Imaging
+import ServeAPI
 import Spec
 import Tokenizers
 import Torch
@@ -20,6 +21,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
   case tokenizer    // tokenizer.json loading + encoding
   case spec         // YAML spec, then `key=value` overrides after a NUL byte
   case onnx         // ONNX protobuf as deploy loads it, then one run on small inputs
+  case embeddingsRequest  // `clipkit serve`'s POST /v1/embeddings body (JSON, data URLs, base64)
 
   /// Runs one input; returns whether the parser accepted it.
   @discardableResult
@@ -87,6 +89,11 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         feeds[input.name] = try Tensor.zeros(shape, dtype: input.name.contains("ids") || input.name.contains("mask") ? .int64 : .float32)
       }
       _ = try exe.run(feeds)
+    case .embeddingsRequest:
+      let r = try EmbeddingsRequest.parse(Data(bytes), servedModel: "m")
+      precondition((1...EmbeddingsRequest.maxItems).contains(r.inputs.count) && r.model == "m", "accepted \(r.inputs.count) items")
+      for case .text(let t) in r.inputs { precondition(!t.isEmpty && t == t.trimmingCharacters(in: .whitespacesAndNewlines)) }
+      for case .image(let b) in r.inputs { precondition(!b.isEmpty) }
     }
   }
 

@@ -4,14 +4,12 @@ import Imaging
 import Jobs
 import Logging
 import NIOCore
+import ServeAPI
 
 /// `clipkit serve`: NV-CLIP NIM's HTTP API over an `EmbeddingService` —
 /// `POST /v1/embeddings`, `GET /v1/models`, `/v1/health/{live,ready}`, Prometheus `/v1/metrics` —
 /// with problem-details errors (application/problem+json) and an optional bearer token.
 public enum EmbeddingServer {
-  /// NIM's limit on items per request.
-  public static let maxItems = 64
-
   /// The routes; with serve.index also the search page (its embeddings are read here, so a bad
   /// index fails before the server listens).
   public static func router(_ service: EmbeddingService, metrics: ServerMetrics = ServerMetrics()) throws -> Router<BasicRequestContext> {
@@ -62,46 +60,23 @@ public enum EmbeddingServer {
     do { body = try await request.body.collect(upTo: service.serve.maxBodyBytes) } catch is NIOTooManyBytesError {
       throw Problem(.contentTooLarge, "the request body is larger than serve.max_body_bytes (\(service.serve.maxBodyBytes) bytes)")
     }
-    guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)), let fields = object as? [String: Any] else {
-      throw Problem(.unprocessableContent, "the body is not a JSON object")
+    let parsed: EmbeddingsRequest
+    do { parsed = try EmbeddingsRequest.parse(Data(buffer: body), servedModel: service.modelID) } catch let e as RequestError {
+      throw Problem(HTTPResponse.Status(code: e.status), e.detail)
     }
-    let unknown = fields.keys.filter { !["input", "model", "encoding_format"].contains($0) }.sorted()
-    guard unknown.isEmpty else { throw Problem(.unprocessableContent, "unknown field\(unknown.count > 1 ? "s" : "") \(unknown.map { "'\($0)'" }.joined(separator: ", ")): expected input, model, encoding_format") }
-    guard let model = fields["model"] as? String else { throw Problem(.unprocessableContent, "'model' is required (a string: \(service.modelID))") }
-    guard model == service.modelID else { throw Problem(.notFound, "model '\(model)' is not served here; GET /v1/models lists '\(service.modelID)'") }
-    let format = fields["encoding_format"] as? String ?? "float"
-    guard ["float", "base64"].contains(format), fields["encoding_format"] == nil || fields["encoding_format"] is String else {
-      throw Problem(.unprocessableContent, "'encoding_format' must be float or base64")
-    }
-    let inputs: [String]
-    switch fields["input"] {
-    case let s as String: inputs = [s]
-    case let a as [Any]:
-      guard let strings = a as? [String] else { throw Problem(.unprocessableContent, "'input' must be a string or an array of strings") }
-      inputs = strings
-    case nil: throw Problem(.unprocessableContent, "'input' is required")
-    default: throw Problem(.unprocessableContent, "'input' must be a string or an array of strings")
-    }
-    guard !inputs.isEmpty else { throw Problem(.unprocessableContent, "'input' is empty") }
-    guard inputs.count <= maxItems else { throw Problem(.unprocessableContent, "'input' has \(inputs.count) items; at most \(maxItems)") }
     guard service.isReady else { throw Problem(.serviceUnavailable, "the model is still loading") }
 
     var items: [EmbeddingService.Item] = []
     let decoder = ImageDecoder(maxPixels: service.serve.maxImagePixels)
-    for (i, s) in inputs.enumerated() {
-      if s.hasPrefix("data:") {
-        let bytes = try dataURLImage(s, index: i)
-        do {
-          items.append(.image(try service.preprocess(try decoder.decode(bytes: bytes, name: "input[\(i)]"))))
-        } catch let e as ServiceError {
-          throw Problem(.serviceUnavailable, e.localizedDescription)
-        } catch {
+    for (i, input) in parsed.inputs.enumerated() {
+      switch input {
+      case .text(let t): items.append(.text(t))
+      case .image(let bytes):
+        let image: RGBImage
+        do { image = try decoder.decode(bytes: bytes, name: "input[\(i)]") } catch {
           throw Problem(.unprocessableContent, (error as? LocalizedError)?.errorDescription ?? "input[\(i)]: \(error)")
         }
-      } else {
-        let text = s.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !text.isEmpty else { throw Problem(.unprocessableContent, "input[\(i)] is an empty text") }
-        items.append(.text(text))
+        do { items.append(.image(try service.preprocess(image))) } catch { throw Problem(.serviceUnavailable, oneLine(error)) }
       }
     }
     let rows: [[Float]]
@@ -118,7 +93,7 @@ public enum EmbeddingServer {
     for (i, row) in rows.enumerated() {
       if i > 0 { out += ", " }
       let value: String
-      if format == "base64" {
+      if parsed.base64 {
         value = "\"" + row.withUnsafeBytes { Data($0) }.base64EncodedString() + "\""  // little-endian float32, as OpenAI's client reads
       } else {
         value = "[" + row.map { "\($0)" }.joined(separator: ", ") + "]"
@@ -127,20 +102,6 @@ public enum EmbeddingServer {
     }
     out += #"], "model": \#(OrderedJSON.string(service.modelID)), "usage": {"num_images": \#(images), "prompt_tokens": \#(tokens), "total_tokens": \#(tokens)}}"#
     return json(out)
-  }
-
-  /// The bytes of `data:image/{png,jpeg,jpg,webp};base64,…`.
-  static func dataURLImage(_ s: String, index i: Int) throws -> [UInt8] {
-    guard let comma = s.firstIndex(of: ",") else { throw Problem(.unprocessableContent, "input[\(i)]: a data URL without ','") }
-    let header = s[s.index(s.startIndex, offsetBy: 5)..<comma].lowercased()
-    let formats = ["image/png;base64", "image/jpeg;base64", "image/jpg;base64", "image/webp;base64"]
-    guard formats.contains(header) else {
-      throw Problem(.unprocessableContent, "input[\(i)]: unsupported data URL 'data:\(header.prefix(40))': expected data:image/{png,jpeg,jpg,webp};base64,…")
-    }
-    guard let data = Data(base64Encoded: String(s[s.index(after: comma)...]), options: .ignoreUnknownCharacters), !data.isEmpty else {
-      throw Problem(.unprocessableContent, "input[\(i)]: the base64 image data does not decode")
-    }
-    return [UInt8](data)
   }
 }
 

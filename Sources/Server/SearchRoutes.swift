@@ -5,6 +5,7 @@ import Jobs
 import Models
 import NIOCore
 import Retrieval
+import ServeAPI
 
 /// serve.index: the search page at `/`, `POST /v1/search` and the index's images at
 /// `/v1/index/image/{row}` (only files the index names: never an arbitrary path).
@@ -62,7 +63,8 @@ enum SearchRoutes {
       query = try await embedOne(service, .text(t.trimmingCharacters(in: .whitespacesAndNewlines)))
     default:
       guard let uri = fields["image"] as? String else { throw Problem(.unprocessableContent, "'image' must be a data:image/…;base64 URL") }
-      let bytes = try EmbeddingServer.dataURLImage(uri, index: 0)
+      let bytes: [UInt8]
+      do { bytes = try EmbeddingsRequest.dataURLImage(uri, index: 0) } catch let e as RequestError { throw Problem(.unprocessableContent, e.detail) }
       let image: RGBImage
       do { image = try ImageDecoder(maxPixels: service.serve.maxImagePixels).decode(bytes: bytes, name: "image") } catch {
         throw Problem(.unprocessableContent, (error as? LocalizedError)?.errorDescription ?? "\(error)")
