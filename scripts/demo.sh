@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main command on a built-in default: installs what it needs (idempotent), builds clipkit,
 # generates a small image-caption set (coloured shapes), trains a small SigLIP from random
-# initialisation on it, evaluates the checkpoint, embeds images and prompts to HDF5, exports it
-# to ONNX with its tokenizer and config sidecars, and shows the spec it used. A couple of minutes
-# on 2 CPU cores.
+# initialisation on it, evaluates the checkpoint, embeds images and prompts to HDF5, searches
+# those embeddings by text, exports it to ONNX with its tokenizer and config sidecars, and shows
+# the spec it used. A couple of minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
@@ -68,6 +68,8 @@ echo "== clipkit evaluate"
 "$bin" evaluate -e "$out/spec.yaml"
 echo "== clipkit inference"
 "$bin" inference -e "$out/spec.yaml"
+echo "== clipkit search (the stored val embeddings, by text; val_00_* are the red circles)"
+"$bin" search --embeddings "$out/results/inference" --text "a red circle" --top-k 3
 echo "== clipkit export"
 "$bin" export -e "$out/spec.yaml"
 echo "== outputs"
