@@ -213,6 +213,51 @@ func inferenceRows(_ spec: String, _ dir: String) throws -> [String: [Float]] {
     }
   }
 
+  @Test func searchRoutesOverAnIndex() async throws {
+    let (dir, spec) = try serveSpec(images: ["photo_420.jpg", "rgba.png", "gray.jpg"])
+    try Job.inference.run(specFile: spec, hooks: JobHooks(launchEnvironment: [:]))
+    let index = dir + "/results/inference"
+    let service = try started(spec, ["serve.index=\(index)"])
+    defer { service.stop() }
+    let want = try searchEmbeddings(dir: index, queries: [.text("a photo of a cat")], modality: .image, topK: 3)[0]
+    try await Application(router: try EmbeddingServer.router(service)).test(.router) { client in
+      try await client.execute(uri: "/", method: .get) { r in
+        #expect(r.status == .ok && String(buffer: r.body).contains("/v1/search") && r.headers[.contentType]?.hasPrefix("text/html") == true)
+      }
+      try await client.execute(uri: "/v1/search", method: .post, headers: jsonHeaders, body: try body(["text": "a photo of a cat", "top_k": 3])) { r in
+        let results = parsed(r.body)["results"] as? [[String: Any]] ?? []
+        #expect(r.status == .ok && results.map { $0["name"] as? String } == want.map(\.name))
+        #expect(zip(results, want).allSatisfy { abs(($0["score"] as? Double ?? 9) - Double($1.score)) < 1e-5 })
+      }
+      // By a stored row: that image first, cosine 1; by an image upload; over the texts.
+      try await client.execute(uri: "/v1/search", method: .post, headers: jsonHeaders, body: try body(["row": 1, "top_k": 1])) { r in
+        let first = (parsed(r.body)["results"] as? [[String: Any]])?.first
+        #expect(first?["row"] as? Int == 1 && abs((first?["score"] as? Double ?? 0) - 1) < 1e-4, "\(String(buffer: r.body))")
+      }
+      try await client.execute(uri: "/v1/search", method: .post, headers: jsonHeaders,
+                               body: try body(["image": try dataURL(dir + "/images/gray.jpg"), "top_k": 1])) { r in
+        let first = (parsed(r.body)["results"] as? [[String: Any]])?.first
+        #expect((first?["name"] as? String ?? "").hasSuffix("gray.jpg") && abs((first?["score"] as? Double ?? 0) - 1) < 1e-4)
+      }
+      try await client.execute(uri: "/v1/search", method: .post, headers: jsonHeaders, body: try body(["text": "a car", "modality": "text"])) { r in
+        #expect(r.status == .ok && parsed(r.body)["modality"] as? String == "text")
+      }
+      try await client.execute(uri: "/v1/index/image/2", method: .get) { r in
+        let file = try Data(contentsOf: URL(fileURLWithPath: dir + "/images/rgba.png"))
+        #expect(r.status == .ok && r.headers[.contentType] == "image/png" && Data(buffer: r.body) == file)
+      }
+      try await client.execute(uri: "/v1/index/image/3", method: .get) { #expect($0.status == .notFound) }
+      try await client.execute(uri: "/v1/index/image/..%2F..%2Fetc%2Fpasswd", method: .get) { #expect($0.status == .notFound) }
+      for (payload, detail) in [(["text": "x", "row": 0] as [String: Any], "exactly one of text, image, row"), (["text": "x", "top_k": 0], "'top_k' must be 1"),
+                                (["text": "x", "modality": "audio"], "'modality' must be one of image, text"), (["row": 7], "'row' is not an image row"),
+                                (["text": "x", "k": 3], "unknown field(s) k"), (["image": "data:image/png;base64,!!"], "does not decode")] {
+        try await client.execute(uri: "/v1/search", method: .post, headers: jsonHeaders, body: try body(payload)) { r in
+          #expect(r.status == .unprocessableContent && (parsed(r.body)["detail"] as? String ?? "").contains(detail), "\(String(buffer: r.body))")
+        }
+      }
+    }
+  }
+
   @Test func specErrorsNameTheKey() throws {
     let (dir, spec) = try serveSpec()
     for (override, named) in [("serve.checkpoint=\(dir)/none.pth", "serve.checkpoint \(dir)/none.pth does not exist"),
