@@ -117,7 +117,7 @@ let package = Package(
     .testTarget(name: "SystemLibraryTests",
                 dependencies: ["CTurboJPEG", "CPNG", "CWebP", "CHDF5"]),
     .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"], resources: [.copy("Regressions")]),
-    .testTarget(name: "ServerTests", dependencies: ["Server", "Jobs", "Imaging", "Retrieval", .product(name: "HummingbirdTesting", package: "hummingbird")]),
+    .testTarget(name: "ServerTests", dependencies: ["Server", "Jobs", "Imaging", "Retrieval", "Spec", .product(name: "HummingbirdTesting", package: "hummingbird")]),
     .testTarget(name: "CLITests", dependencies: ["clipkit", "Jobs", "Retrieval", "Torch", "Export", "Models"]),
   ],
   cxxLanguageStandard: .cxx17

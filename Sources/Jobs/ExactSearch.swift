@@ -104,7 +104,9 @@ public enum ExactSearch {
     }
     try blocks(from: 0) { i0, xi in
       try blocks(from: i0) { j0, xj in
-        let s = try xi.matmul(try xj.transpose(0, 1))
+        var s = try xi.matmul(try xj.transpose(0, 1))
+        // On the diagonal only pairs above it count (a row with itself would always match).
+        if i0 == j0 { s = try s.maskedFill(try Tensor.ones([s.size(0), s.size(1)]).tril(0).ne(0), -2) }
         // Only rows with some partner at or over the threshold are read back.
         let rowMax = try s.amax(dims: [1]).floats()
         for r in rowMax.indices where rowMax[r] >= threshold {

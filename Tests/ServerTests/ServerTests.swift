@@ -4,6 +4,7 @@ import HummingbirdTesting
 import Jobs
 import NIOCore
 import Retrieval
+import Spec
 @testable import Server
 import Testing
 
@@ -59,8 +60,8 @@ func parsed(_ b: ByteBuffer) -> [String: Any] { (try? JSONSerialization.jsonObje
 let jsonHeaders: HTTPFields = [.contentType: "application/json"]
 
 /// The stored embeddings of `clipkit inference` on the same spec: texts and images by name.
-func inferenceRows(_ spec: String, _ dir: String) throws -> [String: [Float]] {
-  try Job.inference.run(specFile: spec, hooks: JobHooks(launchEnvironment: [:]))
+func inferenceRows(_ spec: String, _ dir: String, job: Job = .inference, overrides: [String] = []) throws -> [String: [Float]] {
+  try job.run(specFile: spec, overrides: overrides, hooks: JobHooks(launchEnvironment: [:]))
   var rows: [String: [Float]] = [:]
   for kind in [EmbeddingFile.Kind.image, .text] {
     let r = try EmbeddingReader(path: "\(dir)/results/inference/\(kind.rawValue)_embeddings.h5", kind: kind)
@@ -253,6 +254,36 @@ func inferenceRows(_ spec: String, _ dir: String) throws -> [String: [Float]] {
                                 (["text": "x", "k": 3], "unknown field(s) k"), (["image": "data:image/png;base64,!!"], "does not decode")] {
         try await client.execute(uri: "/v1/search", method: .post, headers: jsonHeaders, body: try body(payload)) { r in
           #expect(r.status == .unprocessableContent && (parsed(r.body)["detail"] as? String ?? "").contains(detail), "\(String(buffer: r.body))")
+        }
+      }
+    }
+  }
+
+  /// serve.trt_engine: an exported ONNX graph (found as deploy finds it) serves what
+  /// `deploy inference` gives for it.
+  @Test func servesAnExportedGraph() async throws {
+    let (dir, spec) = try serveSpec("""
+      export:
+        onnx_file: \(NSTemporaryDirectory())clipkit-serve-onnx-\(UUID().uuidString)/clip_model.onnx
+        input_height: 32
+        input_width: 32
+      """)
+    try Job.export.run(specFile: spec, hooks: JobHooks(launchEnvironment: [:]))
+    let onnx = try Spec.load(file: spec).value("export.onnx_file")!.stringValue!
+    // The reference: `deploy inference` on the same graph (TAO Deploy's preprocessing).
+    let want = try inferenceRows(spec, dir, job: .deployInference, overrides: ["inference.trt_engine=\(onnx)"])
+    let service = try started(spec, ["serve.trt_engine=\(onnx)"])
+    defer { service.stop() }
+    try await Application(router: try EmbeddingServer.router(service)).test(.router) { client in
+      let names = ["a photo of a cat", "photo_420.jpg", "lossy.webp"]
+      let inputs = [names[0], try dataURL(dir + "/images/photo_420.jpg"), try dataURL(dir + "/images/lossy.webp")]
+      try await client.execute(uri: "/v1/embeddings", method: .post, headers: jsonHeaders,
+                               body: try body(["input": inputs, "model": "siglip2-so400m-patch16-256"])) { r in
+        let data = parsed(r.body)["data"] as? [[String: Any]] ?? []
+        #expect(r.status == .ok && data.count == 3, "\(String(buffer: r.body).prefix(300))")
+        for (item, name) in zip(data, names) {
+          let got = (item["embedding"] as? [Double] ?? []).map(Float.init), ref = want[name]!
+          #expect(got.count == ref.count && zip(got, ref).allSatisfy { abs($0 - $1) < 1e-5 }, "\(name)")
         }
       }
     }
