@@ -15,6 +15,7 @@ public enum EmbeddingServer {
   public static func router(_ service: EmbeddingService, metrics: ServerMetrics = ServerMetrics()) throws -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: MetricsMiddleware(metrics: metrics))
+    router.add(middleware: ProblemMiddleware())
     router.add(middleware: AuthMiddleware(apiKey: service.serve.apiKey))
     router.get("/v1/health/live") { _, _ in json(#"{"object": "health.response", "message": "live"}"#) }
     router.get("/v1/health/ready") { _, _ -> Response in
@@ -96,7 +97,7 @@ public enum EmbeddingServer {
       if parsed.base64 {
         value = "\"" + row.withUnsafeBytes { Data($0) }.base64EncodedString() + "\""  // little-endian float32, as OpenAI's client reads
       } else {
-        value = "[" + row.map { "\($0)" }.joined(separator: ", ") + "]"
+        value = "[" + row.map { $0.isFinite ? "\($0)" : "null" }.joined(separator: ", ") + "]"
       }
       out += #"{"object": "embedding", "index": \#(i), "embedding": \#(value)}"#
     }
@@ -143,5 +144,14 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
     for i in 0..<expected.count { diff |= Int(expected[i] ^ (i < got.count ? got[i] : 0)) }
     guard diff == 0 else { throw Problem(.unauthorized, given.isEmpty ? "this server needs 'Authorization: Bearer <serve.api_key>'" : "the bearer token is not this server's serve.api_key") }
     return try await next(request, context)
+  }
+}
+
+/// The framework's own errors (no such route, wrong method) as problem details too.
+struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+  func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    do { return try await next(request, context) } catch let e as HTTPError {
+      throw Problem(e.status, e.body ?? (e.status == .notFound ? "no route \(request.method) \(request.uri.path)" : e.status.reasonPhrase))
+    }
   }
 }

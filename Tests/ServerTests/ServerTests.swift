@@ -117,6 +117,9 @@ func inferenceRows(_ spec: String, _ dir: String, job: Job = .inference, overrid
       }
       try await client.execute(uri: "/v1/health/ready", method: .get) { #expect($0.status == .ok) }
       try await client.execute(uri: "/v1/health/live", method: .get) { #expect($0.status == .ok) }
+      try await client.execute(uri: "/v1/nothing", method: .get) { r in
+        #expect(r.status == .notFound && r.headers[.contentType] == "application/problem+json" && String(buffer: r.body).contains("no route GET /v1/nothing"))
+      }
       try await client.execute(uri: "/v1/metrics", method: .get) { r in
         let text = String(buffer: r.body)
         #expect(text.contains(#"clipkit_requests_total{route="/v1/embeddings",code="200"} 3"#), "\(text)")
