@@ -250,7 +250,10 @@ public final class LoadedIndex: @unchecked Sendable {
     self.dir = try EmbeddingsFolder.checkedDirectory(dir)
     for kind in [EmbeddingFile.Kind.image, .text] where FileManager.default.fileExists(atPath: "\(self.dir)/\(kind.rawValue)_embeddings.h5") {
       let r = try EmbeddingsFolder.reader(self.dir, kind)
-      matrices[kind] = try Tensor(try r.rows(0..<r.count), shape: [r.count, r.dimension]).l2Normalized(dim: 1)
+      // The blocks search streams (halves widened by libtorch), kept.
+      var blocks: [Tensor] = []
+      try BlockStream.forEach(r, blockRows: 65_536) { _, x in blocks.append(x) }
+      matrices[kind] = blocks.isEmpty ? try Tensor.zeros([0, r.dimension]) : try Tensor.cat(blocks, dim: 0)
       names[kind] = try r.allLabels()
     }
     guard !matrices.isEmpty else { throw ActionError.input("serve.index \(self.dir) holds no image_embeddings.h5 or text_embeddings.h5") }

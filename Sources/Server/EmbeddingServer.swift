@@ -57,10 +57,7 @@ public enum EmbeddingServer {
   // MARK: POST /v1/embeddings
 
   static func embeddings(_ request: Request, _ service: EmbeddingService) async throws -> Response {
-    let body: ByteBuffer
-    do { body = try await request.body.collect(upTo: service.serve.maxBodyBytes) } catch is NIOTooManyBytesError {
-      throw Problem(.contentTooLarge, "the request body is larger than serve.max_body_bytes (\(service.serve.maxBodyBytes) bytes)")
-    }
+    let body = try await collectBody(request, service)
     let parsed: EmbeddingsRequest
     do { parsed = try EmbeddingsRequest.parse(Data(buffer: body), servedModel: service.modelID) } catch let e as RequestError {
       throw Problem(HTTPResponse.Status(code: e.status), e.detail)
@@ -103,6 +100,13 @@ public enum EmbeddingServer {
     }
     out += #"], "model": \#(OrderedJSON.string(service.modelID)), "usage": {"num_images": \#(images), "prompt_tokens": \#(tokens), "total_tokens": \#(tokens)}}"#
     return json(out)
+  }
+}
+
+/// The request body, up to serve.max_body_bytes (413 beyond).
+func collectBody(_ request: Request, _ service: EmbeddingService) async throws -> ByteBuffer {
+  do { return try await request.body.collect(upTo: service.serve.maxBodyBytes) } catch is NIOTooManyBytesError {
+    throw Problem(.contentTooLarge, "the request body is larger than serve.max_body_bytes (\(service.serve.maxBodyBytes) bytes)")
   }
 }
 

@@ -36,10 +36,7 @@ enum SearchRoutes {
   /// `{"text": …} | {"image": "data:image/…"} | {"row": N}` (a stored image row), with optional
   /// `modality` (image|text, default image) and `top_k` (default 12, at most 1000).
   static func search(_ request: Request, _ service: EmbeddingService, _ index: LoadedIndex) async throws -> Response {
-    let body: ByteBuffer
-    do { body = try await request.body.collect(upTo: service.serve.maxBodyBytes) } catch is NIOTooManyBytesError {
-      throw Problem(.contentTooLarge, "the request body is larger than serve.max_body_bytes (\(service.serve.maxBodyBytes) bytes)")
-    }
+    let body = try await collectBody(request, service)
     guard let fields = (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any] else {
       throw Problem(.unprocessableContent, "the body is not a JSON object")
     }
