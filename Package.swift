@@ -58,7 +58,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     // Remote shards: SigV4 (HMAC/SHA-256) and streamed HTTP(S) with ranged retries.
     .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
-    .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+    .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     // clipkit serve: the NV-CLIP-compatible embedding server.
     .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
@@ -88,7 +88,8 @@ let package = Package(
     // s3:// and http(s):// shards: the HTTP client and the SigV4 signer, kept out of Data (and so
     // out of the fuzzing harness build).
     .target(name: "Remote", dependencies: ["Data", .product(name: "Crypto", package: "swift-crypto"),
-                                           .product(name: "AsyncHTTPClient", package: "async-http-client")]),
+                                           .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                                           .product(name: "NIOSSL", package: "swift-nio-ssl")]),
     .target(name: "Deploy", dependencies: ["Paths"]),
     .target(name: "Jobs", dependencies: ["Torch", "Spec", "Imaging", "Tokenizers", "Models", "Retrieval", "Training", "Data", "Remote", "Deploy", "Export", "Paths"]),
     // NIM's request schema, free of the server framework (the fuzzer drives it).

@@ -1,49 +1,53 @@
-import AsyncHTTPClient
 import Data
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
+import NIOSSL
 
 struct Transient: Error, CustomStringConvertible { let description: String }
 
-/// One GET's response, handed from AsyncHTTPClient's event loop to a plain reading thread. Body
-/// parts queue up to `limit` bytes; past that the event loop is told to wait (its future stays
-/// open), so the socket is read only as fast as the loader threads consume. No Swift task is
-/// involved: the reading thread may be any thread, a Swift concurrency one included.
-final class ResponseQueue: HTTPClientResponseDelegate, @unchecked Sendable {
-  typealias Response = Void
+/// One GET's response, handed from the connection's event loop to a plain reading thread. Body
+/// parts queue up to `limit` bytes; past that the connection stops reading the socket until the
+/// reader has taken them, so the socket is read only as fast as the loader threads consume. No
+/// Swift task is involved: the reader may be any thread, a Swift concurrency one included.
+final class ResponseQueue: @unchecked Sendable {
   private let cond = NSCondition()
   private var head: HTTPResponseHead?
   private var parts: [ByteBuffer] = []
   private var queued = 0
+  private var full = false
   private var finished = false
   private var failure: Error?
-  private var resume: EventLoopPromise<Void>?
-  let limit = 4 << 20
+  /// The reader sleeps on `cond`: only then is a part worth a wake-up (a futex call each).
+  private var waiting = false
+  /// Tells the paused connection to read again (set by its handler).
+  var onDrain: (@Sendable () -> Void)?
+  let limit = 8 << 20
 
-  func didReceiveHead(task: HTTPClient.Task<Void>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
+  func received(_ head: HTTPResponseHead) {
     cond.withLock { self.head = head; cond.broadcast() }
-    return task.eventLoop.makeSucceededVoidFuture()
   }
 
-  func didReceiveBodyPart(task: HTTPClient.Task<Void>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+  /// Queues a part; true when the queue is full (the connection pauses until `onDrain`).
+  func received(_ part: ByteBuffer) -> Bool {
     cond.lock()
     defer { cond.unlock() }
-    parts.append(buffer)
-    queued += buffer.readableBytes
-    cond.broadcast()
-    guard queued > limit else { return task.eventLoop.makeSucceededVoidFuture() }
-    let p = task.eventLoop.makePromise(of: Void.self)
-    resume = p
-    return p.futureResult
+    parts.append(part)
+    queued += part.readableBytes
+    if waiting { cond.signal() }
+    if queued > limit { full = true }
+    return full
   }
 
-  func didFinishRequest(task: HTTPClient.Task<Void>) throws {
-    cond.withLock { finished = true; cond.broadcast() }
-  }
-
-  func didReceiveError(task: HTTPClient.Task<Void>, _ error: Error) {
-    cond.withLock { failure = error; finished = true; cond.broadcast() }
+  /// The body ended (`error` nil) or the transfer broke.
+  func finish(_ error: Error?) {
+    cond.withLock {
+      guard !finished else { return }
+      failure = error
+      finished = true
+      cond.broadcast()
+    }
   }
 
   /// The response head (throws the transfer's error if it failed before one came).
@@ -55,55 +59,154 @@ final class ResponseQueue: HTTPClientResponseDelegate, @unchecked Sendable {
     throw failure ?? Transient(description: "the connection closed before a response")
   }
 
-  /// The next body part; nil at the end of the body; throws if the transfer broke.
-  func next() throws -> ByteBuffer? {
+  /// Every body part received so far (waiting for one); nil at the end of the body; throws if the
+  /// transfer broke. Taking them all at once keeps the lock and the wake-ups to one per batch.
+  func take() throws -> [ByteBuffer]? {
     cond.lock()
+    while parts.isEmpty && !finished {
+      waiting = true
+      cond.wait()
+      waiting = false
+    }
     defer { cond.unlock() }
-    while parts.isEmpty && !finished { cond.wait() }
     if !parts.isEmpty {
-      let b = parts.removeFirst()
-      queued -= b.readableBytes
-      if queued <= limit / 2, let r = resume {
-        resume = nil
-        r.succeed(())
-      }
-      return b
+      let out = parts
+      parts = []
+      queued = 0
+      if full { full = false; onDrain?() }
+      return out
     }
     if let failure { throw failure }
     return nil
   }
+}
 
-  /// Lets a paused event loop go on (the transfer is being abandoned).
-  func release() {
-    cond.withLock {
-      resume?.succeed(())
-      resume = nil
+/// The connection's end of a ResponseQueue: queues the response, and holds back the channel's
+/// reads while the queue is full (a read timeout then does not count: the reader is busy).
+final class ResponseHandler: ChannelDuplexHandler {
+  typealias InboundIn = HTTPClientResponsePart
+  typealias OutboundIn = HTTPClientRequestPart
+  let queue: ResponseQueue
+  private var paused = false
+  private var readHeld = false
+  private var context: ChannelHandlerContext?
+  init(_ queue: ResponseQueue) { self.queue = queue }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+    queue.onDrain = { bound.eventLoop.execute { bound.value.resume() } }
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+  private func resume() {
+    paused = false
+    if readHeld, let context {
+      readHeld = false
+      context.read()
     }
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    switch unwrapInboundIn(data) {
+    case .head(let h): queue.received(h)
+    case .body(let b): if queue.received(b) { paused = true }
+    case .end:
+      queue.finish(nil)
+      context.close(promise: nil)
+    }
+  }
+
+  func read(context: ChannelHandlerContext) {
+    if paused { readHeld = true } else { context.read() }
+  }
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    if case .read? = event as? IdleStateHandler.IdleStateEvent, !paused {
+      queue.finish(Transient(description: "no data for \(HTTPRangeStream.readTimeout) s"))
+      context.close(promise: nil)
+    }
+    context.fireUserInboundEventTriggered(event)
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: Error) {
+    queue.finish(error)
+    context.close(promise: nil)
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    queue.finish(Transient(description: "the connection closed before the end of the body"))
+    context.fireChannelInactive()
   }
 }
 
-/// An HTTP(S) GET streamed as its body arrives. A broken transfer is retried with exponential
-/// backoff, each attempt a `Range` request from the last byte received; a server that answers 200
-/// to a Range request has the bytes already read skipped. 403/404 and other final answers are
-/// thrown as RemoteError.refused; 408/429/5xx are retried like broken connections.
+/// Where a URL's GET goes: the connection's host and port, TLS or not, and the request line's target.
+struct HTTPTarget {
+  let tls: Bool
+  let host: String
+  let port: Int
+  /// The Host header (port and IPv6 brackets as needed).
+  let hostHeader: String
+  let uri: String
+
+  init(_ url: String) throws {
+    guard let c = URLComponents(string: url), let scheme = c.scheme?.lowercased(), scheme == "http" || scheme == "https",
+          let host = c.host, !host.isEmpty else {
+      throw RemoteError.refused(shard: ShardLocation.display(url), status: 0, detail: "not a valid http(s) URL")
+    }
+    tls = scheme == "https"
+    self.host = host
+    port = c.port ?? (tls ? 443 : 80)
+    let bracketed = host.contains(":") ? "[\(host)]" : host
+    hostHeader = c.port.map { "\(bracketed):\($0)" } ?? bracketed
+    let path = c.percentEncodedPath.isEmpty ? "/" : c.percentEncodedPath
+    uri = path + (c.percentEncodedQuery.map { "?" + $0 } ?? "")
+  }
+
+  /// A redirect's Location, absolute or relative to `url`.
+  static func resolve(_ location: String, against url: String) -> String? {
+    URL(string: location, relativeTo: URL(string: url))?.absoluteString
+  }
+}
+
+/// An HTTP(S) GET streamed as its body arrives, on its own connection (SwiftNIO, TLS by NIOSSL):
+/// reads of up to 1 MB at a time, handed to the reading thread in batches, copied once into the
+/// caller's memory. A broken transfer is retried with exponential backoff, each attempt a `Range`
+/// request from the last byte received; a server that answers 200 to a Range request has the
+/// bytes already read skipped. Redirects are followed (5 at most; signing headers are not sent to
+/// another host). 403/404 and other final answers are thrown as RemoteError.refused; 408/429/5xx
+/// are retried like broken connections.
 final class HTTPRangeStream: ShardByteStream, @unchecked Sendable {
   typealias Request = @Sendable (UInt64) -> (url: String, headers: [(String, String)])
   let display: String
   let request: Request
   private(set) var position: UInt64
-  private var body: (task: HTTPClient.Task<Void>, queue: ResponseQueue)?
-  private var pending: ArraySlice<UInt8> = []
+  private var body: (channel: Channel, queue: ResponseQueue)?
+  /// Body parts taken from the queue, read front to back (`part` is the current one).
+  private var parts: [ByteBuffer] = []
+  private var part = 0
   private var finished = false
   /// Attempts used by this transfer so far (reported when they run out).
   private(set) var retries = 0
 
-  static let client: HTTPClient = {
-    var c = HTTPClient.Configuration()
-    // A stalled transfer is one with no bytes for a minute; connection set-up gets 20 s.
-    c.timeout = .init(connect: .seconds(20), read: .seconds(60))
-    c.decompression = .disabled
-    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: c)
-  }()
+  /// A stalled transfer is one with no bytes for a minute; connection set-up gets 20 s.
+  static let readTimeout: Int64 = 60
+  static let connectTimeout: Int64 = 20
+  static let maxRedirects = 5
+
+  /// TLS with the system's trust roots, plus AWS_CA_BUNDLE's certificates (AWS's variable for a
+  /// private CA, as an on-premises S3 often has).
+  static let tls: Result<NIOSSLContext, Error> = Result {
+    var c = TLSConfiguration.makeClientConfiguration()
+    if let bundle = ProcessInfo.processInfo.environment["AWS_CA_BUNDLE"], !bundle.isEmpty {
+      guard FileManager.default.fileExists(atPath: bundle) else {
+        throw RemoteError.refused(shard: "AWS_CA_BUNDLE", status: 0, detail: "\(bundle) does not exist")
+      }
+      c.additionalTrustRoots = [.file(bundle)]
+    }
+    return try NIOSSLContext(configuration: c)
+  }
 
   init(display: String, offset: UInt64, request: @escaping Request) {
     self.display = display
@@ -111,55 +214,126 @@ final class HTTPRangeStream: ShardByteStream, @unchecked Sendable {
     position = offset
   }
 
-  /// Opens the body from `position`.
-  private func connect() throws {
-    let (url, headers) = request(position)
-    let req: HTTPClient.Request
-    do { req = try HTTPClient.Request(url: url, method: .GET, headers: HTTPHeaders(headers)) } catch {
-      throw RemoteError.refused(shard: display, status: 0, detail: "not a valid URL")
-    }
+  /// Connects and sends the GET; the queue gets the response.
+  private func open(_ target: HTTPTarget, headers: [(String, String)]) throws -> (Channel, ResponseQueue) {
     let queue = ResponseQueue()
-    let task = Self.client.execute(request: req, delegate: queue)
-    let head = try queue.waitHead()
-    let code = Int(head.status.code)
-    if code == 206 || code == 200 {
-      body = (task, queue)
-      pending = []
-      if code == 200 && position > 0 {
-        // 200 to a Range request: the whole object comes back; drop what was read already.
-        let keep = position
-        position = 0
-        guard try skip(keep) else { throw Transient(description: "the object is shorter than before") }
-      }
-      return
+    if target.tls {
+      // A missing or broken CA bundle is a setting to fix, not a transfer to retry.
+      if case .failure(let e) = Self.tls { throw RemoteError.refused(shard: display, status: 0, detail: "TLS: \(e)") }
     }
-    // Error bodies are short XML (S3's <Code>): keep the code for the message.
-    var detail = ""
-    while let part = try? queue.next(), detail.count < 4000 { detail += String(buffer: part) }
-    task.cancel()
-    queue.release()
-    let codeName = detail.range(of: "<Code>").flatMap { r in detail[r.upperBound...].range(of: "</Code>").map { String(detail[r.upperBound..<$0.lowerBound]) } }
-    if code == 408 || code == 429 || code >= 500 { throw Transient(description: "HTTP \(code)\(codeName.map { " \($0)" } ?? "")") }
-    throw RemoteError.refused(shard: display, status: code, detail: codeName ?? "")
+    let channel = try ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .connectTimeout(.seconds(Self.connectTimeout))
+      // Large reads when the data is there: per-read costs (syscall, pipeline, hand-over) are paid
+      // per megabyte rather than per 64 KB.
+      .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65536, maximum: 1 << 20))
+      .channelInitializer { ch in
+        do {
+          if target.tls {
+            // (an IP address is not a server name: no SNI for it)
+            let name = target.host.allSatisfy { $0.isNumber || $0 == "." || $0 == ":" } ? nil : target.host
+            try ch.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: Self.tls.get(), serverHostname: name))
+          }
+          try ch.pipeline.syncOperations.addHTTPClientHandlers()
+          try ch.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .seconds(Self.readTimeout)))
+          try ch.pipeline.syncOperations.addHandler(ResponseHandler(queue))
+          return ch.eventLoop.makeSucceededVoidFuture()
+        } catch { return ch.eventLoop.makeFailedFuture(error) }
+      }
+      .connect(host: target.host, port: target.port).wait()
+    var h = HTTPHeaders(headers)
+    if !h.contains(name: "host") { h.add(name: "host", value: target.hostHeader) }
+    h.add(name: "user-agent", value: "clipkit")
+    channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: target.uri, headers: h)), promise: nil)
+    channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+    return (channel, queue)
   }
 
-  func read(max: Int) throws -> [UInt8] {
-    while true {
-      if !pending.isEmpty {
-        let n = min(max, pending.count)
-        let out = Array(pending.prefix(n))
-        pending = pending.dropFirst(n)
-        position += UInt64(n)
-        return out
+  /// Opens the body from `position`.
+  private func connect() throws {
+    var (url, headers) = request(position)
+    var target = try HTTPTarget(url)
+    for _ in 0...Self.maxRedirects {
+      let (channel, queue) = try open(target, headers: headers)
+      let head: HTTPResponseHead
+      do { head = try queue.waitHead() } catch {
+        channel.close(promise: nil)
+        // A refused certificate stays refused: not retried.
+        if case NIOSSLError.handshakeFailed = error {
+          // BoringSSL's reason (CERTIFICATE_VERIFY_FAILED, …) without its source location.
+          let text = "\(error)"
+          let reason = text.range(of: "OPENSSL_internal:").map { String(text[$0.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }) } ?? text
+          let hint = reason.contains("CERTIFICATE") ? "; a private CA's certificate goes in AWS_CA_BUNDLE" : ""
+          throw RemoteError.refused(shard: display, status: 0, detail: "TLS handshake failed (\(reason)\(hint))")
+        }
+        throw error
       }
-      if finished { return [] }
+      let code = Int(head.status.code)
+      if code == 206 || code == 200 {
+        body = (channel, queue)
+        (parts, part) = ([], 0)
+        if code == 200 && position > 0 {
+          // 200 to a Range request: the whole object comes back; drop what was read already.
+          let keep = position
+          position = 0
+          guard try skip(keep) else { throw Transient(description: "the object is shorter than before") }
+        }
+        return
+      }
+      if [301, 302, 303, 307, 308].contains(code), let location = head.headers["location"].first,
+         let next = HTTPTarget.resolve(location, against: url), let nextTarget = try? HTTPTarget(next) {
+        channel.close(promise: nil)
+        if nextTarget.hostHeader != target.hostHeader {
+          // Credentials and signatures are for the first host only.
+          headers = headers.filter { name, _ in name.lowercased() == "range" }
+        }
+        (url, target) = (next, nextTarget)
+        continue
+      }
+      // Error bodies are short XML (S3's <Code>): keep the code for the message.
+      var detail = ""
+      while detail.count < 4000, let batch = try? queue.take() { detail += batch.map { String(buffer: $0) }.joined() }
+      channel.close(promise: nil)
+      let codeName = detail.range(of: "<Code>").flatMap { r in detail[r.upperBound...].range(of: "</Code>").map { String(detail[r.upperBound..<$0.lowerBound]) } }
+      if code == 408 || code == 429 || code >= 500 { throw Transient(description: "HTTP \(code)\(codeName.map { " \($0)" } ?? "")") }
+      throw RemoteError.refused(shard: display, status: code, detail: codeName ?? "")
+    }
+    throw RemoteError.refused(shard: display, status: 0, detail: "more than \(Self.maxRedirects) redirects")
+  }
+
+  func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    guard buffer.count > 0, try fill() else { return 0 }
+    let n = min(buffer.count, parts[part].readableBytes)
+    parts[part].withUnsafeReadableBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(n))) }
+    parts[part].moveReaderIndex(forwardBy: n)
+    position += UInt64(n)
+    return n
+  }
+
+  func discard(max: Int) throws -> Int {
+    guard max > 0, try fill() else { return 0 }
+    let n = min(max, parts[part].readableBytes)
+    parts[part].moveReaderIndex(forwardBy: n)
+    position += UInt64(n)
+    return n
+  }
+
+  /// Makes sure a body part with unread bytes is at hand, connecting and retrying as needed;
+  /// false at the end of the object.
+  private func fill() throws -> Bool {
+    while true {
+      while part < parts.count {
+        if parts[part].readableBytes > 0 { return true }
+        part += 1
+      }
+      if finished { return false }
       do {
         if body == nil { try connect() }
-        guard let part = try body!.queue.next() else { finished = true; body = nil; return [] }
-        pending = ArraySlice(part.readableBytesView)
+        if part < parts.count { continue }  // (connect skipped into a batch already)
+        guard let batch = try body!.queue.take() else { finished = true; body = nil; return false }
+        (parts, part) = (batch, 0)
       } catch let e as RemoteError {
         // Range past the end: the object ended exactly where the last attempt stopped.
-        if case .refused(_, 416, _) = e, position > 0 { finished = true; return [] }
+        if case .refused(_, 416, _) = e, position > 0 { finished = true; return false }
         throw e
       } catch {
         drop()
@@ -175,12 +349,9 @@ final class HTTPRangeStream: ShardByteStream, @unchecked Sendable {
   }
 
   private func drop() {
-    if let b = body {
-      b.task.cancel()
-      b.queue.release()
-    }
+    body?.channel.close(promise: nil)
     body = nil
-    pending = []
+    (parts, part) = ([], 0)
   }
 
   func close() {

@@ -307,6 +307,9 @@ struct BenchShards: ParsableCommand {
   @Argument(help: "A shard list file (local paths, s3://, http(s)://, pipe: lines; brace patterns expand).") var list: String
   @Option(help: "Loader threads, as dataset.train.num_workers.") var workers = 8
   @Option(help: "Samples per loader batch.") var batch = 64
+  @Option(help: ArgumentHelp("Drop this folder's files from the page cache before the epoch read, so that it reads from the disk (repeatable).",
+                             discussion: "The shard folder for a local list; the folder `bench serve-files` serves for a remote one."))
+  var cold: [String] = []
 
   func run() throws {
     RemoteShards.install()
@@ -323,6 +326,7 @@ struct BenchShards: ParsableCommand {
     RemoteReads.shared.plan(order.map { set.pairs[$0].image })
     let batches = stride(from: 0, to: order.count, by: batch).map { Array(order[$0..<min($0 + batch, order.count)]) }
     let pairs = set.pairs
+    for dir in cold { try Self.evict(dir) }
     start = DispatchTime.now().uptimeNanoseconds
     let loader = BatchPrefetcher<Int>(batches: batches, workers: workers, depth: 4) { (try? pairs[$0].image.bytes().count) ?? -1 }
     var bytes = 0, samples = 0, failed = 0
@@ -336,6 +340,19 @@ struct BenchShards: ParsableCommand {
     print(String(format: "clipkit  %d shards, %d samples: index %.2f s; epoch read %.1f MB of images in %.2f s = %.1f MB/s (%d threads, %d requests)",
                  shards.count, samples, indexSeconds, Double(bytes) / 1e6, readSeconds, Double(bytes) / 1e6 / readSeconds, workers,
                  RemoteReads.shared.opened))
+  }
+
+  /// Drops the folder's files' cached pages (clean pages go; no privileges needed).
+  static func evict(_ dir: String) throws {
+    guard let names = FileManager.default.enumerator(atPath: dir)?.allObjects as? [String] else {
+      throw ValidationError("--cold \(dir): not a readable folder")
+    }
+    for name in names {
+      let fd = open(dir + "/" + name, O_RDONLY)
+      guard fd >= 0 else { continue }
+      _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+      close(fd)
+    }
   }
 }
 

@@ -9,7 +9,8 @@ import Testing
   final class Server {
     let process = Process()
     let input = Pipe(), output = Pipe()
-    var s3 = 0, proxy = 0
+    var s3 = 0, proxy = 0, tls = 0, redirect = 0
+    var ca = ""
     var presigned: [String: String] = [:]
     init(_ args: [String]) throws {
       guard let python = ortPython else { throw FileIOError.read(path: "python", reason: "no Python with moto (run scripts/test.sh)") }
@@ -30,7 +31,7 @@ import Testing
       guard let s = ready?["s3"] as? Int, let p = ready?["proxy"] as? Int else {
         throw FileIOError.read(path: "s3_test_server.py", reason: "did not start: \(String(decoding: line, as: UTF8.self))")
       }
-      (s3, proxy) = (s, p)
+      (s3, proxy, tls, ca, redirect) = (s, p, ready?["tls"] as? Int ?? 0, ready?["ca"] as? String ?? "", ready?["redirect"] as? Int ?? 0)
     }
     /// Stops the server; returns its counts ({"connections", "cut"}).
     func stop() -> [String: Int] {
@@ -157,6 +158,21 @@ import Testing
       let sig = String(u[u.range(of: "X-Amz-Signature=")!.upperBound...].prefix { $0 != "&" })
       #expect(!(outHTTP + errHTTP).contains(sig))
     }
+
+    // HTTPS (S3 behind TLS with a private CA, trusted through AWS_CA_BUNDLE) gives the same samples;
+    // without the CA the certificate is refused at once (not retried), named and counted.
+    let tlsURL = "s3://AKIDCLIPKIT:\(secret)@shards/train/shard-{000000..000003}.tar?endpoint=https://localhost:\(server.tls)&region=us-east-1"
+    let (c7, outTLS, errTLS) = try train("tls", [tlsURL], env: ["AWS_CA_BUNDLE": server.ca])
+    #expect(c7 == 0 && losses(outTLS) == expected, "\(errTLS)")
+    let (c8, _, errUntrusted) = try train("untrusted", [tlsURL])
+    #expect(c8 != 0 && errUntrusted.contains("is skipped: TLS handshake failed (CERTIFICATE_VERIFY_FAILED; a private CA's certificate goes in AWS_CA_BUNDLE)"), "\(errUntrusted)")
+    #expect(!errUntrusted.contains("retry") && !errUntrusted.contains("AKIDCLIPKIT") && !errUntrusted.contains("se/cr"), "\(errUntrusted)")
+
+    // Behind a redirect (a 302 to the store, as CDN links are) the same presigned URLs still read.
+    let redirected = urls.map { $0.replacingOccurrences(of: "127.0.0.1:\(server.s3)/", with: "127.0.0.1:\(server.redirect)/") }
+    #expect(redirected != urls)
+    let (c9, outRedirect, errRedirect) = try train("redirect", redirected)
+    #expect(c9 == 0 && losses(outRedirect) == expected, "\(errRedirect)")
 
     // pipe: commands (webdataset's convention) give the same samples.
     let (c4, outPipe, errPipe) = try train("pipe", local.map { "pipe:cat \($0)" })

@@ -5,6 +5,11 @@ import Foundation
 /// still wants (the shuffle buffer asks for them soon, as webdataset's buffer holds them), and
 /// dropping the rest. A member behind the stream that was not kept (or a long gap ahead) costs a
 /// new Range request. Kept bytes are capped (CLIPKIT_REMOTE_READAHEAD_MB, default 1024).
+///
+/// An epoch reads its shards one after another (the shuffle buffer fills from one shard stream),
+/// so one connection would bound it: background streams (CLIPKIT_REMOTE_STREAMS, default 4) read
+/// the next shards in the order the epoch needs them, keeping their members while the kept bytes
+/// stay under three quarters of the cap (the rest is room for the loaders' own reads).
 public final class RemoteReads: @unchecked Sendable {
   public static let shared = RemoteReads()
 
@@ -17,65 +22,85 @@ public final class RemoteReads: @unchecked Sendable {
     var unread: Set<UInt64> = []
   }
 
-  private let lock = NSLock()
+  /// Guards the cursors, the kept-bytes count and the epoch; background streams wait on it for room.
+  private let state = NSCondition()
   private var cursors: [String: Cursor] = [:]
   private var keptBytes = 0
+  /// Bumped by `plan`: background streams of an earlier epoch stop.
+  private var epoch = 0
+  /// Shards in the order the epoch first needs them, and the next one for a background stream.
+  private var queue: [String] = []
+  private var queued = 0
   let capBytes: Int
-  init(capBytes: Int = (Int(ProcessInfo.processInfo.environment["CLIPKIT_REMOTE_READAHEAD_MB"] ?? "") ?? 1024) << 20) {
+  let streams: Int
+  init(capBytes: Int = (Int(ProcessInfo.processInfo.environment["CLIPKIT_REMOTE_READAHEAD_MB"] ?? "") ?? 1024) << 20,
+       streams: Int = Int(ProcessInfo.processInfo.environment["CLIPKIT_REMOTE_STREAMS"] ?? "") ?? 4) {
     self.capBytes = capBytes
+    self.streams = max(0, streams)
   }
   /// A gap longer than this is crossed with a new Range request rather than read and dropped.
   let reopenGap: UInt64 = 8 << 20
   /// Requests opened (first and re-opened streams), for the tests and the benchmark.
   public private(set) var opened = 0
 
-  /// Starts an epoch: every stream is closed, and `sources` (in any order) are the reads to come.
+  /// Starts an epoch: every stream is closed, and `sources`, in the order they will be read (any
+  /// order works; this one is streamed ahead), are the reads to come.
   public func plan(_ sources: [ImageSource]) {
-    lock.lock()
-    defer { lock.unlock() }
-    for c in cursors.values { c.stream?.close() }
+    state.lock()
+    epoch += 1
+    let old = cursors
     cursors = [:]
     keptBytes = 0
+    queue = []
+    queued = 0
     for s in sources {
       guard case .member(let shard, let offset, let size, _) = s, ShardLocation.isRemote(shard) else { continue }
       let c = cursors[shard] ?? Cursor()
-      cursors[shard] = c
+      if cursors[shard] == nil { cursors[shard] = c; queue.append(shard) }
       c.planned.append((offset, size))
       c.unread.insert(offset)
     }
     for c in cursors.values { c.planned.sort { $0.offset < $1.offset } }
+    let current = epoch
+    state.broadcast()
+    state.unlock()
+    for c in old.values { c.lock.withLock { c.stream?.close(); c.stream = nil } }
+    for _ in 0..<min(streams, queue.count) {
+      let t = Thread { [self] in streamAhead(epoch: current) }
+      t.name = "clipkit-shard-stream"
+      t.start()
+    }
   }
 
   private func cursor(_ shard: String) -> Cursor {
-    lock.lock()
-    defer { lock.unlock() }
-    if let c = cursors[shard] { return c }
-    let c = Cursor()
-    cursors[shard] = c
-    return c
+    state.withLock {
+      if let c = cursors[shard] { return c }
+      let c = Cursor()
+      cursors[shard] = c
+      return c
+    }
   }
 
   private func keep(_ n: Int) -> Bool {
-    lock.lock()
-    defer { lock.unlock() }
-    guard keptBytes + n <= capBytes else { return false }
-    keptBytes += n
-    return true
+    state.withLock {
+      guard keptBytes + n <= capBytes else { return false }
+      keptBytes += n
+      return true
+    }
   }
 
   private func release(_ n: Int) {
-    lock.lock()
-    keptBytes -= n
-    lock.unlock()
+    state.withLock {
+      keptBytes -= n
+      state.broadcast()
+    }
   }
 
   private func open(_ shard: String, at offset: UInt64, _ c: Cursor) throws -> ShardByteStream {
     c.stream?.close()
     let s = try ShardStreams.open(shard, offset: offset)
     c.stream = s
-    lock.lock()
-    opened += 1
-    lock.unlock()
+    state.withLock { opened += 1 }
     return s
   }
 
@@ -88,6 +113,12 @@ public final class RemoteReads: @unchecked Sendable {
       release(kept.count)
       return kept
     }
+    return try fetch(c, shard: shard, offset: offset, size: size, name: name)
+  }
+
+  /// Reads a member from the shard's stream (opening or re-opening it as needed), keeping the
+  /// wanted members passed on the way. Called with `c.lock` held.
+  private func fetch(_ c: Cursor, shard: String, offset: UInt64, size: Int, name: String) throws -> [UInt8] {
     do {
       var s = c.stream
       if s == nil {
@@ -128,6 +159,51 @@ public final class RemoteReads: @unchecked Sendable {
       c.stream?.close()
       c.stream = nil
       throw error
+    }
+  }
+
+  /// A background stream: takes the epoch's next shard and keeps its wanted members, member by
+  /// member (a loader that wants one of them meanwhile takes the cursor in between), until none
+  /// is left; then the next shard. It waits while the kept bytes are over its share of the cap and
+  /// leaves a shard on an error (the loader's own read retries and reports it).
+  private func streamAhead(epoch current: Int) {
+    let share = capBytes / 4 * 3
+    while true {
+      let next: (String, Cursor)? = state.withLock {
+        guard epoch == current, queued < queue.count else { return nil }
+        queued += 1
+        return cursors[queue[queued - 1]].map { (queue[queued - 1], $0) }
+      }
+      guard let (shard, c) = next else { return }
+      while true {
+        c.lock.lock()
+        defer { c.lock.unlock() }
+        let from = c.stream?.position ?? 0
+        let start = c.planned.partitionIndex { $0.offset >= from }
+        guard let m = c.planned[start...].first(where: { c.unread.contains($0.offset) && c.ahead[$0.offset] == nil }) else { break }
+        // Room for it, else wait (not holding the cursor: loaders read it meanwhile).
+        let room: Bool? = state.withLock {
+          guard epoch == current else { return nil }
+          if keptBytes + m.size <= share { keptBytes += m.size; return true }
+          return keptBytes == 0 ? nil : false  // (a member larger than the share is left to the loaders)
+        }
+        guard let room else { return }
+        if !room {
+          c.lock.unlock()
+          state.withLock {
+            while epoch == current && keptBytes + m.size > share && keptBytes > 0 { state.wait() }
+          }
+          c.lock.lock()
+          continue
+        }
+        guard let bytes = try? fetch(c, shard: shard, offset: m.offset, size: m.size, name: "") else {
+          release(m.size)
+          break
+        }
+        // Kept only for this epoch (a new plan closed this cursor's stream and zeroed the count).
+        let same = state.withLock { epoch == current }
+        if same { c.ahead[m.offset] = bytes } else { return }
+      }
     }
   }
 }
