@@ -1,4 +1,7 @@
 import Foundation
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
 import Testing
 
 @testable import Data
@@ -162,7 +165,7 @@ import Testing
 /// per shard when the kept members fit, and still exactly when they do not (then members behind
 /// the stream cost new requests).
 @Suite struct StreamedEpochReads {
-  @Test(arguments: [1 << 30, 1]) func anyOrderGivesTheLocalBytes(cap: Int) throws {
+  @Test(arguments: [1 << 30, 1], [0, 4]) func anyOrderGivesTheLocalBytes(cap: Int, streams: Int) throws {
     let dir = Bundle.module.path(forResource: "Fixtures", ofType: nil)! + "/shards"
     let local = [dir + "/shard-000000.tar", dir + "/sub/shard-000001.tar"]
     let piped = local.map { "pipe:cat \($0)" }
@@ -171,12 +174,66 @@ import Testing
     #expect(b.pairs.map(\.caption) == a.pairs.map(\.caption))
     // Last member first: everything before it is passed on the way (kept, or not when nothing fits).
     let order = Array(a.pairs.indices.reversed())
-    let reads = RemoteReads(capBytes: cap)
+    let reads = RemoteReads(capBytes: cap, streams: streams)
     reads.plan(order.map { b.pairs[$0].image })
     for i in order {
       guard case .member(let shard, let offset, let size, let name) = b.pairs[i].image else { Issue.record("not a member"); continue }
       #expect(try reads.read(shard: shard, offset: offset, size: size, name: name) == (try a.pairs[i].image.bytes()))
     }
     if cap > 1 { #expect(reads.opened == 2) } else { #expect(reads.opened > 2) }
+  }
+}
+
+/// A streamed body is read from the socket only as fast as it is taken: past the queue's limit the
+/// connection's reads are held until the reader takes the parts (bounded memory per stream), and a
+/// read timeout does not fire while they are held (the reader is busy, the server is not stalled).
+@Suite struct ResponseBackpressure {
+  /// Counts the reads that reach the socket's end of the pipeline.
+  final class ReadCounter: ChannelOutboundHandler {
+    typealias OutboundIn = Any
+    var reads = 0
+    func read(context: ChannelHandlerContext) {
+      reads += 1
+      context.read()
+    }
+  }
+
+  @Test func aFullQueueHoldsTheSocketReadsUntilTheReaderTakesThem() throws {
+    let queue = ResponseQueue(), counter = ReadCounter()
+    let channel = EmbeddedChannel()
+    try channel.pipeline.syncOperations.addHandlers([counter, ResponseHandler(queue)])
+    try channel.writeInbound(HTTPClientResponsePart.head(HTTPResponseHead(version: .http1_1, status: .partialContent)))
+    #expect(try queue.waitHead().status == .partialContent)
+    let part = ByteBuffer(repeating: 7, count: 1 << 20)
+    for _ in 0..<(queue.limit >> 20) { try channel.writeInbound(HTTPClientResponsePart.body(part)) }
+    channel.read()
+    #expect(counter.reads == 1)  // at the limit: reading goes on
+    try channel.writeInbound(HTTPClientResponsePart.body(part))
+    channel.read()
+    channel.read()
+    #expect(counter.reads == 1)  // over it: held
+    channel.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+    let batch = try queue.take()
+    #expect(batch?.count == (queue.limit >> 20) + 1 && batch?.allSatisfy { $0 == part } == true)
+    #expect(counter.reads == 1)
+    channel.embeddedEventLoop.run()
+    #expect(counter.reads == 2)  // the held read goes on once the parts are taken
+    channel.read()
+    #expect(counter.reads == 3)
+    try channel.writeInbound(HTTPClientResponsePart.body(part))
+    try channel.writeInbound(HTTPClientResponsePart.end(nil))
+    #expect(try queue.take()?.count == 1)
+    #expect(try queue.take() == nil)  // the end; the idle event while held was no failure
+  }
+
+  @Test func aStalledServerFailsTheTransfer() throws {
+    let queue = ResponseQueue()
+    let channel = EmbeddedChannel()
+    try channel.pipeline.syncOperations.addHandler(ResponseHandler(queue))
+    try channel.writeInbound(HTTPClientResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)))
+    try channel.writeInbound(HTTPClientResponsePart.body(ByteBuffer(string: "abc")))
+    channel.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+    #expect(try queue.take()?.count == 1)
+    #expect(throws: Transient.self) { _ = try queue.take() }
   }
 }
