@@ -6,7 +6,7 @@ public enum DataError: Error, LocalizedError {
 }
 
 /// Where a sample's image bytes live: a file, or a member of a tar shard.
-public enum ImageSource: Sendable, Equatable {
+public enum ImageSource: Sendable, Equatable, Codable {
   case file(String)
   case member(shard: String, offset: UInt64, size: Int, name: String)
 
@@ -35,14 +35,14 @@ public enum ImageSource: Sendable, Equatable {
   }
 }
 
-public struct Pair: Sendable {
+public struct Pair: Sendable, Codable {
   public var image: ImageSource
   public var caption: String
   public init(image: ImageSource, caption: String) { self.image = image; self.caption = caption }
 }
 
 /// What a dataset scan kept and skipped.
-public struct PairSet: Sendable {
+public struct PairSet: Sendable, Codable {
   public var pairs: [Pair] = []
   /// Images without a caption file, or with an empty one.
   public var skippedCaptions = 0

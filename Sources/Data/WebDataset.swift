@@ -122,6 +122,11 @@ public enum WebDataset {
   /// shards are scanned headers-only (seek-bound) on as many threads as cores; remote ones are
   /// streamed once (their bodies pass by unkept) on 8 threads. `done` is called after each shard.
   public static func index(_ shards: [String], done: (@Sendable () -> Void)? = nil) -> PairSet {
+    merged(indexEach(shards, done: done))
+  }
+
+  /// One PairSet per shard, in the order given (`index` before merging: ranks index a share each).
+  public static func indexEach(_ shards: [String], done: (@Sendable () -> Void)? = nil) -> [PairSet] {
     nonisolated(unsafe) let parts = UnsafeMutableBufferPointer<PairSet>.allocate(capacity: shards.count)  // one slot per shard
     parts.initialize(repeating: PairSet())
     defer { parts.deinitialize(); parts.deallocate() }
@@ -146,6 +151,11 @@ public enum WebDataset {
       }.start()
     }
     group.wait()
+    return Array(parts)
+  }
+
+  /// Per-shard indexes joined in shard order.
+  public static func merged(_ parts: [PairSet]) -> PairSet {
     var out = PairSet()
     for p in parts {
       out.pairs += p.pairs

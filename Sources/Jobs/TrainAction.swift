@@ -77,11 +77,27 @@ func runTrain(_ ctx: ActionContext) throws {
     guard !shards.isEmpty else { throw ActionError.input("no .tar shards found for dataset.train.wds") }
     let remote = shards.filter(ShardLocation.isRemote).count
     RemoteShards.install()
-    // Remote shards are streamed once to index them; that pass shows progress.
-    nonisolated(unsafe) let indexing = remote > 0 ? Progress("indexing \(remote) remote shard\(remote == 1 ? "" : "s")", total: shards.count, unit: "shard") : nil
+    // Remote shards are streamed once to index them; that pass shows progress. With several ranks
+    // each streams a share (every W-th shard) and the indexes are exchanged: the bucket is read
+    // once, not once per rank.
+    let shared = world > 1 && remote > 0 ? group : nil
+    let mine = shared == nil ? Array(shards.indices) : Array(stride(from: rank, to: shards.count, by: world))
+    nonisolated(unsafe) let indexing = remote > 0 ? Progress("indexing \(remote) remote shard\(remote == 1 ? "" : "s")"
+      + (shared == nil ? "" : " (\(mine.count) on this rank)"), total: mine.count, unit: "shard") : nil
     let lock = NSLock()
     let done: (@Sendable () -> Void)? = indexing == nil ? nil : { @Sendable () -> Void in lock.withLock { indexing?.advance() }; return }
-    trainSet = WebDataset.index(shards, done: done)
+    if let shared {
+      let parts = WebDataset.indexEach(mine.map { shards[$0] }, done: done)
+      var all = [PairSet?](repeating: nil, count: shards.count)
+      for (r, bytes) in try shared.allGatherBytes(Array(try JSONEncoder().encode(parts))).enumerated() {
+        let theirs = try JSONDecoder().decode([PairSet].self, from: Data(bytes))
+        for (k, i) in stride(from: r, to: shards.count, by: world).enumerated() where k < theirs.count { all[i] = theirs[k] }
+      }
+      guard all.allSatisfy({ $0 != nil }) else { throw ActionError.input("the ranks' shard indexes do not cover the shard list (do all ranks read the same list?)") }
+      trainSet = WebDataset.merged(all.map { $0! })
+    } else {
+      trainSet = WebDataset.index(shards, done: done)
+    }
     print("Indexed \(shards.count) shard\(shards.count == 1 ? "" : "s"): \(trainSet.pairs.count) samples")
     // TAO streams shards and only estimates an epoch as shards × samples_per_shard; the index
     // gives the exact count, which sets the epoch length and resume position here.

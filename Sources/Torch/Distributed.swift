@@ -68,6 +68,20 @@ public final class ProcessGroup: @unchecked Sendable {
     try Tensor.make("all_reduce (autograd)") { ck_all_reduce_with_grad(handle, t.handle, $0) }
   }
 
+  /// Every rank's bytes (any length), in rank order: a length, then the bytes, broadcast from each
+  /// rank in turn (uint8 tensors on the group's device).
+  public func allGatherBytes(_ bytes: [UInt8]) throws -> [[UInt8]] {
+    try (0..<worldSize).map { r in
+      let size = try Tensor([Int64(r == rank ? bytes.count : 0)]).moved(to: device)
+      try broadcast(size, root: r)
+      let n = Int(try size.item())
+      guard n > 0 else { return [] }
+      let data = try Tensor(r == rank ? bytes : [UInt8](repeating: 0, count: n)).moved(to: device)
+      try broadcast(data, root: r)
+      return r == rank ? bytes : try data.moved(to: .cpu).bytes()
+    }
+  }
+
   /// Copies rank `root`'s values of every tensor into every rank's (DDP's start: identical replicas).
   public func broadcast(_ tensors: [Tensor], root: Int = 0) throws {
     try noGrad { for t in tensors { try broadcast(t, root: root) } }

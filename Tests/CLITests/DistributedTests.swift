@@ -386,3 +386,52 @@ extension DataParallelTraining {
     #expect(r[0].out.contains("All 2 replicas hold bitwise identical parameters"))
   }
 }
+
+extension DataParallelTraining {
+  /// Remote shards are indexed once across the ranks, not once per rank: each rank streams every
+  /// W-th shard and the indexes are exchanged. The shards here are `pipe:` commands that log the
+  /// rank opening them; training gives the local shards' losses.
+  @Test func ranksShareTheIndexingOfRemoteShards() throws {
+    let dir = NSTemporaryDirectory() + "clipkit-ddp-remote-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir + "/shards", withIntermediateDirectories: true)
+    let images = try FileManager.default.contentsOfDirectory(atPath: fixtures + "/images").filter { $0.hasSuffix(".png") || $0.hasSuffix(".jpg") }.sorted()
+    for s in 0..<2 {
+      var tar: [UInt8] = []
+      for i in 0..<8 {
+        let file = images[(s * 8 + i) % images.count]
+        tar += tarMember(String(format: "s%d%03d.%@", s, i, (file as NSString).pathExtension),
+                         [UInt8](try Data(contentsOf: URL(fileURLWithPath: fixtures + "/images/" + file))))
+        tar += tarMember(String(format: "s%d%03d.txt", s, i), Array("picture \(i) of shard \(s)".utf8))
+      }
+      try Data(tar + [UInt8](repeating: 0, count: 1024)).write(to: URL(fileURLWithPath: "\(dir)/shards/part-00\(s).tar"))
+    }
+    try (0..<2).map { "pipe:echo $RANK >> \(dir)/opens; cat \(dir)/shards/part-00\($0).tar" }.joined(separator: "\n")
+      .write(toFile: dir + "/list.txt", atomically: true, encoding: .utf8)
+    func spec(_ data: String) -> String {
+      """
+      model:
+        type: siglip2-so400m-patch16-256
+        pretrained_dir: \(fixtures)/tiny_siglip
+      train: {num_epochs: 2, precision: fp32, checkpoint_interval: 2, seed: 7}
+      dataset:
+        train:
+          type: wds
+          wds: {\(data)}
+          batch_size: 2
+          num_workers: 2
+      """
+    }
+    try spec("root_dir: \(dir)/shards").write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    let local = try ranks(dir, "local")
+    #expect(local.allSatisfy { $0.code == 0 }, "\(local.map(\.err))")
+    try spec("shard_list_file: \(dir)/list.txt").write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    let piped = try ranks(dir, "piped")
+    #expect(piped.allSatisfy { $0.code == 0 }, "\(piped.map(\.err))")
+    #expect(piped[0].out.contains("Indexed 2 shards: 16 samples"), "\(piped[0].out)")
+    #expect(steps(piped[0].out).map(\.loss) == steps(local[0].out).map(\.loss) && steps(local[0].out).count == 8, "\(piped[0].out)")
+    // Per rank: one shard indexed, then one shard streamed in each of the 2 epochs (4 samples a
+    // step × 2 steps is one shard's 8 samples). Indexing every shard on every rank made it 4 each.
+    let opens = (try String(contentsOfFile: dir + "/opens", encoding: .utf8)).split(separator: "\n")
+    #expect(opens.filter { $0 == "0" }.count == 3 && opens.filter { $0 == "1" }.count == 3, "\(opens)")
+  }
+}
