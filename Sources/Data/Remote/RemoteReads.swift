@@ -197,7 +197,9 @@ public final class RemoteReads: @unchecked Sendable {
           continue
         }
         guard let bytes = try? fetch(c, shard: shard, offset: m.offset, size: m.size, name: "") else {
-          release(m.size)
+          state.withLock {
+            if epoch == current { keptBytes -= m.size; state.broadcast() }  // (a new plan zeroed the count)
+          }
           break
         }
         // Kept only for this epoch (a new plan closed this cursor's stream and zeroed the count).
