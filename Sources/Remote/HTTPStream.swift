@@ -268,6 +268,11 @@ final class HTTPRangeStream: ShardByteStream, @unchecked Sendable {
         throw error
       }
       let code = Int(head.status.code)
+      if code == 206, let range = head.headers["content-range"].first, let start = Self.rangeStart(range), start != position {
+        // Bytes from elsewhere than asked would be read as the wrong members: not taken.
+        channel.close(promise: nil)
+        throw RemoteError.refused(shard: display, status: 206, detail: "the server sent bytes from \(start), not from \(position) as asked")
+      }
       if code == 206 || code == 200 {
         body = (channel, queue)
         (parts, part) = ([], 0)
@@ -298,6 +303,12 @@ final class HTTPRangeStream: ShardByteStream, @unchecked Sendable {
       throw RemoteError.refused(shard: display, status: code, detail: codeName ?? "")
     }
     throw RemoteError.refused(shard: display, status: 0, detail: "more than \(Self.maxRedirects) redirects")
+  }
+
+  /// The first byte of a `Content-Range: bytes FIRST-LAST/SIZE` answer.
+  static func rangeStart(_ header: String) -> UInt64? {
+    guard header.lowercased().hasPrefix("bytes ") else { return nil }
+    return UInt64(header.dropFirst(6).prefix { $0 != "-" }.trimmingCharacters(in: .whitespaces))
   }
 
   func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {

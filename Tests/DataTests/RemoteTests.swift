@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import NIOPosix
 import Testing
 
 @testable import Data
@@ -235,5 +236,79 @@ import Testing
     channel.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
     #expect(try queue.take()?.count == 1)
     #expect(throws: Transient.self) { _ = try queue.take() }
+  }
+}
+
+/// The HTTP client against a server on loopback that misbehaves on purpose (by path): the bytes
+/// read from any offset are the object's, whatever the server does that HTTP allows, and what it
+/// must not do is refused by name.
+@Suite struct HTTPClientAnswers {
+  static let object = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
+
+  /// GET /ok (Range honoured), /full (Range ignored: 200 and the whole object), /shifted (206 from
+  /// the wrong byte), /hop (a relative 302 to /ok), /loop (302 to itself), /missing (404, S3's XML).
+  final class Handler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+      guard case .head(let h) = unwrapInboundIn(data) else { return }
+      let o = HTTPClientAnswers.object
+      let start = h.headers["range"].first.flatMap { UInt64($0.dropFirst(6).prefix { $0 != "-" }) }.map { Int($0) } ?? 0
+      var status = HTTPResponseStatus.ok, body = o[...], headers = HTTPHeaders()
+      switch h.uri {
+      case "/ok" where start > 0, "/shifted" where start > 0:
+        let from = h.uri == "/shifted" ? start - 1 : start
+        (status, body) = (.partialContent, o[from...])
+        headers.add(name: "content-range", value: "bytes \(from)-\(o.count - 1)/\(o.count)")
+      case "/ok", "/full", "/shifted": break
+      case "/hop": (status, body) = (.found, []); headers.add(name: "location", value: "ok")
+      case "/loop": (status, body) = (.found, []); headers.add(name: "location", value: "/loop")
+      default: (status, body) = (.notFound, Array("<Error><Code>NoSuchKey</Code></Error>".utf8)[...])
+      }
+      headers.add(name: "content-length", value: "\(body.count)")
+      context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+      context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+      context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+  }
+
+  func withServer(_ body: (Int) throws -> Void) throws {
+    let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .childChannelInitializer { ch in
+        ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.configureHTTPServerPipeline(); try ch.pipeline.syncOperations.addHandler(Handler()) }
+      }
+      .bind(host: "127.0.0.1", port: 0).wait()
+    defer { try? channel.close().wait() }
+    try body(channel.localAddress!.port!)
+  }
+
+  func read(_ port: Int, _ path: String, from offset: UInt64) throws -> [UInt8] {
+    let s = HTTPRangeStream(display: path, offset: offset) { off in
+      ("http://127.0.0.1:\(port)\(path)", off > 0 ? [("range", "bytes=\(off)-")] : [])
+    }
+    defer { s.close() }
+    return try s.readFully(Self.object.count)
+  }
+
+  @Test func rangesRedirectsAndWholeAnswersGiveTheObjectsBytes() throws {
+    try withServer { (port: Int) throws in
+      for offset: UInt64 in [0, 1, 65_537, 299_999] {
+        let want = Array(Self.object[Int(offset)...])
+        #expect(try read(port, "/ok", from: offset) == want)
+        #expect(try read(port, "/full", from: offset) == want)  // 200 to a Range: the bytes before are skipped
+        #expect(try read(port, "/hop", from: offset) == want)   // a relative Location
+      }
+    }
+  }
+
+  @Test func wrongAnswersAreRefusedByName() throws {
+    try withServer { (port: Int) throws in
+      func failure(_ path: String, from offset: UInt64) -> String? {
+        do { _ = try read(port, path, from: offset); return nil } catch { return "\(error)" }
+      }
+      #expect(failure("/shifted", from: 10) == "shard /shifted: HTTP 206 (the server sent bytes from 9, not from 10 as asked)")
+      #expect(failure("/missing", from: 0) == "shard /missing: HTTP 404 (NoSuchKey)")
+      #expect(failure("/loop", from: 0) == "shard /loop: more than 5 redirects")
+    }
   }
 }
