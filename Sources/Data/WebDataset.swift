@@ -260,6 +260,10 @@ public enum WebDataset {
     return out
   }
 
+  /// Captions and long names are read whole: past this they are not text but a corrupt or hostile
+  /// size (a streamed shard has no file size to bound it).
+  static let maxTextMember = 16 << 20
+
   /// Groups a tar's members into samples (captions read now, image bodies located by offset).
   static func scan(_ h: TarSource, shard: String, display: String, into out: inout PairSet) {
     var longName: String? = nil
@@ -323,6 +327,8 @@ public enum WebDataset {
         guard dataStart <= UInt64.max - padded else { damaged("corrupt (the member at byte \(at) claims \(size) bytes)"); break }
         next = dataStart + padded
         if type == UInt8(ascii: "L") {  // GNU long name for the next member
+          // (a streamed shard has no size to bound a claim: a name of megabytes is a corrupt header)
+          guard size <= maxTextMember else { damaged("corrupt (the long name at byte \(at) claims \(size) bytes)"); break }
           guard let d = readMember(size) else { break }
           longName = String(decoding: d.prefix { $0 != 0 }, as: UTF8.self)
           guard try h.skip(to: next) else { damaged("truncated (a member runs past the end of the file\(ends))"); break }
@@ -339,7 +345,9 @@ public enum WebDataset {
             flush()
             currentKey = key
           }
-          if captionExts.contains(ext) {
+          if captionExts.contains(ext) && size > maxTextMember {
+            caption = ""  // not a caption: the sample counts as one without (its bytes are passed by)
+          } else if captionExts.contains(ext) {
             guard let d = readMember(size) else { break }
             caption = String(decoding: d, as: UTF8.self)
           } else {

@@ -59,6 +59,9 @@ final class ResponseQueue: @unchecked Sendable {
     throw failure ?? Transient(description: "the connection closed before a response")
   }
 
+  /// The connection is gone: its handler is let go (the drain hook held it; parts not yet taken stay).
+  func detach() { cond.withLock { onDrain = nil } }
+
   /// Every body part received so far (waiting for one); nil at the end of the body; throws if the
   /// transfer broke. Taking them all at once keeps the lock and the wake-ups to one per batch.
   func take() throws -> [ByteBuffer]? {
@@ -73,7 +76,10 @@ final class ResponseQueue: @unchecked Sendable {
       let out = parts
       parts = []
       queued = 0
-      if full { full = false; onDrain?() }
+      if full {
+        full = false
+        onDrain?()
+      }
       return out
     }
     if let failure { throw failure }
@@ -98,7 +104,10 @@ final class ResponseHandler: ChannelDuplexHandler {
     queue.onDrain = { bound.eventLoop.execute { bound.value.resume() } }
   }
 
-  func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+  func handlerRemoved(context: ChannelHandlerContext) {
+    self.context = nil
+    queue.detach()
+  }
 
   private func resume() {
     paused = false
@@ -162,6 +171,13 @@ struct HTTPTarget {
     hostHeader = c.port.map { "\(bracketed):\($0)" } ?? bracketed
     let path = c.percentEncodedPath.isEmpty ? "/" : c.percentEncodedPath
     uri = path + (c.percentEncodedQuery.map { "?" + $0 } ?? "")
+  }
+
+  /// The headers a redirected GET sends: all of them to the same host and scheme; to another host,
+  /// or from https to http, only `range` (credentials and signatures are for the first host, and
+  /// never sent in clear).
+  static func headers(_ h: [(String, String)], redirectedFrom a: HTTPTarget, to b: HTTPTarget) -> [(String, String)] {
+    a.hostHeader == b.hostHeader && a.tls == b.tls ? h : h.filter { name, _ in name.lowercased() == "range" }
   }
 
   /// A redirect's Location, absolute or relative to `url`.
@@ -230,7 +246,7 @@ final class HTTPRangeStream: ShardByteStream, @unchecked Sendable {
         do {
           if target.tls {
             // (an IP address is not a server name: no SNI for it)
-            let name = target.host.allSatisfy { $0.isNumber || $0 == "." || $0 == ":" } ? nil : target.host
+            let name = (try? SocketAddress(ipAddress: target.host, port: 0)) != nil ? nil : target.host
             try ch.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: Self.tls.get(), serverHostname: name))
           }
           try ch.pipeline.syncOperations.addHTTPClientHandlers()
@@ -257,13 +273,14 @@ final class HTTPRangeStream: ShardByteStream, @unchecked Sendable {
       let head: HTTPResponseHead
       do { head = try queue.waitHead() } catch {
         channel.close(promise: nil)
-        // A refused certificate stays refused: not retried.
-        if case NIOSSLError.handshakeFailed = error {
+        // A refused certificate stays refused: not retried (a handshake cut short is retried).
+        let text = "\(error)"
+        if (error as? NIOSSLExtraError) == .failedToValidateHostname || (text.contains("handshakeFailed") && text.contains("CERTIFICATE")) {
           // BoringSSL's reason (CERTIFICATE_VERIFY_FAILED, …) without its source location.
-          let text = "\(error)"
-          let reason = text.range(of: "OPENSSL_internal:").map { String(text[$0.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }) } ?? text
-          let hint = reason.contains("CERTIFICATE") ? "; a private CA's certificate goes in AWS_CA_BUNDLE" : ""
-          throw RemoteError.refused(shard: display, status: 0, detail: "TLS handshake failed (\(reason)\(hint))")
+          let reason = text.range(of: "OPENSSL_internal:").map { String(text[$0.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }) }
+            ?? "the certificate is not for \(target.host)"
+          throw RemoteError.refused(shard: display, status: 0,
+                                    detail: "TLS handshake failed (\(reason); a private CA's certificate goes in AWS_CA_BUNDLE)")
         }
         throw error
       }
@@ -280,23 +297,22 @@ final class HTTPRangeStream: ShardByteStream, @unchecked Sendable {
           // 200 to a Range request: the whole object comes back; drop what was read already.
           let keep = position
           position = 0
-          guard try skip(keep) else { throw Transient(description: "the object is shorter than before") }
+          guard try skip(keep) else {
+            throw RemoteError.refused(shard: display, status: 200, detail: "the object changed: it ends before byte \(keep), read before")
+          }
         }
         return
       }
       if [301, 302, 303, 307, 308].contains(code), let location = head.headers["location"].first,
          let next = HTTPTarget.resolve(location, against: url), let nextTarget = try? HTTPTarget(next) {
         channel.close(promise: nil)
-        if nextTarget.hostHeader != target.hostHeader {
-          // Credentials and signatures are for the first host only.
-          headers = headers.filter { name, _ in name.lowercased() == "range" }
-        }
+        headers = HTTPTarget.headers(headers, redirectedFrom: target, to: nextTarget)
         (url, target) = (next, nextTarget)
         continue
       }
       // Error bodies are short XML (S3's <Code>): keep the code for the message.
       var detail = ""
-      while detail.count < 4000, let batch = try? queue.take() { detail += batch.map { String(buffer: $0) }.joined() }
+      while detail.utf8.count < 4000, let batch = try? queue.take() { detail += batch.map { String(buffer: $0) }.joined() }
       channel.close(promise: nil)
       let codeName = detail.range(of: "<Code>").flatMap { r in detail[r.upperBound...].range(of: "</Code>").map { String(detail[r.upperBound..<$0.lowerBound]) } }
       if code == 408 || code == 429 || code >= 500 { throw Transient(description: "HTTP \(code)\(codeName.map { " \($0)" } ?? "")") }

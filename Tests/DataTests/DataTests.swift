@@ -49,6 +49,29 @@ let dataFixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil
   }
   func octal(_ n: Int) -> [UInt8] { Array(String(format: "%011o", n).utf8) + [0] }
 
+  /// A caption or long name claiming gigabytes (a streamed shard has no file size to bound it) is
+  /// not read into memory: the caption's sample counts as one without a caption, a long name ends
+  /// the shard as corrupt; the samples around them are kept.
+  @Test func hugeTextMembersAreNotReadWhole() throws {
+    let dir = NSTemporaryDirectory() + "clipkit-tar-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let jpeg: [UInt8] = [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]
+    let tb = Array("77777777777".utf8) + [0]  // 8 GiB - 1, the largest octal size
+    let first = member("a.jpg", size: octal(jpeg.count), jpeg) + member("a.txt", size: octal(5), Array("first".utf8))
+    var longName = member("././@LongLink", size: tb, [])
+    longName[156] = UInt8(ascii: "L")
+    // (read from a file, the file's size already shows both as truncated)
+    for (label, bad, streamed) in [("caption", member("b.jpg", size: octal(jpeg.count), jpeg) + member("b.txt", size: tb, []), "truncated"),
+                                   ("longname", longName, "corrupt (the long name at byte 2048 claims 8589934591 bytes)")] {
+      let path = "\(dir)/\(label).tar"
+      try Data(first + bad).write(to: URL(fileURLWithPath: path))
+      for (set, want) in [(WebDataset.indexStreamed(path), streamed), (WebDataset.index([path]), "truncated")] {
+        #expect(set.pairs.map(\.caption) == ["first"], "\(label)")
+        #expect(set.damage[path]?.hasPrefix(want) == true, "\(label): \(set.damage)")
+      }
+    }
+  }
+
   /// A header whose size field has a sign, a non-octal digit or a negative (or oversized) base-256
   /// value ends the shard there, as truncation does: the samples before it are kept and the shard
   /// is reported with the reason.

@@ -227,6 +227,22 @@ import Testing
     #expect(try queue.take() == nil)  // the end; the idle event while held was no failure
   }
 
+  @Test func aClosedConnectionLetsItsHandlerGo() throws {
+    let queue = ResponseQueue()
+    weak var gone: ResponseHandler?
+    try {
+      let channel = EmbeddedChannel()
+      let handler = ResponseHandler(queue)
+      gone = handler
+      try channel.pipeline.syncOperations.addHandler(handler)
+      try channel.writeInbound(HTTPClientResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)))
+      try channel.writeInbound(HTTPClientResponsePart.body(ByteBuffer(string: "unread")))
+      _ = try channel.finish()
+    }()
+    #expect(gone == nil)  // (the queue's drain hook held it)
+    #expect(try queue.take()?.first.map { String(buffer: $0) } == "unread")
+  }
+
   @Test func aStalledServerFailsTheTransfer() throws {
     let queue = ResponseQueue()
     let channel = EmbeddedChannel()
@@ -299,6 +315,16 @@ import Testing
         #expect(try read(port, "/hop", from: offset) == want)   // a relative Location
       }
     }
+  }
+
+  @Test func redirectsKeepCredentialsOnTheirHostAndScheme() throws {
+    let h = [("authorization", "AWS4-HMAC-SHA256 …"), ("x-amz-security-token", "T"), ("range", "bytes=5-")]
+    let from = try HTTPTarget("https://s3.example.com/b/k")
+    for (to, kept) in [("https://s3.example.com/b/k2", 3), ("https://cdn.example.com/k", 1), ("http://s3.example.com/b/k", 1),
+                       ("https://s3.example.com:8443/b/k", 1)] {
+      #expect(HTTPTarget.headers(h, redirectedFrom: from, to: try HTTPTarget(to)).count == kept, "\(to)")
+    }
+    #expect(HTTPTarget.headers(h, redirectedFrom: from, to: try HTTPTarget("http://cdn.example.com/k")).map(\.0) == ["range"])
   }
 
   @Test func wrongAnswersAreRefusedByName() throws {

@@ -15,6 +15,9 @@ public final class RemoteReads: @unchecked Sendable {
 
   final class Cursor {
     let lock = NSLock()
+    /// The plan it belongs to: its keeps count only while that plan is current.
+    let epoch: Int
+    init(epoch: Int) { self.epoch = epoch }
     var stream: ShardByteStream?
     var ahead: [UInt64: [UInt8]] = [:]
     /// This epoch's wanted members of the shard, by offset (sorted), and which are still unread.
@@ -55,7 +58,7 @@ public final class RemoteReads: @unchecked Sendable {
     queued = 0
     for s in sources {
       guard case .member(let shard, let offset, let size, _) = s, ShardLocation.isRemote(shard) else { continue }
-      let c = cursors[shard] ?? Cursor()
+      let c = cursors[shard] ?? Cursor(epoch: epoch)
       if cursors[shard] == nil { cursors[shard] = c; queue.append(shard) }
       c.planned.append((offset, size))
       c.unread.insert(offset)
@@ -75,22 +78,23 @@ public final class RemoteReads: @unchecked Sendable {
   private func cursor(_ shard: String) -> Cursor {
     state.withLock {
       if let c = cursors[shard] { return c }
-      let c = Cursor()
+      let c = Cursor(epoch: epoch)
       cursors[shard] = c
       return c
     }
   }
 
-  private func keep(_ n: Int) -> Bool {
+  private func keep(_ n: Int, for c: Cursor) -> Bool {
     state.withLock {
-      guard keptBytes + n <= capBytes else { return false }
+      guard c.epoch == epoch, keptBytes + n <= capBytes else { return false }
       keptBytes += n
       return true
     }
   }
 
-  private func release(_ n: Int) {
+  private func release(_ n: Int, for c: Cursor) {
     state.withLock {
+      guard c.epoch == epoch else { return }  // (a new plan zeroed the count)
       keptBytes -= n
       state.broadcast()
     }
@@ -110,7 +114,7 @@ public final class RemoteReads: @unchecked Sendable {
     defer { c.lock.unlock() }
     c.unread.remove(offset)
     if let kept = c.ahead.removeValue(forKey: offset) {
-      release(kept.count)
+      release(kept.count, for: c)
       return kept
     }
     return try fetch(c, shard: shard, offset: offset, size: size, name: name)
@@ -147,7 +151,7 @@ public final class RemoteReads: @unchecked Sendable {
         i += 1
         let bytes = try stream.readFully(m.size)
         guard bytes.count == m.size else { break }
-        if keep(m.size) { c.ahead[m.offset] = bytes }
+        if keep(m.size, for: c) { c.ahead[m.offset] = bytes }
       }
       let bytes = stream.position == offset ? try stream.readFully(size) : []
       guard bytes.count == size else {
@@ -175,26 +179,32 @@ public final class RemoteReads: @unchecked Sendable {
         return cursors[queue[queued - 1]].map { (queue[queued - 1], $0) }
       }
       guard let (shard, c) = next else { return }
+      var tooLarge = Set<UInt64>()  // members larger than the share: left to the loaders
       while true {
         c.lock.lock()
         defer { c.lock.unlock() }
         let from = c.stream?.position ?? 0
         let start = c.planned.partitionIndex { $0.offset >= from }
-        guard let m = c.planned[start...].first(where: { c.unread.contains($0.offset) && c.ahead[$0.offset] == nil }) else { break }
+        guard let m = c.planned[start...].first(where: { c.unread.contains($0.offset) && c.ahead[$0.offset] == nil && !tooLarge.contains($0.offset) })
+        else { break }
         // Room for it, else wait (not holding the cursor: loaders read it meanwhile).
-        let room: Bool? = state.withLock {
-          guard epoch == current else { return nil }
-          if keptBytes + m.size <= share { keptBytes += m.size; return true }
-          return keptBytes == 0 ? nil : false  // (a member larger than the share is left to the loaders)
+        enum Room { case taken, wait, tooLarge, stale }
+        let room: Room = state.withLock {
+          guard epoch == current else { return .stale }
+          if keptBytes + m.size <= share { keptBytes += m.size; return .taken }
+          return keptBytes == 0 ? .tooLarge : .wait
         }
-        guard let room else { return }
-        if !room {
+        switch room {
+        case .stale: return
+        case .tooLarge: tooLarge.insert(m.offset); continue
+        case .wait:
           c.lock.unlock()
           state.withLock {
             while epoch == current && keptBytes + m.size > share && keptBytes > 0 { state.wait() }
           }
           c.lock.lock()
           continue
+        case .taken: break
         }
         guard let bytes = try? fetch(c, shard: shard, offset: m.offset, size: m.size, name: "") else {
           state.withLock {
