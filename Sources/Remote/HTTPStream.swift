@@ -217,7 +217,7 @@ final class HTTPRangeStream: ShardByteStream, @unchecked Sendable {
     var c = TLSConfiguration.makeClientConfiguration()
     if let bundle = ProcessInfo.processInfo.environment["AWS_CA_BUNDLE"], !bundle.isEmpty {
       guard FileManager.default.fileExists(atPath: bundle) else {
-        throw RemoteError.refused(shard: "AWS_CA_BUNDLE", status: 0, detail: "\(bundle) does not exist")
+        throw DataError.input("AWS_CA_BUNDLE=\(bundle) does not exist")
       }
       c.additionalTrustRoots = [.file(bundle)]
     }
@@ -235,7 +235,9 @@ final class HTTPRangeStream: ShardByteStream, @unchecked Sendable {
     let queue = ResponseQueue()
     if target.tls {
       // A missing or broken CA bundle is a setting to fix, not a transfer to retry.
-      if case .failure(let e) = Self.tls { throw RemoteError.refused(shard: display, status: 0, detail: "TLS: \(e)") }
+      if case .failure(let e) = Self.tls {
+        throw RemoteError.refused(shard: display, status: 0, detail: "TLS: \((e as? LocalizedError)?.errorDescription ?? "\(e)")")
+      }
     }
     let channel = try ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .connectTimeout(.seconds(Self.connectTimeout))

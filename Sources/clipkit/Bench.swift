@@ -323,11 +323,12 @@ struct BenchShards: ParsableCommand {
     }
     var rng = SeededRandom(seed: 0)
     let order = WebDataset.epochOrder(set.pairs, rng: &rng)
-    RemoteReads.shared.plan(order.map { set.pairs[$0].image })
     let batches = stride(from: 0, to: order.count, by: batch).map { Array(order[$0..<min($0 + batch, order.count)]) }
     let pairs = set.pairs
     for dir in cold { try Self.evict(dir) }
+    // The clock starts before `plan`: its background streams start reading at once.
     start = DispatchTime.now().uptimeNanoseconds
+    RemoteReads.shared.plan(order.map { set.pairs[$0].image })
     let loader = BatchPrefetcher<Int>(batches: batches, workers: workers, depth: 4) { (try? pairs[$0].image.bytes().count) ?? -1 }
     var bytes = 0, samples = 0, failed = 0
     while let b = loader.next() {

@@ -57,14 +57,6 @@ extension ShardByteStream {
   }
 }
 
-/// `discard` for streams that can only read: through a reused scratch buffer.
-final class Scratch {
-  private var bytes = [UInt8](repeating: 0, count: 1 << 20)
-  func discard(_ stream: ShardByteStream, max: Int) throws -> Int {
-    try bytes.withUnsafeMutableBytes { try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: $0.prefix(max))) }
-  }
-}
-
 /// Opens a stream on a shard from `offset`.
 public enum ShardStreams {
   /// Opens http(s):// and s3:// shards: set by the Remote module (`RemoteShards.install()`), which
@@ -138,8 +130,11 @@ final class PipeStream: ShardByteStream {
     if offset > 0, try !skip(offset) { throw DataError.input("shard \(display): the command's output ends before byte \(offset)") }
   }
 
-  private let scratch = Scratch()
-  func discard(max: Int) throws -> Int { try scratch.discard(self, max: max) }
+  /// A pipe can only be read: passed bytes go through this reused buffer.
+  private var scratch = [UInt8](repeating: 0, count: 1 << 20)
+  func discard(max: Int) throws -> Int {
+    try scratch.withUnsafeMutableBytes { try read(into: UnsafeMutableRawBufferPointer(rebasing: $0.prefix(max))) }
+  }
 
   func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
     guard !ended, buffer.count > 0 else { return 0 }
