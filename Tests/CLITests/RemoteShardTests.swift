@@ -104,6 +104,7 @@ import Testing
     guard ortPython != nil || ortRequired else { return }
     let dir = NSTemporaryDirectory() + "clipkit-s3-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }  // (about 350 MB of checkpoints per run)
     let local = try makeShards(dir)
     let server = try Server(["--bucket", "shards"] + local.enumerated().flatMap { ["--upload", "\($0.1)=shards/train/shard-\(String(format: "%06d", $0.0)).tar"] }
                             + ["--cut-after", "30000", "--cuts", "3"])
